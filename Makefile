@@ -1,0 +1,62 @@
+# waba-lookup — run `make help` for the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# SAM CLI and checkov pin their own dependency trees; they live in a venv of their own so they never
+# constrain the project's.
+TOOLS := .venv-tools
+TOOLS_STAMP := $(TOOLS)/.installed
+PY312 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/$(shell pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1)/bin
+
+.DEFAULT_GOAL := help
+.PHONY: help setup tools demo test lint lint-template build bench serve clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv (idempotent) and install the package editable with its dev tools
+
+$(TOOLS_STAMP):
+	test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS)/bin/python -m pip install --quiet 'aws-sam-cli>=1.120' 'checkov>=3.2'
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP) ## install SAM CLI and checkov into .venv-tools
+
+demo: $(STAMP) ## run the demo against the built-in CAMS emulator and a local S3/SQS (no account needed)
+	$(PY) -m waba_local.demo
+
+test: $(STAMP) ## run the whole test suite
+	$(PY) -m pytest
+
+lint: $(STAMP) ## ruff, mypy --strict on the library, cfn-lint on the template
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/cfn-lint template.yaml
+
+lint-template: $(TOOLS_STAMP) ## sam validate --lint and checkov on template.yaml
+	PATH="$(PY312):$$PATH" $(TOOLS)/bin/sam validate --lint --region ap-southeast-1
+	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml --config-file .checkov.yaml
+
+build: $(TOOLS_STAMP) $(STAMP) ## sam build (python3.12), then check the built layer and handlers import
+	PATH="$(PY312):$$PATH" $(TOOLS)/bin/sam build --region ap-southeast-1
+	$(PY) -m waba_local.check_build .aws-sam/build
+
+bench: $(STAMP) ## measure CAMS throughput and flow-control rejections (figures to bench-results/)
+	$(PY) -m waba_local.bench
+
+serve: $(STAMP) ## serve the HTTP API on localhost:3000 like `sam local start-api`, backed by local stand-ins
+	$(PY) -m waba_local.serve
+
+clean: ## remove build output and virtualenvs
+	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results

@@ -1,0 +1,107 @@
+"""Configuration: read from the environment once per instance, validated, typed."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from waba_lookup.errors import ConfigurationError
+
+CAMS_MAX_QPS = 10  # CAMS's flow control for QueryChatappBindWaba, per account and second
+
+
+@dataclass(frozen=True)
+class Settings:
+    cams_region: str = "ap-southeast-1"
+    cams_endpoint: str | None = None
+    cams_protocol: str = "https"
+    cams_timeout_ms: int = 5000
+    cams_credentials_secret: str | None = None
+    cache_bucket: str | None = None
+    cache_prefix: str = "waba/"
+    cache_ttl_seconds: int = 300
+    cache_stale_seconds: int = 86400
+    cams_qps_budget: int = CAMS_MAX_QPS
+    cams_max_instances: int = 1
+    refresh_queue_url: str | None = None
+    refresh_min_interval_seconds: int = 60
+
+    @property
+    def calls_per_second(self) -> int:
+        """This instance's share of the quota: floor(budget / instances)."""
+        return self.cams_qps_budget // self.cams_max_instances
+
+    @property
+    def connect_timeout_ms(self) -> int:
+        """Connecting is quick or not happening: a fifth of the read timeout, between 100 ms and 1 s."""
+        return max(100, min(1000, self.cams_timeout_ms // 5))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Build settings from environment variables; raise ConfigurationError naming the bad variable."""
+        env = _Env(environ)
+        settings = cls(
+            cams_region=env.text("CAMS_REGION", cls.cams_region),
+            cams_endpoint=env.optional("CAMS_ENDPOINT"),
+            cams_protocol=env.choice("CAMS_PROTOCOL", cls.cams_protocol, ("https", "http")),
+            cams_timeout_ms=env.integer("CAMS_TIMEOUT_MS", cls.cams_timeout_ms, low=100, high=60_000),
+            cams_credentials_secret=env.optional("CAMS_CREDENTIALS_SECRET"),
+            cache_bucket=env.optional("CACHE_BUCKET"),
+            cache_prefix=env.text("CACHE_PREFIX", cls.cache_prefix),
+            cache_ttl_seconds=env.integer("CACHE_TTL_SECONDS", cls.cache_ttl_seconds, low=0),
+            cache_stale_seconds=env.integer("CACHE_STALE_SECONDS", cls.cache_stale_seconds, low=0),
+            cams_qps_budget=env.integer("CAMS_QPS_BUDGET", cls.cams_qps_budget, low=1, high=CAMS_MAX_QPS),
+            cams_max_instances=env.integer("CAMS_MAX_INSTANCES", cls.cams_max_instances, low=1),
+            refresh_queue_url=env.optional("REFRESH_QUEUE_URL"),
+            refresh_min_interval_seconds=env.integer(
+                "REFRESH_MIN_INTERVAL_SECONDS", cls.refresh_min_interval_seconds, low=0
+            ),
+        )
+        if settings.cams_max_instances > settings.cams_qps_budget:
+            raise ConfigurationError(
+                f"CAMS_MAX_INSTANCES={settings.cams_max_instances} exceeds CAMS_QPS_BUDGET={settings.cams_qps_budget}: "
+                "each instance needs at least one call per second; lower CAMS_MAX_INSTANCES or raise the budget"
+            )
+        return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The instance's settings, read from os.environ on first use."""
+    return Settings.from_env(os.environ)
+
+
+class _Env:
+    """Typed reads of environment variables whose errors name the variable."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+
+    def optional(self, name: str) -> str | None:
+        value = self._environ.get(name, "").strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.optional(name) or default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name, default).lower()
+        if value not in allowed:
+            raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        return value
+
+    def integer(self, name: str, default: int, low: int, high: int | float = math.inf) -> int:
+        raw = self.optional(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a whole number, not {raw!r}") from None
+        if not low <= value <= high:
+            bound = f"between {low} and {high}" if high != math.inf else f"at least {low}"
+            raise ConfigurationError(f"{name} must be {bound}, not {value}")
+        return value
