@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import lru_cache
 
+from waba_lookup.credentials import AccessKey
 from waba_lookup.errors import ConfigurationError
 
 CAMS_MAX_QPS = 10  # CAMS's flow control for QueryChatappBindWaba, per account and second
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Settings:
     cams_region: str = "ap-southeast-1"
     cams_endpoint: str | None = None
@@ -28,11 +30,25 @@ class Settings:
     cams_max_instances: int = 1
     refresh_queue_url: str | None = None
     refresh_min_interval_seconds: int = 60
+    credential_source: str = "default-chain"  # the secret's name or the AccessKeyId: never the secret itself
+    # ALIBABA_CLOUD_ACCESS_KEY_* as read at start. The SDK's own chain reads them once, when it is imported;
+    # reading them here keeps configuration in one place and lets the SDK be imported late.
+    env_access_key: AccessKey | None = dataclasses.field(default=None, repr=False)
 
     @property
     def calls_per_second(self) -> int:
         """This instance's share of the quota: floor(budget / instances)."""
         return self.cams_qps_budget // self.cams_max_instances
+
+    @property
+    def account_scope(self) -> str:
+        """A short, stable name for the CAMS account this deployment calls as, used to partition the cache."""
+        material = "|".join((self.cams_region, self.cams_endpoint or "", self.credential_source))
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+    @property
+    def timeout_seconds(self) -> float:
+        return self.cams_timeout_ms / 1000
 
     @property
     def connect_timeout_ms(self) -> int:
@@ -60,6 +76,20 @@ class Settings:
                 "REFRESH_MIN_INTERVAL_SECONDS", cls.refresh_min_interval_seconds, low=0
             ),
         )
+        key_id, key_secret = (
+            env.optional("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+            env.optional("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        )
+        if bool(key_id) != bool(key_secret):
+            raise ConfigurationError(
+                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET must be set together"
+            )
+        if key_id and key_secret:
+            token = env.optional("ALIBABA_CLOUD_SECURITY_TOKEN")
+            settings = dataclasses.replace(settings, env_access_key=AccessKey(key_id, key_secret, token))
+        source = settings.cams_credentials_secret or key_id
+        if source:
+            settings = dataclasses.replace(settings, credential_source=source)
         if settings.cams_max_instances > settings.cams_qps_budget:
             raise ConfigurationError(
                 f"CAMS_MAX_INSTANCES={settings.cams_max_instances} exceeds CAMS_QPS_BUDGET={settings.cams_qps_budget}: "
@@ -93,7 +123,7 @@ class _Env:
             raise ConfigurationError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
         return value
 
-    def integer(self, name: str, default: int, low: int, high: int | float = math.inf) -> int:
+    def integer(self, name: str, default: int, low: int, high: float = math.inf) -> int:
         raw = self.optional(name)
         if raw is None:
             return default

@@ -1,0 +1,87 @@
+"""HTTP reads of WABAs: API Gateway HTTP API (v2), REST API (v1) and function URL events, one behaviour."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from waba_lookup.customer import Customer
+from waba_lookup.errors import ConfigurationError, Denied, InvalidRequest, Throttled, UpstreamFailed, UpstreamTimeout
+from waba_lookup.errors import WabaLookupError as LookupError_
+from waba_lookup.lookup import HTTP_SLOT_WAIT_SECONDS, deadline_within, get_lookup
+from waba_lookup.observability import logger, metrics, tracer
+from waba_lookup.refresh import RefreshQueue, parse_refresh_request
+from waba_lookup.settings import get_settings
+
+router = Router()
+STATUS = {InvalidRequest: 400, Denied: 403, Throttled: 429, UpstreamTimeout: 504, UpstreamFailed: 502}
+
+
+@router.get("/waba")
+def own_waba() -> Response[str]:
+    return _answer(Customer())
+
+
+@router.get("/waba/<custSpaceId>")
+def sub_customer_waba(custSpaceId: str) -> Response[str]:
+    return _answer(Customer.parse(custSpaceId, router.current_event.get_header_value("X-Isv-Code")))
+
+
+@router.post("/waba/refresh")
+def bulk_refresh() -> Response[str]:
+    customers = parse_refresh_request(router.current_event.body)
+    queued = RefreshQueue(get_settings().refresh_queue_url).send(customers)
+    return _json(202, {"Queued": queued})
+
+
+def _answer(customer: Customer) -> Response[str]:
+    event = router.current_event
+    refresh = (event.get_query_string_value("refresh") or "").lower() == "true" or "no-cache" in (
+        event.get_header_value("Cache-Control") or ""
+    ).lower()
+    deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis(), HTTP_SLOT_WAIT_SECONDS)
+    answer = get_lookup().read(customer, deadline, refresh=refresh)
+    tracer.put_annotation("cache", answer.cache)
+    return _json(200, answer.body, {"X-Cache": answer.cache, "Age": str(answer.age)})
+
+
+@router.exception_handler(LookupError_)
+def lookup_failed(error: LookupError_) -> Response[str]:
+    status = next(code for cls, code in STATUS.items() if isinstance(error, cls))
+    headers = {"Retry-After": str(round(error.retry_after + 0.49))} if isinstance(error, Throttled) else {}
+    logger.info("lookup failed", extra={"status": status, "code": error.code})
+    return _error(status, error.code, error.message, error.request_id, headers)
+
+
+@router.exception_handler(ConfigurationError)
+def misconfigured(error: ConfigurationError) -> Response[str]:
+    logger.error("configuration error", extra={"reason": str(error)})
+    return _error(500, "ConfigurationError", str(error), None)
+
+
+def _error(
+    status: int, code: str, message: str, request_id: str | None, headers: dict[str, str] | None = None
+) -> Response[str]:
+    request_id = request_id or router.current_event.request_context.request_id
+    return _json(status, {"Code": code, "Message": message, "RequestId": request_id}, headers)
+
+
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response[str]:
+    return Response(status, "application/json", json.dumps(body, ensure_ascii=False), headers or {})
+
+
+http_api, rest_api = APIGatewayHttpResolver(), APIGatewayRestResolver()
+http_api.include_router(router)
+rest_api.include_router(router)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
+    app = http_api if event.get("version") == "2.0" else rest_api
+    return app.resolve(event, context)

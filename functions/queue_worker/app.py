@@ -1,0 +1,42 @@
+"""Background refreshes from SQS, paced under the CAMS quota, with partial batch responses."""
+
+from __future__ import annotations
+
+import time
+
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from waba_lookup.errors import WabaLookupError
+from waba_lookup.lookup import deadline_within, get_lookup
+from waba_lookup.observability import count, logger, metrics, tracer
+from waba_lookup.refresh import PoisonMessage, refresh_message
+
+# An all-failed batch (CAMS down, throttled) is answered with every record in batchItemFailures rather than by
+# raising: the records return to the queue after the visibility timeout either way, and a raised error would
+# only add a failed invocation, an error alarm and a Lambda-level retry on top.
+processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
+    """Refresh one message's entry; raising returns the message to the queue (poison ones reach the DLQ)."""
+    deadline = deadline_within(lambda_context.get_remaining_time_in_millis())
+    try:
+        outcome = refresh_message(get_lookup(), record.body, deadline, time.monotonic())
+    except PoisonMessage as error:
+        count("PoisonMessages")
+        logger.error("unprocessable message", extra={"message_id": record.message_id, "reason": error.message})
+        raise
+    except WabaLookupError as error:
+        logger.info("refresh deferred", extra={"message_id": record.message_id, "code": error.code})
+        raise
+    count(f"Refresh_{outcome}")
+    return outcome
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
+    return process_partial_response(event=event, record_handler=refresh_record, processor=processor, context=context)

@@ -1,0 +1,158 @@
+"""The one CAMS call, QueryChatappBindWaba, through the official SDK, with errors classified by CAMS Code.
+
+The SDK (about 0.3 s of imports) is imported when the first client is built, so a cache hit never pays for it.
+Its exceptions carry the signed request (AccessKey, signature, IsvCode): nothing of them leaves this module
+but the CAMS code, message and request id.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from typing import Any
+
+from waba_lookup.credentials import AccessKey, access_key_from_secret
+from waba_lookup.errors import UpstreamFailed, UpstreamTimeout, WabaLookupError, error_for_code
+from waba_lookup.settings import Settings
+
+ACTION = "QueryChatappBindWaba"
+VERSION = "2020-06-06"
+_MAX_MESSAGE = 300
+
+
+class CamsClient:
+    """Calls QueryChatappBindWaba and returns the CAMS body as CAMS sent it (unknown fields kept)."""
+
+    def __init__(self, settings: Settings, access_key: AccessKey | None = None, sdk_client: Any = None) -> None:
+        self._settings = settings
+        self._access_key = access_key
+        self._sdk = sdk_client
+
+    def query(self, cust_space_id: str | None, isv_code: str | None) -> dict[str, Any]:
+        """One attempt (the SDK's own retries are off). Raises a WabaLookupError subclass on any failure."""
+        sdk = self._client()
+        from alibabacloud_tea_openapi import utils_models
+        from darabonba.runtime import RuntimeOptions
+
+        query = {k: v for k, v in (("CustSpaceId", cust_space_id), ("IsvCode", isv_code)) if v}
+        # The generated query_chatapp_bind_waba() maps the body onto a model that drops fields it does not
+        # know; call_api with the same Params returns the body as CAMS sent it.
+        params = utils_models.Params(
+            action=ACTION,
+            version=VERSION,
+            protocol="HTTPS",
+            pathname="/",
+            method="POST",
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
+        secrets = [s for s in (isv_code, self._access_key and self._access_key.access_key_secret) if s]
+        try:
+            answer = sdk.call_api(params, utils_models.OpenApiRequest(query=query), RuntimeOptions())
+        except Exception as exc:  # noqa: BLE001 - whatever the SDK raises is classified, never passed on
+            error = classify_exception(exc, secrets, self._settings.cams_timeout_ms)
+        else:
+            return _checked_body(answer.get("body"), secrets)
+        raise error  # outside the except block, so the SDK exception is not chained as __context__
+
+    def _client(self) -> Any:
+        if self._sdk is None:
+            self._sdk = build_sdk_client(self._settings, self._access_key)
+        return self._sdk
+
+
+def build_sdk_client(settings: Settings, access_key: AccessKey | None) -> Any:
+    """The SDK client: region, endpoint override, protocol, timeouts, no SDK retries, credentials."""
+    from alibabacloud_cams20200606.client import Client
+    from alibabacloud_tea_openapi import utils_models
+
+    config = utils_models.Config(
+        region_id=settings.cams_region,
+        endpoint=settings.cams_endpoint,
+        protocol=settings.cams_protocol,
+        read_timeout=settings.cams_timeout_ms,
+        connect_timeout=settings.connect_timeout_ms,
+        retry_options=None,  # no SDK retries: every attempt must pass through our pacer
+    )
+    if access_key is not None:
+        config.access_key_id = access_key.access_key_id
+        config.access_key_secret = access_key.access_key_secret
+        config.security_token = access_key.security_token
+    else:
+        # The SDK's default chain: profiles, OIDC, instance roles, credentials URI.
+        from alibabacloud_credentials.client import Client as CredentialClient
+
+        config.credential = CredentialClient()
+    return Client(config)
+
+
+def client_from_settings(settings: Settings) -> CamsClient:
+    """A CamsClient with the settings' credentials: the Secrets Manager secret, else the ALIBABA_CLOUD_ACCESS_KEY_*
+    variables, else the SDK's default chain (profiles, OIDC, instance roles)."""
+    if settings.cams_credentials_secret:
+        return CamsClient(settings, access_key_from_secret(settings.cams_credentials_secret))
+    return CamsClient(settings, settings.env_access_key)
+
+
+def _checked_body(body: Any, secrets: list[str]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise UpstreamFailed("CAMS answered with something that is not a JSON object", "UpstreamUnparseable")
+    code = body.get("Code")
+    if code != "OK" or body.get("Success") is False:
+        raise error_for_code(
+            str(code), _safe_message(body.get("Message"), secrets), _text_or_none(body.get("RequestId"))
+        )
+    return body
+
+
+def classify_exception(exc: BaseException, secrets: list[str], timeout_ms: int) -> WabaLookupError:
+    """Turn an SDK exception into a domain error carrying only code, message and request id."""
+    code = getattr(exc, "code", None)
+    status = getattr(exc, "status_code", None)
+    if isinstance(code, str) and code and code != "None" and isinstance(status, int):
+        data = getattr(exc, "data", None)
+        raw_message = data.get("Message") if isinstance(data, dict) else None
+        message = _safe_message(raw_message, secrets)
+        request_id = _text_or_none(getattr(exc, "request_id", None))
+        if status >= 500:
+            return UpstreamFailed(message, code, request_id)
+        return error_for_code(code, message, request_id, status)
+    causes = list(_causes(exc))
+    if any(isinstance(c, (TimeoutError, socket.timeout)) or _is_requests_timeout(c) for c in causes):
+        return UpstreamTimeout(f"CAMS did not answer within {timeout_ms} ms")
+    if any(isinstance(c, (json.JSONDecodeError, UnicodeDecodeError)) for c in causes):
+        return UpstreamFailed("CAMS answered with something that is not JSON", "UpstreamUnparseable")
+    if isinstance(code, str) and code and code != "None":  # the SDK's own ClientException, e.g. no credentials
+        return UpstreamFailed(f"the CAMS SDK refused the call ({code})", code)
+    return UpstreamFailed("CAMS could not be reached", "UpstreamUnreachable")
+
+
+def _causes(exc: BaseException) -> Any:
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.extend([getattr(current, "inner_exception", None), current.__cause__, current.__context__])
+
+
+def _is_requests_timeout(exc: BaseException) -> bool:
+    # requests' Timeout is an IOError; the SDK re-raises it as RetryError(str(e)) inside the except block,
+    # so the original stays reachable as __context__.
+    return any(cls.__name__ in ("Timeout", "ReadTimeout", "ConnectTimeout") for cls in type(exc).__mro__)
+
+
+def _safe_message(message: Any, secrets: list[str]) -> str:
+    text = str(message) if message is not None else "no message"
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text[:_MAX_MESSAGE]
+
+
+def _text_or_none(value: Any) -> str | None:
+    return str(value) if value not in (None, "", "None") else None

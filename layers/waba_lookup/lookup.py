@@ -1,0 +1,150 @@
+"""WabaLookup: the cache first, then CAMS through the pacer, retried while the deadline allows.
+
+Deadlines are monotonic-clock times by which the work must be done; an attempt starts only if a whole
+CAMS timeout still fits before it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any, Literal
+
+from waba_lookup.cache import CacheEntry, WabaCache
+from waba_lookup.cams import CamsClient, client_from_settings
+from waba_lookup.customer import Customer
+from waba_lookup.errors import Denied, Throttled, UpstreamFailed, WabaLookupError
+from waba_lookup.observability import count, count_error, logger
+from waba_lookup.pacing import Pacer
+from waba_lookup.settings import Settings, get_settings
+
+MAX_ATTEMPTS = 3
+HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a pacing slot before answering 429
+DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
+BACKOFF_BASE_SECONDS = 0.2
+BACKOFF_CAP_SECONDS = 2.0
+
+CacheStatus = Literal["HIT", "MISS", "STALE"]
+RefreshOutcome = Literal["refreshed", "denied", "recent"]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A WABA body as CAMS sent it, where it came from, and its age in whole seconds."""
+
+    body: dict[str, Any]
+    cache: CacheStatus
+    age: int
+
+
+class WabaLookup:
+    """The package's one use case, for both triggers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        cams: Callable[[], CamsClient],
+        pacer: Pacer,
+        cache: WabaCache | None = None,
+        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self._cams = cams  # a factory: the SDK is imported only when CAMS is really called
+        self.pacer = pacer
+        self.cache = cache
+        self._wall, self._clock, self._sleep, self._jitter = wall, clock, sleep, jitter
+
+    def read(self, customer: Customer, deadline: float, refresh: bool = False) -> Answer:
+        """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles."""
+        ttl, stale = self.settings.cache_ttl_seconds, self.settings.cache_stale_seconds
+        cached = self.cache.get(customer) if self.cache else None
+        now = self._wall()
+        if cached and not refresh and cached.is_fresh(now, ttl):
+            count("CacheHits")
+            return Answer(cached.raise_if_denied(), "HIT", int(cached.age(now)))
+        count("CacheMisses")
+        try:
+            entry = self._fetch_and_store(customer, deadline)
+        except (Throttled, UpstreamFailed) as error:
+            now = self._wall()
+            if cached and cached.is_servable_stale(now, ttl, stale):
+                count("CacheStale")
+                logger.warning("serving a stale entry", extra={"cams_code": error.code})
+                return Answer(cached.raise_if_denied(), "STALE", int(cached.age(now)))
+            raise
+        return Answer(entry.raise_if_denied(), "MISS", 0)
+
+    def refresh(self, customer: Customer, deadline: float) -> RefreshOutcome:
+        """Refetch into the cache, unless the entry was fetched moments ago (a duplicate delivery)."""
+        cached = self.cache.get(customer) if self.cache else None
+        if cached and cached.age(self._wall()) < self.settings.refresh_min_interval_seconds:
+            count("RefreshSkippedRecent")
+            return "recent"
+        entry = self._fetch_and_store(customer, deadline)
+        return "refreshed" if entry.body is not None else "denied"
+
+    def _fetch_and_store(self, customer: Customer, deadline: float) -> CacheEntry:
+        try:
+            entry = CacheEntry(self._wall(), body=self.fetch(customer, deadline))
+        except Denied as denied:
+            entry = CacheEntry.denied(denied, self._wall())
+        if self.cache:
+            self.cache.put(customer, entry)
+        return entry
+
+    def fetch(self, customer: Customer, deadline: float) -> dict[str, Any]:
+        """Call CAMS, every attempt through the pacer, retrying transient failures with full-jitter backoff."""
+        send_by = deadline - self.settings.timeout_seconds
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            with self.pacer.slot(send_by):
+                try:
+                    body = self._cams().query(customer.cust_space_id, customer.isv_code)
+                except WabaLookupError as error:
+                    failure = self._retryable_or_raise(error)
+                else:
+                    count("CamsCalls")
+                    self.pacer.succeeded()
+                    return body
+            backoff = self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
+            if attempt == MAX_ATTEMPTS or self._clock() + backoff > send_by:
+                raise failure
+            self._sleep(backoff)
+        raise AssertionError("unreachable")
+
+    def _retryable_or_raise(self, error: WabaLookupError) -> WabaLookupError:
+        count("CamsCalls")
+        count_error(error.code)
+        if isinstance(error, Throttled):
+            self.pacer.throttled()
+        elif not isinstance(error, UpstreamFailed):
+            raise error  # permanent: no retry
+        logger.info("CAMS attempt failed", extra={"cams_code": error.code, "request_id": error.request_id})
+        return error
+
+
+def deadline_within(
+    remaining_ms: int, wait_seconds: float | None = None, clock: Callable[[], float] = time.monotonic
+) -> float:
+    """A monotonic deadline inside the function's remaining time; with `wait_seconds`, also at most that long
+    of queueing for a slot plus one CAMS timeout (an HTTP read must answer quickly)."""
+    budget = remaining_ms / 1000 - DEADLINE_MARGIN_SECONDS
+    if wait_seconds is not None:
+        budget = min(budget, wait_seconds + get_settings().timeout_seconds)
+    return clock() + budget
+
+
+@lru_cache(maxsize=1)
+def get_lookup() -> WabaLookup:
+    """The instance's WabaLookup, built from its settings on first use (one pacer per instance)."""
+    settings = get_settings()
+    cache = None
+    if settings.cache_bucket:
+        cache = WabaCache(settings.cache_bucket, settings.cache_prefix, settings.account_scope)
+    cams = lru_cache(maxsize=1)(lambda: client_from_settings(settings))
+    return WabaLookup(settings, cams, Pacer(settings.calls_per_second), cache)

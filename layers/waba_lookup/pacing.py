@@ -1,0 +1,143 @@
+"""Per-instance pacing of CAMS calls under the account's quota.
+
+Two rules, both enforced before a call is sent:
+- a strict sliding window: at most `calls_per_second` slots are held at once, each from send until one second
+  after the answer (CAMS counts a call when it arrives, somewhere in between), so no one-second window of
+  arrivals ever holds more than the cap;
+- after CAMS flow-controls us (another client shares the account), a token bucket whose rate follows CUBIC,
+  as botocore's adaptive retry mode does: cut by beta on each throttle, grow back along a cubic curve, never
+  above the static share.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from waba_lookup.errors import Throttled
+
+Clock = Callable[[], float]
+Waiter = Callable[[threading.Condition, float], object]
+
+HOLD_AFTER_ANSWER = 1.0  # a call may arrive at CAMS as late as its answer; it counts there for a second
+
+
+class _Slot:
+    __slots__ = ("until",)
+
+    def __init__(self) -> None:
+        self.until = math.inf  # in flight: held until one second after the answer, which is not known yet
+
+
+class CubicRate:
+    """botocore's CUBIC rate follower (C = 0.4, beta = 0.7), capped at the static share."""
+
+    C = 0.4
+    BETA = 0.7
+    MIN_RATE = 0.5
+
+    def __init__(self, cap: float, clock: Clock) -> None:
+        self.cap = cap
+        self._clock = clock
+        self.enabled = False  # the bucket applies only once CAMS has throttled us
+        self.rate = cap
+        self._last_max = cap
+        self._last_throttle = 0.0
+        self._tokens = 0.0
+        self._refilled_at = clock()
+
+    def throttled(self) -> None:
+        now = self._clock()
+        self._refill(now)
+        self._last_max = self.rate
+        self._last_throttle = now
+        self.rate = max(self.MIN_RATE, self.rate * self.BETA)
+        if not self.enabled:
+            self.enabled, self._tokens = True, 0.0
+
+    def succeeded(self) -> None:
+        if not self.enabled:
+            return
+        now = self._clock()
+        self._refill(now)
+        k = (self._last_max * (1 - self.BETA) / self.C) ** (1 / 3)
+        self.rate = max(self.MIN_RATE, min(self.cap, self.C * (now - self._last_throttle - k) ** 3 + self._last_max))
+
+    def delay(self, now: float) -> float:
+        """Seconds until a token is available (0 when one is)."""
+        if not self.enabled:
+            return 0.0
+        self._refill(now)
+        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.rate
+
+    def take(self) -> None:
+        if self.enabled:
+            self._tokens -= 1
+
+    def _refill(self, now: float) -> None:
+        self._tokens = min(max(1.0, self.rate), self._tokens + (now - self._refilled_at) * self.rate)
+        self._refilled_at = now
+
+
+class Pacer:
+    """Thread-safe gate in front of every CAMS attempt of one instance."""
+
+    def __init__(self, calls_per_second: int, clock: Clock = time.monotonic, waiter: Waiter | None = None) -> None:
+        if calls_per_second < 1:
+            raise ValueError("calls_per_second must be at least 1")
+        self.calls_per_second = calls_per_second
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._wait: Waiter = waiter or (lambda cond, timeout: cond.wait(timeout))
+        self._held: list[_Slot] = []
+        self.adaptive = CubicRate(calls_per_second, clock)
+
+    @contextmanager
+    def slot(self, send_by: float) -> Iterator[None]:
+        """Hold a slot for one attempt; raise Throttled if none can be had before `send_by` (clock time)."""
+        held = self._acquire(send_by)
+        try:
+            yield
+        finally:
+            with self._cond:
+                held.until = self._clock() + HOLD_AFTER_ANSWER
+                self._cond.notify_all()
+
+    def throttled(self) -> None:
+        """CAMS answered System.LimitControl: slow down."""
+        with self._cond:
+            self.adaptive.throttled()
+
+    def succeeded(self) -> None:
+        """CAMS answered: recover along the cubic curve."""
+        with self._cond:
+            self.adaptive.succeeded()
+
+    def _acquire(self, send_by: float) -> _Slot:
+        with self._cond:
+            while True:
+                now = self._clock()
+                delay = self._delay(now)
+                if now + delay > send_by:
+                    raise Throttled(
+                        "no CAMS call slot is free within this request's wait bound",
+                        "Throttling.Pacing",
+                        retry_after=max(1.0, delay),
+                    )
+                if delay <= 0:
+                    held = _Slot()
+                    self._held.append(held)
+                    self.adaptive.take()
+                    return held
+                self._wait(self._cond, delay)
+
+    def _delay(self, now: float) -> float:
+        self._held = [s for s in self._held if s.until > now]
+        window = 0.0
+        if len(self._held) >= self.calls_per_second:
+            # an in-flight call frees its slot a second after its answer at the earliest
+            window = min(min(s.until, now + HOLD_AFTER_ANSWER) for s in self._held) - now
+        return max(window, self.adaptive.delay(now))

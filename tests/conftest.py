@@ -1,0 +1,112 @@
+"""Shared fixtures: the settings environment, moto's AWS, a Lambda context, sample events."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from waba_local.emulator import CamsEmulator
+from waba_lookup.lookup import get_lookup
+from waba_lookup.settings import get_settings
+
+pytest_plugins = ["conftest_emulator"]  # cams_emulator, emulator_credentials
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+BUCKET = "waba-cache-test"
+REGION = "ap-southeast-1"
+
+
+@pytest.fixture(autouse=True)
+def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test is a new Lambda instance: settings and the lookup are rebuilt from its environment."""
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "WabaLookup")
+    get_settings.cache_clear()
+    get_lookup.cache_clear()
+    yield
+    get_settings.cache_clear()
+    get_lookup.cache_clear()
+
+
+@pytest.fixture
+def cams_env(
+    monkeypatch: pytest.MonkeyPatch, cams_emulator: CamsEmulator, emulator_credentials: tuple[str, str]
+) -> CamsEmulator:
+    """Settings that point the real SDK at the emulator over HTTP, credentials from the SDK's env chain."""
+    monkeypatch.setenv("CAMS_ENDPOINT", cams_emulator.endpoint)
+    monkeypatch.setenv("CAMS_PROTOCOL", "http")
+    monkeypatch.setenv("CAMS_TIMEOUT_MS", "1000")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", emulator_credentials[0])
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", emulator_credentials[1])
+    return cams_emulator
+
+
+@dataclass
+class AwsStandIn:
+    s3: Any
+    sqs: Any
+    bucket: str
+    queue_url: str
+    dlq_url: str
+
+    def cache_objects(self) -> dict[str, dict[str, Any]]:
+        """Every cache entry in the bucket, parsed."""
+        listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        return {
+            o["Key"]: json.loads(self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()) for o in listed
+        }
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
+    """moto in process: the cache bucket, the refresh queue and its dead-letter queue (redrive after 3)."""
+    with mock_aws():
+        s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+        dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+        queue_url = sqs.create_queue(
+            QueueName="waba-refresh", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "0"}
+        )["QueueUrl"]
+        monkeypatch.setenv("CACHE_BUCKET", BUCKET)
+        monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
+        yield AwsStandIn(s3, sqs, BUCKET, queue_url, dlq_url)
+
+
+@dataclass
+class FakeLambdaContext:
+    """The parts of LambdaContext the handlers use, with a settable remaining time."""
+
+    remaining_ms: int = 30_000
+    function_name: str = "waba-lookup-test"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:ap-southeast-1:123456789012:function:waba-lookup-test"
+    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
+
+
+def load_event(name: str, **overrides: Any) -> dict[str, Any]:
+    """A sample event from events/<name>.json, with top-level keys overridden."""
+    event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
+    event.update(overrides)
+    return event

@@ -1,0 +1,101 @@
+"""The pacer's rules under a fake clock: the sliding window, holding until a second after the answer, CUBIC."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from waba_lookup.errors import Throttled
+from waba_lookup.pacing import CubicRate, Pacer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def wait(self, _cond: object, timeout: float) -> None:
+        # a real clock always moves on; a float sum may land a hair short of the instant waited for
+        self.now += timeout + 1e-9
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def send(pacer: Pacer, clock: FakeClock, latency: float = 0.0, send_by: float = 1e9) -> float:
+    """One paced call; returns the time it was sent."""
+    with pacer.slot(send_by):
+        sent = clock.now
+        clock.now += latency
+    return sent
+
+
+def test_calls_up_to_the_share_go_at_once(clock: FakeClock) -> None:
+    pacer = Pacer(3, clock, clock.wait)
+    assert [send(pacer, clock) for _ in range(3)] == [1000.0, 1000.0, 1000.0]
+
+
+def test_the_next_call_waits_until_a_second_after_the_first_answer(clock: FakeClock) -> None:
+    pacer = Pacer(2, clock, clock.wait)
+    send(pacer, clock, latency=0.3)  # answered at 1000.3
+    send(pacer, clock, latency=0.1)  # sent 1000.3, answered at 1000.4
+    assert send(pacer, clock) == pytest.approx(1001.3)
+
+
+def test_a_slot_that_cannot_be_had_before_the_bound_raises_throttled_with_retry_after(clock: FakeClock) -> None:
+    pacer = Pacer(1, clock, clock.wait)
+    send(pacer, clock, latency=0.2)
+    with pytest.raises(Throttled) as raised:
+        send(pacer, clock, send_by=clock.now + 0.5)
+    assert raised.value.code == "Throttling.Pacing"
+    assert raised.value.retry_after >= 1.0
+    assert clock.now == pytest.approx(1000.2)  # it did not wait in vain
+
+
+def test_no_slot_is_given_once_the_send_bound_has_passed(clock: FakeClock) -> None:
+    pacer = Pacer(5, clock, clock.wait)
+    with pytest.raises(Throttled):
+        send(pacer, clock, send_by=clock.now - 0.01)
+
+
+def test_an_in_flight_call_holds_its_slot_until_answered(clock: FakeClock) -> None:
+    pacer = Pacer(1, clock, clock.wait)
+    with pacer.slot(1e9):
+        clock.now += 5.0  # a slow answer
+        with pytest.raises(Throttled), pacer.slot(clock.now + 0.9):  # a second after the (future) answer
+            pass
+    assert send(pacer, clock) == pytest.approx(1006.0)
+
+
+def test_throttling_cuts_the_rate_by_beta_and_cubic_recovers_to_the_cap(clock: FakeClock) -> None:
+    rate = CubicRate(10, clock)
+    rate.throttled()
+    assert rate.enabled and rate.rate == pytest.approx(7.0)
+    rate.throttled()
+    assert rate.rate == pytest.approx(4.9)
+    clock.now += 0.5
+    rate.succeeded()
+    assert 4.9 * 0.7 < rate.rate < 7.0  # concave: back toward the last maximum
+    clock.now += 10
+    rate.succeeded()
+    assert rate.rate == 10  # capped at the static share
+
+
+def test_after_a_throttle_the_bucket_spaces_calls_at_the_reduced_rate(clock: FakeClock) -> None:
+    pacer = Pacer(10, clock, clock.wait)
+    pacer.throttled()  # rate 7/s, empty bucket
+    times = [send(pacer, clock) for _ in range(8)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert min(gaps) == pytest.approx(1 / 7, rel=1e-6)
+
+
+def test_rate_never_drops_below_the_floor(clock: FakeClock) -> None:
+    rate = CubicRate(2, clock)
+    for _ in range(20):
+        rate.throttled()
+    assert rate.rate == CubicRate.MIN_RATE
