@@ -13,7 +13,7 @@ from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, Denied, InvalidRequest, Throttled, UpstreamFailed, UpstreamTimeout
 from waba_lookup.errors import WabaLookupError as LookupError_
 from waba_lookup.lookup import HTTP_SLOT_WAIT_SECONDS, deadline_within, get_lookup
-from waba_lookup.observability import logger, metrics, tracer
+from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.refresh import RefreshQueue, parse_refresh_request
 from waba_lookup.settings import get_settings
 
@@ -28,7 +28,7 @@ def own_waba() -> Response[str]:
 
 @router.get("/waba/<custSpaceId>")
 def sub_customer_waba(custSpaceId: str) -> Response[str]:
-    return _answer(Customer.parse(custSpaceId, router.current_event.get_header_value("X-Isv-Code")))
+    return _answer(Customer.parse(custSpaceId, router.current_event.headers.get("X-Isv-Code")))
 
 
 @router.post("/waba/refresh")
@@ -41,7 +41,7 @@ def bulk_refresh() -> Response[str]:
 def _answer(customer: Customer) -> Response[str]:
     event = router.current_event
     refresh = (event.get_query_string_value("refresh") or "").lower() == "true" or "no-cache" in (
-        event.get_header_value("Cache-Control") or ""
+        event.headers.get("Cache-Control") or ""
     ).lower()
     deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis(), HTTP_SLOT_WAIT_SECONDS)
     answer = get_lookup().read(customer, deadline, refresh=refresh)
@@ -54,6 +54,7 @@ def lookup_failed(error: LookupError_) -> Response[str]:
     status = next(code for cls, code in STATUS.items() if isinstance(error, cls))
     headers = {"Retry-After": str(round(error.retry_after + 0.49))} if isinstance(error, Throttled) else {}
     logger.info("lookup failed", extra={"status": status, "code": error.code})
+    count(f"Http{status}")
     return _error(status, error.code, error.message, error.request_id, headers)
 
 

@@ -127,8 +127,10 @@ class WabaCache:
     def _client(self) -> Any:
         if self._s3 is None:
             import boto3
+            from botocore.config import Config
 
-            self._s3 = boto3.client("s3")
+            # a cache that is slow to fail would hold up every read: fail fast and fall through to CAMS
+            self._s3 = boto3.client("s3", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2}))
         return self._s3
 
 
