@@ -13,6 +13,7 @@ import pytest
 from moto import mock_aws
 
 from waba_local.emulator import CamsEmulator
+from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_lookup.lookup import get_lookup
 from waba_lookup.settings import get_settings
 
@@ -84,20 +85,6 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
         monkeypatch.setenv("CACHE_BUCKET", BUCKET)
         monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
         yield AwsStandIn(s3, sqs, BUCKET, queue_url, dlq_url)
-
-
-@dataclass
-class FakeLambdaContext:
-    """The parts of LambdaContext the handlers use, with a settable remaining time."""
-
-    remaining_ms: int = 30_000
-    function_name: str = "waba-lookup-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:ap-southeast-1:123456789012:function:waba-lookup-test"
-    aws_request_id: str = "11111111-2222-3333-4444-555555555555"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
 
 
 @pytest.fixture

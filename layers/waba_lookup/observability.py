@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = "waba-lookup"
 
@@ -19,5 +20,7 @@ def count(name: str, value: int = 1) -> None:
 
 def count_error(code: str) -> None:
     """Count a CAMS error under its code, as its own metric line so the dimension stays with it."""
+    if is_metrics_disabled():  # single_metric flushes at once and does not check POWERTOOLS_METRICS_DISABLED
+        return
     with single_metric(name="CamsErrors", unit=MetricUnit.Count, value=1, namespace="WabaLookup") as metric:
         metric.add_dimension(name="Code", value=code)

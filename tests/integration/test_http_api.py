@@ -147,7 +147,7 @@ def test_no_pacing_slot_within_the_wait_bound_is_429(
     assert call("http-v2-own", refresh=None)["statusCode"] == 200
     # a second forced read within the second: the one slot is held until a second after the first answer,
     # and a function with 1.2 s left cannot wait for it plus a whole CAMS timeout
-    response = call("http-v2-sub", FakeLambdaContext(remaining_ms=1200))
+    response = call("http-v2-sub", FakeLambdaContext(timeout_ms=1200))
     assert response["statusCode"] == 429 and body(response)["Code"] == "Throttling.Pacing"
     assert header(response, "Retry-After") is not None
 

@@ -1,0 +1,179 @@
+"""`make demo`: the whole job against the local stand-ins. No cloud account, no credentials, nothing to set.
+
+1. the CAMS client: the official SDK, signed requests, to the emulator;
+2. HTTP reads through the API function: MISS, HIT, STALE, and errors;
+3. a bulk refresh: POST /waba/refresh, then the queue worker drains SQS the way Lambda's poller would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from waba_local import stand_ins
+from waba_local.apigw import http_event, load_handler
+from waba_local.console import heading, progress, table
+from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
+from waba_local.poller import LocalLambdaContext, LocalPoller, PollStats
+
+SUB, (SUB_ISV, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
+BULK = 36
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep tables and progress in order
+    heading("Starting the local stand-ins")
+    local = stand_ins.start(visibility_timeout=1, max_receive_count=3)
+    assert local.emulator is not None
+    os.environ.update(local.environment())
+    os.environ.update(
+        {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true", "CAMS_TIMEOUT_MS": "1500"}
+    )
+    print(f"  CAMS emulator  {local.emulator.endpoint}  (checks ACS3-HMAC-SHA256 signatures, 10 calls/s flow control)")
+    print(f"  S3 + SQS       {local.aws_endpoint}  (moto server: bucket {local.bucket}, queue + dead-letter queue)")
+    try:
+        cams_client_part(local.emulator)
+        http_part(local.emulator)
+        bulk_part(local)
+    finally:
+        local.stop()
+    print("\nDone. `make serve` runs the same API on localhost for curl; `make test` runs the tests.")
+
+
+def cams_client_part(emulator: CamsEmulator) -> None:
+    from waba_lookup.cams import client_from_settings
+    from waba_lookup.errors import WabaLookupError
+    from waba_lookup.settings import get_settings
+
+    heading("1. The CAMS client: QueryChatappBindWaba through the official SDK")
+    client = client_from_settings(get_settings())
+    rows: list[list[object]] = []
+    for label, space, isv in (("own account", None, None), (f"sub-customer {SUB}", SUB, SUB_ISV)):
+        data = client.query(space, isv)["Data"]
+        rows.append([label, data["Id"], data["Name"], data["AccountReviewStatus"], data["Currency"]])
+    print(table(["who", "WABA Id", "Name", "Review", "Currency"], rows))
+    try:
+        client.query(SUB, "not-the-right-code")
+    except WabaLookupError as error:
+        print(f"\n  with a wrong IsvCode CAMS answers {error.code}: classified as {type(error).__name__} (HTTP 403)")
+    print(f"  calls the emulator saw: {len(emulator.calls)}")
+
+
+def http_part(emulator: CamsEmulator) -> None:
+    heading("2. HTTP reads through the API function (cache: S3)")
+    api = load_handler("http_api")
+    sub_headers = {"X-Isv-Code": SUB_ISV}
+    steps: list[tuple[str, str, str, dict[str, str], str | None]] = [
+        ("first read", "GET", f"/waba/{SUB}", sub_headers, None),
+        ("second read", "GET", f"/waba/{SUB}", sub_headers, None),
+        ("CAMS failing (503), forced refresh", "GET", f"/waba/{SUB}?refresh=true", sub_headers, "5xx"),
+        ("CAMS failing, nothing cached", "GET", "/waba", {}, "5xx"),
+        (
+            "CAMS flow control, nothing cached",
+            "GET",
+            "/waba/cs-new-tenant",
+            {"X-Isv-Code": "isv-cs-new-tenant"},
+            "error:System.LimitControl",
+        ),
+        ("a wrong IsvCode", "GET", f"/waba/{SUB}", {"X-Isv-Code": "someone-elses-code"}, None),
+        ("a malformed CustSpaceId", "GET", "/waba/bad$id", sub_headers, None),
+    ]
+    rows = []
+    for label, method, path, headers, behaviour in steps:
+        emulator.clear_behaviours()
+        if behaviour:
+            emulator.set_behaviour("*", behaviour)
+        before = len(emulator.calls)
+        response = api.lambda_handler(http_event(method, path, headers), LocalLambdaContext(10_000))
+        body, out = json.loads(response["body"]), response.get("headers", {})
+        what = body.get("Data", {}).get("Id") or body.get("Code")
+        rows.append(
+            [
+                label,
+                response["statusCode"],
+                out.get("X-Cache", ""),
+                out.get("Age", ""),
+                what,
+                len(emulator.calls) - before,
+            ]
+        )
+    emulator.clear_behaviours()
+    print(table(["request", "status", "X-Cache", "Age", "WABA Id / Code", "CAMS calls"], rows))
+
+
+def bulk_part(local: stand_ins.StandIns) -> None:
+    heading(f"3. Bulk refresh: POST /waba/refresh with {BULK + 3} items, drained by the queue worker")
+    assert local.emulator is not None
+    api, worker = load_handler("http_api"), load_handler("queue_worker")
+    items: list[dict[str, Any]] = [
+        {"CustSpaceId": f"cs-tenant-{i:03d}", "IsvCode": f"isv-cs-tenant-{i:03d}"} for i in range(BULK)
+    ]
+    items += [
+        {"CustSpaceId": "cs-unsubscribed", "IsvCode": "isv-cs-unsubscribed"},
+        {"CustSpaceId": "cs-flaky", "IsvCode": "isv-cs-flaky"},
+        {},
+    ]
+    local.emulator.set_behaviour("cs-unsubscribed", "error:Product.Unsubscript")
+    local.emulator.set_behaviour("cs-flaky", "5xx", times=3)
+    response = api.lambda_handler(
+        http_event("POST", "/waba/refresh", {"Content-Type": "application/json"}, json.dumps({"Items": items})),
+        LocalLambdaContext(10_000),
+    )
+    print(f"  POST /waba/refresh -> {response['statusCode']} {response['body']}")
+    sqs = local.client("sqs")
+    for poison in ("not json", json.dumps({"CustSpaceId": 42})):
+        sqs.send_message(QueueUrl=local.queue_url, MessageBody=poison)
+    print("  + 2 unprocessable messages sent straight to the queue (they must end in the dead-letter queue)")
+    clear_cache(local)
+    calls_before = len(local.emulator.calls)
+    total = len(items) + 2
+    started = time.monotonic()
+
+    def show(stats: PollStats) -> None:
+        progress(min(stats.succeeded, total), total, f"received {stats.received}, returned {stats.failed}")
+
+    stats = LocalPoller(sqs, local.queue_url, worker.lambda_handler, timeout_ms=60_000).drain(
+        until_empty_for=3.5, on_batch=show
+    )
+    progress(total, total, "drained")
+    elapsed = time.monotonic() - started
+    summarise(local, stats, elapsed, local.emulator.calls[calls_before:])
+
+
+def clear_cache(local: stand_ins.StandIns) -> None:
+    """Start the bulk part from an empty cache, so its summary counts only its own entries."""
+    s3 = local.client("s3")
+    for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=local.bucket):
+        for item in listed.get("Contents", []):
+            s3.delete_object(Bucket=local.bucket, Key=item["Key"])
+
+
+def summarise(local: stand_ins.StandIns, stats: PollStats, elapsed: float, calls: list[Any]) -> None:
+    s3, sqs = local.client("s3"), local.client("sqs")
+    results: dict[str, int] = {}
+    for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=local.bucket):
+        for item in listed.get("Contents", []):
+            entry = json.loads(s3.get_object(Bucket=local.bucket, Key=item["Key"])["Body"].read())
+            results[entry["Result"]] = results.get(entry["Result"], 0) + 1
+    attributes = sqs.get_queue_attributes(QueueUrl=local.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
+    dead = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
+    arrivals = sorted(c.arrived_at for c in calls)
+    busiest = max((sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals), default=0)
+    rows = [
+        ["cache entries with a WABA", results.get("OK", 0)],
+        ["cache entries with a 403-class answer", results.get("DENIED", 0)],
+        ["messages in the dead-letter queue", dead],
+        ["worker invocations / records returned for retry", f"{stats.invocations} / {stats.failed}"],
+        ["CAMS calls", len(calls)],
+        ["CAMS calls rejected by flow control", sum(1 for c in calls if c.code == "System.LimitControl")],
+        ["most CAMS calls in any sliding second", f"{busiest} (limit 10)"],
+        ["time to drain", f"{elapsed:.1f} s"],
+    ]
+    print(table(["bulk refresh summary", "value"], rows))
+
+
+if __name__ == "__main__":
+    main()

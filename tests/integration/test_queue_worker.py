@@ -1,0 +1,120 @@
+"""The queue worker end to end: SQS events in, the real SDK to the emulator, moto's S3 and SQS."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+from queue_worker import app
+
+from tests.conftest import AwsStandIn, FakeLambdaContext, load_event
+from waba_local.emulator import CamsEmulator
+from waba_local.poller import LocalPoller
+
+
+@pytest.fixture
+def stack(cams_env: CamsEmulator, aws: AwsStandIn) -> tuple[CamsEmulator, AwsStandIn]:
+    return cams_env, aws
+
+
+def failures(response: dict[str, Any]) -> set[str]:
+    return {f["itemIdentifier"] for f in response["batchItemFailures"]}
+
+
+def record_ids(event: dict[str, Any], *positions: int) -> set[str]:
+    return {event["Records"][p - 1]["messageId"] for p in positions}
+
+
+def results(aws: AwsStandIn) -> dict[str | None, str]:
+    return {e["CustSpaceId"]: e["Result"] for e in aws.cache_objects().values()}
+
+
+def test_a_mixed_batch_fails_exactly_the_transient_and_unprocessable_records(
+    stack: tuple[CamsEmulator, AwsStandIn],
+) -> None:
+    cams, aws = stack
+    cams.set_behaviour("cs-denied-003", "error:Ram.PermissionDeny")
+    cams.set_behaviour("cs-flaky-004", "5xx")
+    event = load_event("sqs-mixed-batch")
+    response = app.lambda_handler(event, FakeLambdaContext())
+    assert failures(response) == record_ids(event, 4, 5, 6)
+    assert results(aws) == {"cs-acme-001": "OK", None: "OK", "cs-denied-003": "DENIED"}
+    assert cams.count(cust_space_id="cs-denied-003") == 1  # permanent: no retry
+    assert cams.count(cust_space_id="cs-flaky-004") == 3  # transient: retried within the record, then returned
+
+
+def test_a_duplicate_delivery_spends_no_cams_call(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+    cams, _ = stack
+    response = app.lambda_handler(load_event("sqs-duplicate"), FakeLambdaContext())
+    assert response["batchItemFailures"] == []
+    assert cams.count(cust_space_id="cs-acme-001") == 1
+
+
+def test_a_throttled_message_is_returned_and_succeeds_on_redelivery(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+    cams, aws = stack
+    cams.set_behaviour("cs-acme-001", "error:System.LimitControl", times=3)
+    event = load_event("sqs-single")
+    assert failures(app.lambda_handler(event, FakeLambdaContext())) == record_ids(event, 1)
+    assert aws.cache_objects() == {}
+    assert app.lambda_handler(event, FakeLambdaContext())["batchItemFailures"] == []
+    assert results(aws) == {"cs-acme-001": "OK"}
+
+
+def test_with_little_time_left_the_worker_returns_in_time_with_nothing_lost(
+    stack: tuple[CamsEmulator, AwsStandIn],
+) -> None:
+    cams, aws = stack
+    cams.set_behaviour("*", "slow:0.3")
+    bodies = [json.dumps({"CustSpaceId": f"cs-deadline-{i}", "IsvCode": f"isv-cs-deadline-{i}"}) for i in range(10)]
+    template = load_event("sqs-single")["Records"][0]
+    event = {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+    context = FakeLambdaContext(timeout_ms=3500)  # room for a couple of calls (each needs 1 s + a 1 s timeout)
+    started = time.monotonic()
+    response = app.lambda_handler(event, context)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.5
+    done = {e["CustSpaceId"] for e in aws.cache_objects().values()}
+    returned = failures(response)
+    assert 1 <= len(done) < 10
+    assert len(done) + len(returned) == 10
+    assert {f"m-{i}" for i in range(10) if f"cs-deadline-{i}" in done}.isdisjoint(returned)
+
+
+def test_an_all_failed_batch_is_answered_not_raised(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+    cams, _ = stack
+    cams.set_behaviour("*", "5xx")
+    event = load_event("sqs-duplicate")
+    response = app.lambda_handler(event, FakeLambdaContext())
+    assert failures(response) == record_ids(event, 1, 2)
+
+
+def test_poison_messages_are_failed_without_calling_cams(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+    cams, _ = stack
+    event = load_event("sqs-malformed")
+    assert failures(app.lambda_handler(event, FakeLambdaContext())) == record_ids(event, 1)
+    assert cams.calls == []
+
+
+def test_every_message_ends_cached_or_dead_lettered(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+    cams, aws = stack
+    cams.set_behaviour("cs-denied-1", "error:Product.Unsubscript")
+    cams.set_behaviour("cs-flaky-1", "error:System.LimitControl", times=4)
+    cams.set_behaviour("cs-flaky-2", "5xx", times=2)
+    bodies = [json.dumps({"CustSpaceId": f"cs-good-{i}", "IsvCode": f"isv-cs-good-{i}"}) for i in range(12)]
+    bodies += [
+        json.dumps({"CustSpaceId": s, "IsvCode": f"isv-{s}"}) for s in ("cs-denied-1", "cs-flaky-1", "cs-flaky-2")
+    ]
+    bodies += ["{}", "not json", json.dumps({"CustSpaceId": ["x"]}), json.dumps({"Unexpected": 1})]
+    for body in bodies:
+        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
+
+    stats = LocalPoller(aws.sqs, aws.queue_url, app.lambda_handler).drain(until_empty_for=0.5, time_limit=120)
+
+    dead = aws.sqs.receive_message(QueueUrl=aws.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
+    cached = aws.cache_objects()
+    assert len(cached) + len(dead) == len(bodies) == 19
+    assert sorted(m["Body"] for m in dead) == sorted(bodies[-3:])
+    assert results(aws)["cs-flaky-1"] == results(aws)["cs-flaky-2"] == "OK"
+    assert stats.failed >= 3 * 3  # each poison message was received maxReceiveCount times
