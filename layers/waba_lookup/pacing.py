@@ -1,12 +1,16 @@
 """Per-instance pacing of CAMS calls under the account's quota.
 
-Two rules, both enforced before a call is sent:
+Three rules, all enforced before a call is sent:
 - a strict sliding window: at most `calls_per_second` slots are held at once, each from send until one second
   after the answer (CAMS counts a call when it arrives, somewhere in between), so no one-second window of
   arrivals ever holds more than the cap;
+- sends are spaced at least 1/calls_per_second apart: the window alone would let an instance send its whole
+  share at once, and bursts from several instances line up into windows another client on the account needs;
+  spacing costs no throughput (the window is the binding limit);
 - after CAMS flow-controls us (another client shares the account), a token bucket whose rate follows CUBIC,
   as botocore's adaptive retry mode does: cut by beta on each throttle, grow back along a cubic curve, never
-  above the static share.
+  above the static share. botocore's constant C = 0.4 regains the old rate in about a second at our small
+  rates, which re-congests at once; here C is set so that the old rate is regained in RECOVERY_SECONDS.
 """
 
 from __future__ import annotations
@@ -33,11 +37,11 @@ class _Slot:
 
 
 class CubicRate:
-    """botocore's CUBIC rate follower (C = 0.4, beta = 0.7), capped at the static share."""
+    """botocore's CUBIC rate follower (beta = 0.7), capped at the static share, recovering over RECOVERY_SECONDS."""
 
-    C = 0.4
     BETA = 0.7
-    MIN_RATE = 0.5
+    RECOVERY_SECONDS = 20.0  # CUBIC's K: time to regain the rate at the last throttle (`make bench` measured)
+    MIN_RATE = 0.2
 
     def __init__(self, cap: float, clock: Clock) -> None:
         self.cap = cap
@@ -63,8 +67,9 @@ class CubicRate:
             return
         now = self._clock()
         self._refill(now)
-        k = (self._last_max * (1 - self.BETA) / self.C) ** (1 / 3)
-        self.rate = max(self.MIN_RATE, min(self.cap, self.C * (now - self._last_throttle - k) ** 3 + self._last_max))
+        k = self.RECOVERY_SECONDS
+        c = self._last_max * (1 - self.BETA) / k**3
+        self.rate = max(self.MIN_RATE, min(self.cap, c * (now - self._last_throttle - k) ** 3 + self._last_max))
 
     def delay(self, now: float) -> float:
         """Seconds until a token is available (0 when one is)."""
@@ -93,6 +98,7 @@ class Pacer:
         self._cond = threading.Condition()
         self._wait: Waiter = waiter or (lambda cond, timeout: cond.wait(timeout))
         self._held: list[_Slot] = []
+        self._last_send = -math.inf
         self.adaptive = CubicRate(calls_per_second, clock)
 
     @contextmanager
@@ -130,6 +136,7 @@ class Pacer:
                 if delay <= 0:
                     held = _Slot()
                     self._held.append(held)
+                    self._last_send = now
                     self.adaptive.take()
                     return held
                 self._wait(self._cond, delay)
@@ -140,4 +147,5 @@ class Pacer:
         if len(self._held) >= self.calls_per_second:
             # an in-flight call frees its slot a second after its answer at the earliest
             window = min(min(s.until, now + HOLD_AFTER_ANSWER) for s in self._held) - now
-        return max(window, self.adaptive.delay(now))
+        spacing = self._last_send + 1 / self.calls_per_second - now
+        return max(window, spacing, self.adaptive.delay(now))

@@ -35,9 +35,9 @@ def send(pacer: Pacer, clock: FakeClock, latency: float = 0.0, send_by: float = 
     return sent
 
 
-def test_calls_up_to_the_share_go_at_once(clock: FakeClock) -> None:
-    pacer = Pacer(3, clock, clock.wait)
-    assert [send(pacer, clock) for _ in range(3)] == [1000.0, 1000.0, 1000.0]
+def test_calls_are_spaced_evenly_over_the_second(clock: FakeClock) -> None:
+    pacer = Pacer(4, clock, clock.wait)
+    assert [send(pacer, clock) for _ in range(4)] == pytest.approx([1000.0, 1000.25, 1000.5, 1000.75])
 
 
 def test_the_next_call_waits_until_a_second_after_the_first_answer(clock: FakeClock) -> None:
@@ -81,7 +81,10 @@ def test_throttling_cuts_the_rate_by_beta_and_cubic_recovers_to_the_cap(clock: F
     clock.now += 0.5
     rate.succeeded()
     assert 4.9 * 0.7 < rate.rate < 7.0  # concave: back toward the last maximum
-    clock.now += 10
+    clock.now += CubicRate.RECOVERY_SECONDS / 2
+    rate.succeeded()
+    assert 4.9 < rate.rate < 7.0  # still below the last maximum: recovery is slow on purpose
+    clock.now += CubicRate.RECOVERY_SECONDS * 2
     rate.succeeded()
     assert rate.rate == 10  # capped at the static share
 
