@@ -45,11 +45,11 @@ lint: $(STAMP) ## ruff, mypy --strict on the library, cfn-lint on the template
 	$(VENV)/bin/cfn-lint template.yaml
 
 lint-template: $(TOOLS_STAMP) ## sam validate --lint and checkov on template.yaml
-	PATH="$(PY312):$$PATH" $(TOOLS)/bin/sam validate --lint --region ap-southeast-1
+	PATH="$(PY312):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam validate --lint --region ap-southeast-1
 	$(TOOLS)/bin/checkov --quiet --compact --framework cloudformation -f template.yaml --config-file .checkov.yaml
 
 build: $(TOOLS_STAMP) $(STAMP) ## sam build (python3.12), then check the built layer and handlers import
-	PATH="$(PY312):$$PATH" $(TOOLS)/bin/sam build --region ap-southeast-1
+	PATH="$(PY312):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --region ap-southeast-1
 	$(PY) -m waba_local.check_build .aws-sam/build
 
 bench: $(STAMP) ## measure CAMS throughput and flow-control rejections (figures to bench-results/)
