@@ -72,7 +72,10 @@ class AwsStandIn:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
-    """moto in process: the cache bucket, the refresh queue and its dead-letter queue (redrive after 3)."""
+    """moto in process: the cache bucket, the refresh queue and its dead-letter queue (redrive after 3).
+
+    The visibility timeout outlasts a test batch, as it must in a deployment: the local poller, like Lambda's,
+    receives the next batch while the handler works."""
     with mock_aws():
         s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
@@ -80,7 +83,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
         queue_url = sqs.create_queue(
-            QueueName="waba-refresh", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "0"}
+            QueueName="waba-refresh", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "2"}
         )["QueueUrl"]
         monkeypatch.setenv("CACHE_BUCKET", BUCKET)
         monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)

@@ -39,4 +39,9 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
-    return process_partial_response(event=event, record_handler=refresh_record, processor=processor, context=context)
+    response = process_partial_response(
+        event=event, record_handler=refresh_record, processor=processor, context=context
+    )
+    # end the invocation holding no CAMS slot, so the quota holds across instances (see Pacer.quiesce)
+    get_lookup().pacer.quiesce(deadline_within(context.get_remaining_time_in_millis()))
+    return response

@@ -112,6 +112,22 @@ class Pacer:
                 held.until = self._clock() + HOLD_AFTER_ANSWER
                 self._cond.notify_all()
 
+    def quiesce(self, wait_until: float) -> None:
+        """Wait (until `wait_until` at most) for every held slot to expire.
+
+        The guarantee across instances rests on every slot being held by a running invocation: an instance that
+        ends an invocation while still holding slots could be frozen and another started in its place within
+        the second, and together they would exceed the budget. So an invocation drains its slots before it ends.
+        """
+        with self._cond:
+            while True:
+                now = self._clock()
+                self._held = [s for s in self._held if s.until > now]
+                if not self._held or now >= wait_until:
+                    return
+                expires = min(min(s.until, now + HOLD_AFTER_ANSWER) for s in self._held)
+                self._wait(self._cond, min(expires, wait_until) - now)
+
     def throttled(self) -> None:
         """CAMS answered System.LimitControl: slow down."""
         with self._cond:

@@ -17,7 +17,7 @@ from waba_local import stand_ins
 from waba_local.apigw import http_event, load_handler
 from waba_local.console import heading, progress, table
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
-from waba_local.poller import LocalLambdaContext, LocalPoller, PollStats
+from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, PollStats
 
 SUB, (SUB_ISV, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
 BULK = 36
@@ -26,7 +26,7 @@ BULK = 36
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep tables and progress in order
     heading("Starting the local stand-ins")
-    local = stand_ins.start(visibility_timeout=1, max_receive_count=3)
+    local = stand_ins.start(visibility_timeout=5, max_receive_count=3)
     assert local.emulator is not None
     os.environ.update(local.environment())
     os.environ.update(
@@ -135,8 +135,8 @@ def bulk_part(local: stand_ins.StandIns) -> None:
     def show(stats: PollStats) -> None:
         progress(min(stats.succeeded, total), total, f"received {stats.received}, returned {stats.failed}")
 
-    stats = LocalPoller(sqs, local.queue_url, worker.lambda_handler, timeout_ms=60_000).drain(
-        until_empty_for=3.5, on_batch=show
+    stats = LocalPoller(sqs, local.queue_url, worker.lambda_handler, timeout_ms=60_000, batch_size=WORKER_BATCH).drain(
+        until_empty_for=6, on_batch=show
     )
     progress(total, total, "drained")
     elapsed = time.monotonic() - started

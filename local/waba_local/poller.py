@@ -1,5 +1,8 @@
 """What Lambda's SQS event source does, locally: receive a batch, invoke the handler, delete what succeeded.
 
+Like Lambda's pollers, `drain` receives the next batch while the handler works on the current one, and
+deletes behind it, so queue round trips are not on the function's critical path.
+
 Failed records are left alone, so they reappear after the queue's visibility timeout, and the queue's
 redrive policy moves them to the dead-letter queue after maxReceiveCount receives, as on AWS.
 """
@@ -8,10 +11,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+WORKER_BATCH = 30  # template.yaml's BatchSize for the queue worker's event source
 
 
 @dataclass
@@ -72,25 +77,43 @@ class LocalPoller:
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         """One receive and one invocation; returns how many messages were received."""
-        messages = self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=self.batch_size,
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-        ).get("Messages", [])
-        if not messages:
-            return 0
+        messages = self._receive_batch(wait_seconds)
+        if messages:
+            self._delete(self._invoke(messages))
+        return len(messages)
+
+    def _invoke(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Invoke the handler with one batch; returns the messages that succeeded."""
         response = self.handler(sqs_event(messages, self.queue_arn, self.region), LocalLambdaContext(self.timeout_ms))
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
-        if done:
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)]
-            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         self.stats.received += len(messages)
         self.stats.succeeded += len(done)
-        self.stats.failed += len(failed)
+        self.stats.failed += len(messages) - len(done)
         self.stats.invocations += 1
-        return len(messages)
+        return done
+
+    def _delete(self, done: list[dict[str, Any]]) -> None:
+        for start in range(0, len(done), 10):
+            entries = [
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done[start : start + 10])
+            ]
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
+
+    def _receive_batch(self, wait_seconds: int) -> list[dict[str, Any]]:
+        """Up to batch_size messages, ten per ReceiveMessage, as Lambda's batching window gathers them."""
+        messages: list[dict[str, Any]] = []
+        while len(messages) < self.batch_size:
+            received = self.sqs.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=min(10, self.batch_size - len(messages)),
+                WaitTimeSeconds=wait_seconds if not messages else 0,
+                AttributeNames=["All"],
+            ).get("Messages", [])
+            if not received:
+                break
+            messages += received
+        return messages
 
     def drain(
         self,
@@ -100,13 +123,19 @@ class LocalPoller:
     ) -> PollStats:
         """Poll until the queue has been empty for `until_empty_for` seconds (failures come back) or time runs out."""
         started = empty_since = time.monotonic()
-        while time.monotonic() - started < time_limit:
-            if self.poll_once():
-                empty_since = time.monotonic()
-                if on_batch:
-                    on_batch(self.stats)
-            elif time.monotonic() - empty_since >= until_empty_for:
-                break
-            else:
-                time.sleep(0.05)
+        with ThreadPoolExecutor(max_workers=1) as queue_io:
+            upcoming: Future[list[dict[str, Any]]] = queue_io.submit(self._receive_batch, 0)
+            while time.monotonic() - started < time_limit:
+                messages = upcoming.result()
+                upcoming = queue_io.submit(self._receive_batch, 0)
+                if messages:
+                    done = self._invoke(messages)
+                    queue_io.submit(self._delete, done)
+                    empty_since = time.monotonic()
+                    if on_batch:
+                        on_batch(self.stats)
+                elif time.monotonic() - empty_since >= until_empty_for:
+                    break
+                else:
+                    time.sleep(0.05)
         return self.stats

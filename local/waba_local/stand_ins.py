@@ -72,10 +72,15 @@ class StandIns:
         self.moto.stop()
 
 
-def start(visibility_timeout: int = 1, max_receive_count: int = 3, with_emulator: bool = True) -> StandIns:
+def start(
+    visibility_timeout: int = 1,
+    max_receive_count: int = 3,
+    with_emulator: bool = True,
+    accounts: dict[str, str] | None = None,
+) -> StandIns:
     """Start the emulator (unless real CAMS is used) and a moto server with the cache bucket and the queues."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-    emulator = CamsEmulator().start() if with_emulator else None
+    emulator = CamsEmulator(accounts=accounts).start() if with_emulator else None
     port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()

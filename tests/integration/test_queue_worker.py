@@ -110,7 +110,7 @@ def test_every_message_ends_cached_or_dead_lettered(stack: tuple[CamsEmulator, A
     for body in bodies:
         aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=body)
 
-    stats = LocalPoller(aws.sqs, aws.queue_url, app.lambda_handler).drain(until_empty_for=0.5, time_limit=120)
+    stats = LocalPoller(aws.sqs, aws.queue_url, app.lambda_handler).drain(until_empty_for=2.5, time_limit=120)
 
     dead = aws.sqs.receive_message(QueueUrl=aws.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
     cached = aws.cache_objects()

@@ -137,7 +137,11 @@ def test_refreshes_are_retried_then_dead_lettered_never_lost(template: dict[str,
         assert properties.get("SqsManagedSseEnabled") is True or "KmsMasterKeyId" in properties
     assert source["Queue"] == {"Fn::GetAtt": ["RefreshQueue", "Arn"]}
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert source["BatchSize"] <= 10 and source["MaximumBatchingWindowInSeconds"] <= 5
+    assert 10 <= source["BatchSize"] and 0 < source["MaximumBatchingWindowInSeconds"] <= 5
+    # a whole batch at the default per-instance share fits in half the worker's timeout
+    parameters = template["Parameters"]
+    share = parameters["WorkerQpsBudget"]["Default"] // parameters["WorkerMaxInstances"]["Default"]
+    assert source["BatchSize"] / share <= prop(template, worker, "Timeout") / 2
 
 
 def test_policies_are_explicit_statements_without_wildcard_actions(template: dict[str, Any]) -> None:

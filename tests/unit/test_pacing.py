@@ -102,3 +102,18 @@ def test_rate_never_drops_below_the_floor(clock: FakeClock) -> None:
     for _ in range(20):
         rate.throttled()
     assert rate.rate == CubicRate.MIN_RATE
+
+
+def test_quiesce_waits_for_every_held_slot_to_expire(clock: FakeClock) -> None:
+    pacer = Pacer(3, clock, clock.wait)
+    send(pacer, clock, latency=0.2)
+    send(pacer, clock, latency=0.5)  # sent at 1000.33 (spaced), answered 1000.83
+    pacer.quiesce(wait_until=1e9)
+    assert clock.now == pytest.approx(1000 + 1 / 3 + 0.5 + 1, abs=1e-6)
+
+
+def test_quiesce_gives_up_at_its_bound(clock: FakeClock) -> None:
+    pacer = Pacer(1, clock, clock.wait)
+    send(pacer, clock, latency=0.1)
+    pacer.quiesce(wait_until=1000.5)
+    assert clock.now == pytest.approx(1000.5, abs=1e-6)
