@@ -35,22 +35,9 @@ class CamsClient:
         from darabonba.runtime import RuntimeOptions
 
         query = {k: v for k, v in (("CustSpaceId", cust_space_id), ("IsvCode", isv_code)) if v}
-        # The generated query_chatapp_bind_waba() maps the body onto a model that drops fields it does not
-        # know; call_api with the same Params returns the body as CAMS sent it.
-        params = utils_models.Params(
-            action=ACTION,
-            version=VERSION,
-            protocol="HTTPS",
-            pathname="/",
-            method="POST",
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
         secrets = [s for s in (isv_code, self._access_key and self._access_key.access_key_secret) if s]
         try:
-            answer = sdk.call_api(params, utils_models.OpenApiRequest(query=query), RuntimeOptions())
+            answer = sdk.call_api(query_params(), utils_models.OpenApiRequest(query=query), RuntimeOptions())
         except Exception as exc:  # noqa: BLE001 - whatever the SDK raises is classified, never passed on
             error = classify_exception(exc, secrets, self._settings.cams_timeout_ms)
         else:
@@ -61,6 +48,24 @@ class CamsClient:
         if self._sdk is None:
             self._sdk = build_sdk_client(self._settings, self._access_key)
         return self._sdk
+
+
+def query_params() -> Any:
+    """The SDK's own Params for QueryChatappBindWaba. The generated query_chatapp_bind_waba() maps the body onto
+    a model that drops fields it does not know; call_api with the same Params returns the body as CAMS sent it."""
+    from alibabacloud_tea_openapi import utils_models
+
+    return utils_models.Params(
+        action=ACTION,
+        version=VERSION,
+        protocol="HTTPS",
+        pathname="/",
+        method="POST",
+        auth_type="AK",
+        style="RPC",
+        req_body_type="formData",
+        body_type="json",
+    )
 
 
 def build_sdk_client(settings: Settings, access_key: AccessKey | None) -> Any:

@@ -195,6 +195,7 @@ def main() -> None:
     parser.add_argument("--neighbour-rate", type=float, default=4.0, help="the neighbour's calls per second")
     parser.add_argument("--scenarios", default="paced,paced+neighbour,naive,naive+neighbour")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds a worker may run")
+    parser.add_argument("--no-cold-start", dest="cold_start", action="store_false", help="skip the cold-start figures")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -226,6 +227,13 @@ def main() -> None:
             runs.append(figures_)
         rows.append(median_row(runs, args.n))
         raw += [asdict(r) for r in runs]
+    report_cold = ""
+    if args.cold_start:
+        from waba_local.cold_start import measure
+
+        heading("Cold start of the HTTP function (fresh processes, medians of 5)")
+        report_cold = table(["what", "ms", "note"], measure())
+        print(report_cold)
     headers = [
         "scenario",
         "runs",
@@ -243,7 +251,7 @@ def main() -> None:
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     (RESULTS / f"bench-{stamp}.md").write_text(
-        f"# make bench, {stamp}\n\nN={args.n} K={args.k} runs={args.runs}\n\n```\n{report}\n```\n"
+        f"# make bench, {stamp}\n\nN={args.n} K={args.k} runs={args.runs}\n\n```\n{report}\n```\n\n```\n{report_cold}\n```\n"
     )
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps({"args": vars(args), "runs": raw}, indent=2))
     print(f"\nwritten to {RESULTS}/bench-{stamp}.md and .json")

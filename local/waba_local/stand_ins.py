@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +86,8 @@ def start(
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     moto.start()
     endpoint = f"http://127.0.0.1:{port}"
+    # moto's backends live in the process, not the server: start from empty even after an earlier stand-in
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
     stand_ins = StandIns(emulator, moto, endpoint, BUCKET, "", "")
     s3, sqs = stand_ins.client("s3"), stand_ins.client("sqs")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})

@@ -30,6 +30,7 @@ from darabonba.runtime import RuntimeOptions
 
 from waba_local.emulator import ANY_CUSTOMER, SEEDED_CUSTOMERS, CamsEmulator, expected_isv_code, generated_waba
 from waba_local.emulator_protocol import DOCUMENTED_ERRORS, ERRORS
+from waba_lookup.cams import query_params
 
 SUB_ID = "293483100049493"
 SUB_ISV, SUB_DATA = SEEDED_CUSTOMERS[SUB_ID]
@@ -181,17 +182,7 @@ def test_unknown_fields_reach_the_caller_raw(
     client: Client, cams_emulator: CamsEmulator, emulator_credentials: tuple[str, str]
 ) -> None:
     # The SDK's call_api returns the body as sent; the typed model would drop ThroughputTier.
-    params = utils_models.Params(
-        action="QueryChatappBindWaba",
-        version="2020-06-06",
-        protocol="HTTPS",
-        pathname="/",
-        method="POST",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
+    params = query_params()
     request = utils_models.OpenApiRequest(query={"CustSpaceId": SUB_ID, "IsvCode": SUB_ISV})
     via_sdk = client.call_api(params, request, RuntimeOptions())["body"]
     status, headers, body = send(signed(cams_emulator.endpoint, emulator_credentials))
