@@ -22,6 +22,7 @@ pytest_plugins = ["conftest_emulator"]  # cams_emulator, emulator_credentials
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "waba-cache-test"
 REGION = "ap-southeast-1"
+CONTENTION_MARKER = "/_contention.json"
 
 
 @pytest.fixture(autouse=True)
@@ -65,9 +66,14 @@ class AwsStandIn:
     def cache_objects(self) -> dict[str, dict[str, Any]]:
         """Every cache entry in the bucket, parsed."""
         listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
-        return {
-            o["Key"]: json.loads(self.s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()) for o in listed
-        }
+        entries = [o["Key"] for o in listed if not o["Key"].endswith(CONTENTION_MARKER)]
+        return {key: json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()) for key in entries}
+
+    def contention_marker(self) -> dict[str, Any] | None:
+        """The deployment's shared note of its last CAMS throttle, if any."""
+        listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
+        keys = [o["Key"] for o in listed if o["Key"].endswith(CONTENTION_MARKER)]
+        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=keys[0])["Body"].read()) if keys else None
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ CAMS timeout still fits before it.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from waba_lookup.pacing import Pacer
 from waba_lookup.settings import Settings, get_settings
 
 MAX_ATTEMPTS = 3
+CONTENTION_CHECK_SECONDS = 2.0  # how often an instance looks for another's throttle
+CONTENTION_RECENT_SECONDS = 5.0  # a throttle older than this is past news
 HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a pacing slot before answering 429
 DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
 BACKOFF_BASE_SECONDS = 0.2
@@ -59,6 +62,8 @@ class WabaLookup:
         self.pacer = pacer
         self.cache = cache
         self._wall, self._clock, self._sleep, self._jitter = wall, clock, sleep, jitter
+        self._contention_checked_at = -math.inf
+        self._contention_seen = -math.inf
 
     def read(self, customer: Customer, deadline: float, refresh: bool = False) -> Answer:
         """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles."""
@@ -101,6 +106,7 @@ class WabaLookup:
     def fetch(self, customer: Customer, deadline: float) -> dict[str, Any]:
         """Call CAMS, every attempt through the pacer, retrying transient failures with full-jitter backoff."""
         send_by = deadline - self.settings.timeout_seconds
+        self._follow_contention()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self.pacer.slot(send_by):
                 try:
@@ -117,11 +123,31 @@ class WabaLookup:
             self._sleep(backoff)
         raise AssertionError("unreachable")
 
+    def _follow_contention(self) -> None:
+        """Slow down when another instance of the deployment was flow-controlled.
+
+        A throttle reaches only the instance that sent the rejected call; the rest would keep their pace, and a
+        neighbour on the account, whose rejections we never hear of, would pay for it. Instances share their
+        throttles through the cache bucket, read at most every CONTENTION_CHECK_SECONDS.
+        """
+        now = self._clock()
+        if not self.cache or now - self._contention_checked_at < CONTENTION_CHECK_SECONDS:
+            return
+        self._contention_checked_at = now
+        at = self.cache.last_contention()
+        if at is not None and at > self._contention_seen and self._wall() - at < CONTENTION_RECENT_SECONDS:
+            self._contention_seen = at
+            self.pacer.throttled()
+            count("ContentionFollowed")
+
     def _retryable_or_raise(self, error: WabaLookupError) -> WabaLookupError:
         count("CamsCalls")
         count_error(error.code)
         if isinstance(error, Throttled):
             self.pacer.throttled()
+            self._contention_seen = self._wall()
+            if self.cache:
+                self.cache.note_contention(self._contention_seen)
         elif not isinstance(error, UpstreamFailed):
             raise error  # permanent: no retry
         logger.info("CAMS attempt failed", extra={"cams_code": error.code, "request_id": error.request_id})

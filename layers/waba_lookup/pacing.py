@@ -11,11 +11,15 @@ Three rules, all enforced before a call is sent:
   as botocore's adaptive retry mode does: cut by beta on each throttle, grow back along a cubic curve, never
   above the static share. botocore's constant C = 0.4 regains the old rate in about a second at our small
   rates, which re-congests at once; here C is set so that the old rate is regained in RECOVERY_SECONDS.
+  While contended, the window also holds only the whole calls of that rate, and slots are held a random
+  moment longer, so the instance neither bunches calls nor grabs room the instant it frees (see
+  CubicRate.hold_jitter). A whole recovery without a throttle ends contention mode.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +46,7 @@ class CubicRate:
     BETA = 0.7
     RECOVERY_SECONDS = 20.0  # CUBIC's K: time to regain the rate at the last throttle (`make bench` measured)
     MIN_RATE = 0.2
+    CONTENDED_JITTER = 0.5  # seconds, at most
 
     def __init__(self, cap: float, clock: Clock) -> None:
         self.cap = cap
@@ -70,6 +75,20 @@ class CubicRate:
         k = self.RECOVERY_SECONDS
         c = self._last_max * (1 - self.BETA) / k**3
         self.rate = max(self.MIN_RATE, min(self.cap, c * (now - self._last_throttle - k) ** 3 + self._last_max))
+        if self.rate >= self.cap:
+            self.enabled = False  # a whole recovery without a throttle: the neighbour is gone
+
+    def hold_jitter(self) -> float:
+        """Extra time a slot is held while contended: a paced instance otherwise sends the instant its own old
+        call leaves CAMS's window, taking freed room before anyone else can, so a neighbour's calls are the ones
+        that find the window full and we never hear of it."""
+        return random.uniform(0, self.CONTENDED_JITTER) if self.enabled else 0.0
+
+    def window_cap(self) -> int:
+        """Slots the sliding window may hold: the static share, or after throttles the whole calls per second
+        of the current rate (at least one). A fractional rate alone would still let two calls into a window
+        now and then, and those coincidences are what collide with a neighbour."""
+        return int(self.cap) if not self.enabled else max(1, min(int(self.cap), int(self.rate)))
 
     def delay(self, now: float) -> float:
         """Seconds until a token is available (0 when one is)."""
@@ -109,7 +128,7 @@ class Pacer:
             yield
         finally:
             with self._cond:
-                held.until = self._clock() + HOLD_AFTER_ANSWER
+                held.until = self._clock() + HOLD_AFTER_ANSWER + self.adaptive.hold_jitter()
                 self._cond.notify_all()
 
     def quiesce(self, wait_until: float) -> None:
@@ -160,7 +179,7 @@ class Pacer:
     def _delay(self, now: float) -> float:
         self._held = [s for s in self._held if s.until > now]
         window = 0.0
-        if len(self._held) >= self.calls_per_second:
+        if len(self._held) >= self.adaptive.window_cap():
             # an in-flight call frees its slot a second after its answer at the earliest
             window = min(min(s.until, now + HOLD_AFTER_ANSWER) for s in self._held) - now
         spacing = self._last_send + 1 / self.calls_per_second - now

@@ -145,7 +145,9 @@ def one_run(
 
 def figures(scenario: str, calls: list[Call], customers: set[str], seconds: float) -> RunFigures:
     ours = [c for c in calls if c.access_key_id == DEFAULT_ACCESS_KEY_ID]
-    theirs = [c for c in calls if c.access_key_id == NEIGHBOUR_KEY[0]]
+    # the neighbour's calls while our workers were calling: the idle tail would flatter its figure
+    first, last = min(c.arrived_at for c in ours), max(c.arrived_at for c in ours)
+    theirs = [c for c in calls if c.access_key_id == NEIGHBOUR_KEY[0] and first <= c.arrived_at <= last]
     accepted = sorted(c.arrived_at for c in ours if c.accepted)
     span = (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
     lo, hi = int(len(accepted) * 0.1), int(len(accepted) * 0.9)

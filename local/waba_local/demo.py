@@ -157,7 +157,8 @@ def summarise(local: stand_ins.StandIns, stats: PollStats, elapsed: float, calls
     for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=local.bucket):
         for item in listed.get("Contents", []):
             entry = json.loads(s3.get_object(Bucket=local.bucket, Key=item["Key"])["Body"].read())
-            results[entry["Result"]] = results.get(entry["Result"], 0) + 1
+            if "Result" in entry:  # not the deployment's shared contention note
+                results[entry["Result"]] = results.get(entry["Result"], 0) + 1
     attributes = sqs.get_queue_attributes(QueueUrl=local.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     dead = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
     arrivals = sorted(c.arrived_at for c in calls)

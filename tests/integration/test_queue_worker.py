@@ -12,6 +12,9 @@ from queue_worker import app
 from tests.conftest import AwsStandIn, FakeLambdaContext, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalPoller
+from waba_lookup.customer import Customer
+from waba_lookup.lookup import WabaLookup, get_lookup
+from waba_lookup.pacing import Pacer
 
 
 @pytest.fixture
@@ -118,3 +121,18 @@ def test_every_message_ends_cached_or_dead_lettered(stack: tuple[CamsEmulator, A
     assert sorted(m["Body"] for m in dead) == sorted(bodies[-3:])
     assert results(aws)["cs-flaky-1"] == results(aws)["cs-flaky-2"] == "OK"
     assert stats.failed >= 3 * 3  # each poison message was received maxReceiveCount times
+
+
+def test_a_throttle_in_one_instance_slows_the_others(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+    cams, aws = stack
+    throttled = get_lookup()
+    cams.set_behaviour("cs-acme-001", "error:System.LimitControl", times=3)
+    assert failures(app.lambda_handler(load_event("sqs-single"), FakeLambdaContext()))
+    assert aws.contention_marker() is not None
+    # another instance of the deployment: its own pacer, the same bucket
+    other = WabaLookup(
+        throttled.settings, lambda: throttled._cams(), Pacer(throttled.settings.calls_per_second), throttled.cache
+    )
+    assert not other.pacer.adaptive.enabled
+    other.refresh(Customer("cs-other-1", "isv-cs-other-1"), time.monotonic() + 10)
+    assert other.pacer.adaptive.enabled and other.pacer.adaptive.rate < other.pacer.calls_per_second

@@ -117,3 +117,33 @@ def test_quiesce_gives_up_at_its_bound(clock: FakeClock) -> None:
     send(pacer, clock, latency=0.1)
     pacer.quiesce(wait_until=1000.5)
     assert clock.now == pytest.approx(1000.5, abs=1e-6)
+
+
+def test_after_a_throttle_the_window_holds_only_the_whole_calls_of_the_rate(clock: FakeClock) -> None:
+    pacer = Pacer(2, clock, clock.wait)
+    pacer.throttled()  # 2/s -> 1.4/s: one slot, not two
+    first = send(pacer, clock, latency=0.01)
+    second = send(pacer, clock, latency=0.01)
+    assert second - first >= 1.01  # the one slot frees a second after the answer (plus any contention jitter)
+
+
+def test_contended_slots_are_held_a_little_longer_and_uncontended_ones_are_not(clock: FakeClock) -> None:
+    pacer = Pacer(1, clock, clock.wait)
+    gaps = []
+    for throttle in (False, True):
+        if throttle:
+            pacer.throttled()
+        a = send(pacer, clock)
+        b = send(pacer, clock)
+        gaps.append(b - a)
+    assert gaps[0] == pytest.approx(1.0, abs=1e-6)
+    assert 1.0 <= gaps[1] <= 1.0 + CubicRate.CONTENDED_JITTER + 1 / CubicRate.MIN_RATE
+
+
+def test_contention_mode_ends_after_a_whole_recovery(clock: FakeClock) -> None:
+    rate = CubicRate(4, clock)
+    rate.throttled()
+    clock.now += CubicRate.RECOVERY_SECONDS * 3
+    rate.succeeded()
+    assert rate.rate == 4 and not rate.enabled
+    assert rate.hold_jitter() == 0.0 and rate.window_cap() == 4
