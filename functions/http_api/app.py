@@ -33,8 +33,9 @@ def sub_customer_waba(custSpaceId: str) -> Response[str]:
 
 @router.post("/waba/refresh")
 def bulk_refresh() -> Response[str]:
-    customers = parse_refresh_request(router.current_event.body)
-    queued = RefreshQueue(get_settings().refresh_queue_url).send(customers)
+    customers = parse_refresh_request(router.current_event.decoded_body)
+    deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis())
+    queued = RefreshQueue(get_settings().refresh_queue_url).send(customers, deadline)
     return _json(202, {"Queued": queued})
 
 
@@ -60,8 +61,8 @@ def lookup_failed(error: LookupError_) -> Response[str]:
 
 @router.exception_handler(ConfigurationError)
 def misconfigured(error: ConfigurationError) -> Response[str]:
-    logger.error("configuration error", extra={"reason": str(error)})
-    return _error(500, "ConfigurationError", str(error), None)
+    logger.error("configuration error", extra={"reason": str(error)})  # names the variable; not for callers
+    return _error(500, "ConfigurationError", "the function is misconfigured; its logs say how", None)
 
 
 def _error(

@@ -7,6 +7,7 @@ both are logged and counted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from waba_lookup.errors import Denied
 from waba_lookup.observability import count, logger
 
 SCHEMA = 1
+CACHE_CALL_SECONDS = 3.0  # the most one S3 call can take with the client below
 DENIED_TTL_SECONDS = 60  # a 403-class answer is cached briefly: permissions get fixed
 
 
@@ -29,6 +31,7 @@ class CacheEntry:
     fetched_at: float
     body: dict[str, Any] | None = None
     error: dict[str, str | None] | None = None
+    stored: bool = dataclasses.field(default=False, compare=False)  # whether the last write reached S3
 
     @classmethod
     def denied(cls, error: Denied, fetched_at: float) -> CacheEntry:
@@ -66,9 +69,14 @@ class CacheEntry:
     @classmethod
     def from_json(cls, raw: bytes, binding: str) -> CacheEntry | None:
         document = json.loads(raw)
+        if not isinstance(document, dict):
+            return None
         if document.get("SchemaVersion") != SCHEMA or document.get("IsvBinding") != binding:
             return None
-        return cls(float(document["FetchedAt"]), document.get("Body"), document.get("Error"))
+        body, error = document.get("Body"), document.get("Error")
+        if not isinstance(body, dict) and not isinstance(error, dict):
+            return None
+        return cls(float(document["FetchedAt"]), body if isinstance(body, dict) else None, error)
 
 
 class WabaCache:
@@ -104,8 +112,8 @@ class WabaCache:
             logger.warning("unreadable cache entry ignored", extra={"cache_key": key})
             return None
 
-    def put(self, customer: Customer, entry: CacheEntry) -> None:
-        """Write the entry; an S3 failure is logged and counted, never raised."""
+    def put(self, customer: Customer, entry: CacheEntry) -> bool:
+        """Write the entry; an S3 failure is logged and counted, never raised. True when written."""
         key = self.object_key(customer)
         try:
             self._client().put_object(
@@ -116,6 +124,8 @@ class WabaCache:
             )
         except (BotoCoreError, ClientError) as exc:
             self._failed("write", key, exc)
+            return False
+        return True
 
     def note_contention(self, at: float) -> None:
         """Tell the deployment's other instances that CAMS flow-controlled this one (see WabaLookup)."""
@@ -153,8 +163,9 @@ class WabaCache:
             import boto3
             from botocore.config import Config
 
-            # a cache that is slow to fail would hold up every read: fail fast and fall through to CAMS
-            self._s3 = boto3.client("s3", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 2}))
+            # a cache that is slow to fail would hold up every read: fail fast (within CACHE_CALL_SECONDS) and fall
+            # through to CAMS; a failed refresh write goes back to the queue
+            self._s3 = boto3.client("s3", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}))
         return self._s3
 
 

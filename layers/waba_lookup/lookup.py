@@ -6,6 +6,7 @@ CAMS timeout still fits before it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import time
@@ -14,19 +15,23 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from waba_lookup.cache import CacheEntry, WabaCache
+from waba_lookup.cache import CACHE_CALL_SECONDS, CacheEntry, WabaCache
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
-from waba_lookup.errors import Denied, Throttled, UpstreamFailed, WabaLookupError
+from waba_lookup.errors import ConfigurationError, Denied, Throttled, UpstreamFailed, WabaLookupError
 from waba_lookup.observability import count, count_error, logger
-from waba_lookup.pacing import Pacer
+from waba_lookup.pacing import HOLD_AFTER_ANSWER, CubicRate, Pacer
 from waba_lookup.settings import Settings, get_settings
 
 MAX_ATTEMPTS = 3
 CONTENTION_CHECK_SECONDS = 2.0  # how often an instance looks for another's throttle
 CONTENTION_RECENT_SECONDS = 5.0  # a throttle older than this is past news
 HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a pacing slot before answering 429
-DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
+DEADLINE_MARGIN_SECONDS = 0.5
+# kept back from the last call for the worker's final wait (a slot is held a second after the answer, plus jitter)
+QUIESCE_RESERVE_SECONDS = (
+    HOLD_AFTER_ANSWER + CubicRate.CONTENDED_JITTER
+)  # kept back from the function's remaining time to answer and flush logs
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 
@@ -91,7 +96,11 @@ class WabaLookup:
         if cached and cached.age(self._wall()) < self.settings.refresh_min_interval_seconds:
             count("RefreshSkippedRecent")
             return "recent"
+        if not self.cache:
+            raise ConfigurationError("CACHE_BUCKET is not set: a refresh has nowhere to go")
         entry = self._fetch_and_store(customer, deadline)
+        if not entry.stored:
+            raise UpstreamFailed("the cache entry could not be written", "CacheUnavailable")
         return "refreshed" if entry.body is not None else "denied"
 
     def _fetch_and_store(self, customer: Customer, deadline: float) -> CacheEntry:
@@ -99,13 +108,12 @@ class WabaLookup:
             entry = CacheEntry(self._wall(), body=self.fetch(customer, deadline))
         except Denied as denied:
             entry = CacheEntry.denied(denied, self._wall())
-        if self.cache:
-            self.cache.put(customer, entry)
-        return entry
+        stored = self.cache.put(customer, entry) if self.cache else False
+        return dataclasses.replace(entry, stored=stored)
 
     def fetch(self, customer: Customer, deadline: float) -> dict[str, Any]:
         """Call CAMS, every attempt through the pacer, retrying transient failures with full-jitter backoff."""
-        send_by = deadline - self.settings.timeout_seconds
+        send_by = deadline - self.settings.timeout_seconds - self.settings.connect_timeout_ms / 1000
         self._follow_contention()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self.pacer.slot(send_by):
@@ -155,13 +163,18 @@ class WabaLookup:
 
 
 def deadline_within(
-    remaining_ms: int, wait_seconds: float | None = None, clock: Callable[[], float] = time.monotonic
+    remaining_ms: int,
+    wait_seconds: float | None = None,
+    reserve_seconds: float = 0.0,
+    clock: Callable[[], float] = time.monotonic,
 ) -> float:
-    """A monotonic deadline inside the function's remaining time; with `wait_seconds`, also at most that long
-    of queueing for a slot plus one CAMS timeout (an HTTP read must answer quickly)."""
-    budget = remaining_ms / 1000 - DEADLINE_MARGIN_SECONDS
+    """The monotonic time by which CAMS must have answered: inside the function's remaining time, less a margin,
+    the cache write that follows the answer and `reserve_seconds` (kept for work after the last call). With
+    `wait_seconds`, also at most that long of queueing for a slot plus one whole call (an HTTP read is quick)."""
+    settings = get_settings()
+    budget = remaining_ms / 1000 - DEADLINE_MARGIN_SECONDS - CACHE_CALL_SECONDS - reserve_seconds
     if wait_seconds is not None:
-        budget = min(budget, wait_seconds + get_settings().timeout_seconds)
+        budget = min(budget, wait_seconds + settings.timeout_seconds + settings.connect_timeout_ms / 1000)
     return clock() + budget
 
 

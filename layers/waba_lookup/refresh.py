@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -15,6 +16,7 @@ from waba_lookup.observability import logger
 MAX_ITEMS = 1000
 SQS_BATCH = 10
 SEND_ATTEMPTS = 3
+SQS_CALL_SECONDS = 3.0  # the most one SendMessageBatch can take with the client below
 
 
 class PoisonMessage(InvalidRequest):
@@ -63,10 +65,15 @@ class RefreshQueue:
         self.queue_url = queue_url
         self._sqs = sqs_client
 
-    def send(self, customers: list[Customer]) -> int:
-        """Queue one message per customer; retry entries SQS refused; raise UpstreamFailed if any remain."""
+    def send(self, customers: list[Customer], deadline: float) -> int:
+        """Queue one message per customer; retry entries SQS refused; raise UpstreamFailed if any remain or the
+        (monotonic) deadline comes first. Messages already sent stay queued: a refresh is idempotent."""
         unsent = 0
         for start in range(0, len(customers), SQS_BATCH):
+            if time.monotonic() + SQS_CALL_SECONDS > deadline:
+                raise UpstreamFailed(
+                    f"queued {start} of {len(customers)} refreshes before the deadline", "QueueTimeout"
+                )
             entries = [
                 {"Id": str(i), "MessageBody": json.dumps(c.as_item())}
                 for i, c in enumerate(customers[start : start + SQS_BATCH])
@@ -92,8 +99,11 @@ class RefreshQueue:
     def _client(self) -> Any:
         if self._sqs is None:
             import boto3
+            from botocore.config import Config
 
-            self._sqs = boto3.client("sqs")
+            self._sqs = boto3.client(
+                "sqs", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+            )
         return self._sqs
 
 
@@ -101,6 +111,7 @@ def refresh_message(lookup: WabaLookup, body: str, deadline: float, now: float) 
     """Process one queue message: PoisonMessage, OutOfTime and transient errors are raised for the batch."""
     customer = parse_message(body)
     # one more call needs a pacing slot (up to a second) and then a whole CAMS timeout
-    if deadline - now < 1.0 + lookup.settings.timeout_seconds:
+    settings = lookup.settings
+    if deadline - now < 1.0 + settings.timeout_seconds + settings.connect_timeout_ms / 1000:
         raise OutOfTime("not enough function time left for another CAMS call")
     return lookup.refresh(customer, deadline)

@@ -135,6 +135,8 @@ class LocalPoller:
                     if on_batch:
                         on_batch(self.stats)
                 elif time.monotonic() - empty_since >= until_empty_for:
+                    if leftover := upcoming.result():  # never drop a batch already received
+                        queue_io.submit(self._delete, self._invoke(leftover))
                     break
                 else:
                     time.sleep(0.05)

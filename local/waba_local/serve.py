@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from waba_local import stand_ins
@@ -51,17 +51,22 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     args = parser.parse_args()
     local = None
-    if not os.environ.get("CACHE_BUCKET"):
-        local = stand_ins.start(with_emulator=not any(os.environ.get(k) for k in REAL_CAMS))
-        for name, value in local.environment().items():
+    local_cams, local_aws = not any(os.environ.get(k) for k in REAL_CAMS), not os.environ.get("CACHE_BUCKET")
+    if local_cams or local_aws:
+        local = stand_ins.start(with_emulator=local_cams)
+        for name, value in local.environment(cams=local_cams, aws=local_aws).items():
             os.environ.setdefault(name, value)  # what the user set wins
     ApiGatewayHandler.api = load_handler("http_api")
-    server = ThreadingHTTPServer((args.host, args.port), ApiGatewayHandler)
+    # one request at a time, as one Lambda instance serves them (Powertools keeps the current event per resolver)
+    server = HTTPServer((args.host, args.port), ApiGatewayHandler)
     base = f"http://{args.host}:{args.port}"
     print(f"waba-lookup HTTP API on {base}  (Ctrl-C to stop)")
     if local and local.emulator:
         space, (isv, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
-        print(f"  CAMS: local emulator at {local.emulator.endpoint}; S3/SQS: moto at {local.aws_endpoint}")
+        print(f"  CAMS: local emulator at {local.emulator.endpoint}")
+    if local and local_aws:
+        print(f"  S3/SQS: moto at {local.aws_endpoint}")
+    if local and local.emulator:
         print("  try:")
         print(f"    curl -i {base}/waba")
         print(f"    curl -i -H 'X-Isv-Code: {isv}' {base}/waba/{space}")

@@ -47,18 +47,19 @@ class StandIns:
             aws_secret_access_key="local",
         )
 
-    def environment(self) -> dict[str, str]:
-        env = {
-            "AWS_ENDPOINT_URL": self.aws_endpoint,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "CACHE_BUCKET": self.bucket,
-            "REFRESH_QUEUE_URL": self.queue_url,
-            "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "WabaLookup",
-        }
-        if self.emulator is not None:
+    def environment(self, cams: bool = True, aws: bool = True) -> dict[str, str]:
+        """The settings that point the package at the stand-ins: CAMS (the emulator), AWS (moto), or both."""
+        env = {"POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "WabaLookup"}
+        if aws:
+            env |= {
+                "AWS_ENDPOINT_URL": self.aws_endpoint,
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "CACHE_BUCKET": self.bucket,
+                "REFRESH_QUEUE_URL": self.queue_url,
+            }
+        if cams and self.emulator is not None:
             env |= {
                 "CAMS_ENDPOINT": self.emulator.endpoint,
                 "CAMS_PROTOCOL": "http",
