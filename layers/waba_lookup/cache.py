@@ -7,10 +7,9 @@ both are logged and counted.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -31,7 +30,7 @@ class CacheEntry:
     fetched_at: float
     body: dict[str, Any] | None = None
     error: dict[str, str | None] | None = None
-    stored: bool = dataclasses.field(default=False, compare=False)  # whether the last write reached S3
+    stored: bool = field(default=False, compare=False)  # whether the last write reached S3
 
     @classmethod
     def denied(cls, error: Denied, fetched_at: float) -> CacheEntry:

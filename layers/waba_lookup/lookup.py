@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from waba_lookup.adaptive import CubicRate
 from waba_lookup.cache import CACHE_CALL_SECONDS, CacheEntry, WabaCache
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, Denied, Throttled, UpstreamFailed, WabaLookupError
 from waba_lookup.observability import count, count_error, logger
-from waba_lookup.pacing import HOLD_AFTER_ANSWER, CubicRate, Pacer
+from waba_lookup.pacing import HOLD_AFTER_ANSWER, Pacer
 from waba_lookup.settings import Settings, get_settings
 
 MAX_ATTEMPTS = 3

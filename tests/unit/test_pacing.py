@@ -6,8 +6,9 @@ import itertools
 
 import pytest
 
+from waba_lookup.adaptive import CubicRate
 from waba_lookup.errors import Throttled
-from waba_lookup.pacing import CubicRate, Pacer
+from waba_lookup.pacing import Pacer
 
 
 class FakeClock:
