@@ -131,7 +131,11 @@ def one_run(
             neighbour_thread.start()
         started = time.monotonic()
         command = [sys.executable, "-m", "waba_local.bench", "--worker", "--time-limit", str(time_limit)]
-        workers = [subprocess.Popen([*command, *(["--naive"] if naive else [])], env=env) for _ in range(k)]
+        # a worker's stdout is its Lambda log stream (Powertools logs, EMF metrics): not for this report
+        workers = [
+            subprocess.Popen([*command, *(["--naive"] if naive else [])], env=env, stdout=subprocess.DEVNULL)
+            for _ in range(k)
+        ]
         for process in workers:
             process.wait()
         seconds = time.monotonic() - started
