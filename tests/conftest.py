@@ -15,6 +15,7 @@ from moto import mock_aws
 from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_lookup.lookup import get_lookup
+from waba_lookup.refresh import get_refresh_queue
 from waba_lookup.settings import get_settings
 
 pytest_plugins = ["conftest_emulator"]  # cams_emulator, emulator_credentials
@@ -35,11 +36,12 @@ def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "WabaLookup")
-    get_settings.cache_clear()
-    get_lookup.cache_clear()
+    caches = (get_settings, get_lookup, get_refresh_queue)
+    for cached in caches:
+        cached.cache_clear()
     yield
-    get_settings.cache_clear()
-    get_lookup.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from waba_lookup.errors import ConfigurationError, Denied, InvalidRequest, Throt
 from waba_lookup.errors import WabaLookupError as LookupError_
 from waba_lookup.lookup import HTTP_SLOT_WAIT_SECONDS, deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.refresh import RefreshQueue, parse_refresh_request
-from waba_lookup.settings import get_settings
+from waba_lookup.refresh import get_refresh_queue, parse_refresh_request
 
 router = Router()
 STATUS = {InvalidRequest: 400, Denied: 403, Throttled: 429, UpstreamTimeout: 504, UpstreamFailed: 502}
@@ -35,7 +34,7 @@ def sub_customer_waba(custSpaceId: str) -> Response[str]:
 def bulk_refresh() -> Response[str]:
     customers = parse_refresh_request(router.current_event.decoded_body)
     deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis())
-    queued = RefreshQueue(get_settings().refresh_queue_url).send(customers, deadline)
+    queued = get_refresh_queue().send(customers, deadline)
     return _json(202, {"Queued": queued})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,6 +13,7 @@ from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, InvalidRequest, Throttled, UpstreamFailed
 from waba_lookup.lookup import RefreshOutcome, WabaLookup
 from waba_lookup.observability import logger
+from waba_lookup.settings import get_settings
 
 MAX_ITEMS = 1000
 SQS_BATCH = 10
@@ -105,6 +107,12 @@ class RefreshQueue:
                 "sqs", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
             )
         return self._sqs
+
+
+@lru_cache(maxsize=1)
+def get_refresh_queue() -> RefreshQueue:
+    """The instance's RefreshQueue (one SQS client per instance, not per request)."""
+    return RefreshQueue(get_settings().refresh_queue_url)
 
 
 def refresh_message(lookup: WabaLookup, body: str, deadline: float, now: float) -> RefreshOutcome:
