@@ -14,12 +14,12 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from waba_lookup.aws import fail_fast_client
 from waba_lookup.customer import Customer
 from waba_lookup.errors import Denied
 from waba_lookup.observability import count, logger
 
 SCHEMA = 1
-CACHE_CALL_SECONDS = 3.0  # the most one S3 call can take with the client below
 DENIED_TTL_SECONDS = 60  # a 403-class answer is cached briefly: permissions get fixed
 
 
@@ -159,12 +159,8 @@ class WabaCache:
 
     def _client(self) -> Any:
         if self._s3 is None:
-            import boto3
-            from botocore.config import Config
-
-            # a cache that is slow to fail would hold up every read: fail fast (within CACHE_CALL_SECONDS) and fall
-            # through to CAMS; a failed refresh write goes back to the queue
-            self._s3 = boto3.client("s3", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1}))
+            # a failed read falls through to CAMS; a failed refresh write goes back to the queue
+            self._s3 = fail_fast_client("s3")
         return self._s3
 
 

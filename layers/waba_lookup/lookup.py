@@ -1,7 +1,7 @@
 """WabaLookup: the cache first, then CAMS through the pacer, retried while the deadline allows.
 
-Deadlines are monotonic-clock times by which the work must be done; an attempt starts only if a whole
-CAMS timeout still fits before it.
+Deadlines are monotonic-clock times by which CAMS must have answered; an attempt starts only if a whole
+CAMS call (connect and read timeouts) still fits before it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from functools import lru_cache
 from typing import Any, Literal
 
 from waba_lookup.adaptive import CubicRate
-from waba_lookup.cache import CACHE_CALL_SECONDS, CacheEntry, WabaCache
+from waba_lookup.aws import FAIL_FAST_SECONDS
+from waba_lookup.cache import CacheEntry, WabaCache
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, Denied, Throttled, UpstreamFailed, WabaLookupError
@@ -28,11 +29,9 @@ MAX_ATTEMPTS = 3
 CONTENTION_CHECK_SECONDS = 2.0  # how often an instance looks for another's throttle
 CONTENTION_RECENT_SECONDS = 5.0  # a throttle older than this is past news
 HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a pacing slot before answering 429
-DEADLINE_MARGIN_SECONDS = 0.5
+DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
 # kept back from the last call for the worker's final wait (a slot is held a second after the answer, plus jitter)
-QUIESCE_RESERVE_SECONDS = (
-    HOLD_AFTER_ANSWER + CubicRate.CONTENDED_JITTER
-)  # kept back from the function's remaining time to answer and flush logs
+QUIESCE_RESERVE_SECONDS = HOLD_AFTER_ANSWER + CubicRate.CONTENDED_JITTER
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 
@@ -114,7 +113,7 @@ class WabaLookup:
 
     def fetch(self, customer: Customer, deadline: float) -> dict[str, Any]:
         """Call CAMS, every attempt through the pacer, retrying transient failures with full-jitter backoff."""
-        send_by = deadline - self.settings.timeout_seconds - self.settings.connect_timeout_ms / 1000
+        send_by = deadline - self.settings.call_seconds
         self._follow_contention()
         for attempt in range(1, MAX_ATTEMPTS + 1):
             with self.pacer.slot(send_by):
@@ -173,9 +172,9 @@ def deadline_within(
     the cache write that follows the answer and `reserve_seconds` (kept for work after the last call). With
     `wait_seconds`, also at most that long of queueing for a slot plus one whole call (an HTTP read is quick)."""
     settings = get_settings()
-    budget = remaining_ms / 1000 - DEADLINE_MARGIN_SECONDS - CACHE_CALL_SECONDS - reserve_seconds
+    budget = remaining_ms / 1000 - DEADLINE_MARGIN_SECONDS - FAIL_FAST_SECONDS - reserve_seconds
     if wait_seconds is not None:
-        budget = min(budget, wait_seconds + settings.timeout_seconds + settings.connect_timeout_ms / 1000)
+        budget = min(budget, wait_seconds + settings.call_seconds)
     return clock() + budget
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, InvalidRequest, Throttled, UpstreamFailed
 from waba_lookup.lookup import RefreshOutcome, WabaLookup
@@ -18,7 +19,6 @@ from waba_lookup.settings import get_settings
 MAX_ITEMS = 1000
 SQS_BATCH = 10
 SEND_ATTEMPTS = 3
-SQS_CALL_SECONDS = 3.0  # the most one SendMessageBatch can take with the client below
 
 
 class PoisonMessage(InvalidRequest):
@@ -72,7 +72,7 @@ class RefreshQueue:
         (monotonic) deadline comes first. Messages already sent stay queued: a refresh is idempotent."""
         unsent = 0
         for start in range(0, len(customers), SQS_BATCH):
-            if time.monotonic() + SQS_CALL_SECONDS > deadline:
+            if time.monotonic() + FAIL_FAST_SECONDS > deadline:
                 raise UpstreamFailed(
                     f"queued {start} of {len(customers)} refreshes before the deadline", "QueueTimeout"
                 )
@@ -100,12 +100,7 @@ class RefreshQueue:
 
     def _client(self) -> Any:
         if self._sqs is None:
-            import boto3
-            from botocore.config import Config
-
-            self._sqs = boto3.client(
-                "sqs", config=Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
-            )
+            self._sqs = fail_fast_client("sqs")
         return self._sqs
 
 
@@ -118,8 +113,7 @@ def get_refresh_queue() -> RefreshQueue:
 def refresh_message(lookup: WabaLookup, body: str, deadline: float, now: float) -> RefreshOutcome:
     """Process one queue message: PoisonMessage, OutOfTime and transient errors are raised for the batch."""
     customer = parse_message(body)
-    # one more call needs a pacing slot (up to a second) and then a whole CAMS timeout
-    settings = lookup.settings
-    if deadline - now < 1.0 + settings.timeout_seconds + settings.connect_timeout_ms / 1000:
+    # one more call needs a pacing slot (up to a second) and then a whole CAMS call
+    if deadline - now < 1.0 + lookup.settings.call_seconds:
         raise OutOfTime("not enough function time left for another CAMS call")
     return lookup.refresh(customer, deadline)

@@ -47,8 +47,9 @@ class Settings:
         return hashlib.sha256(material.encode()).hexdigest()[:16]
 
     @property
-    def timeout_seconds(self) -> float:
-        return self.cams_timeout_ms / 1000
+    def call_seconds(self) -> float:
+        """The longest one CAMS call can take: connecting, then reading the answer."""
+        return (self.connect_timeout_ms + self.cams_timeout_ms) / 1000
 
     @property
     def connect_timeout_ms(self) -> int:

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from waba_local import stand_ins
 from waba_local.console import heading, table
 from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Call
@@ -55,7 +57,7 @@ def worker(args: argparse.Namespace) -> None:
         from waba_lookup.lookup import get_lookup
 
         get_lookup().pacer = NoPacer()  # type: ignore[assignment]
-    sqs = stand_ins.StandIns(None, None, os.environ["AWS_ENDPOINT_URL"], "", "", "").client("sqs")  # type: ignore[arg-type]
+    sqs = boto3.client("sqs")  # the environment points boto3 at the stand-ins, as in the function itself
     LocalPoller(
         sqs, os.environ["REFRESH_QUEUE_URL"], handler.lambda_handler, timeout_ms=60_000, batch_size=WORKER_BATCH
     ).drain(until_empty_for=VISIBILITY_TIMEOUT + 2.0, time_limit=args.time_limit)

@@ -75,13 +75,6 @@ class LocalPoller:
         self.region = self.queue_arn.split(":")[3]
         self.stats = PollStats()
 
-    def poll_once(self, wait_seconds: int = 0) -> int:
-        """One receive and one invocation; returns how many messages were received."""
-        messages = self._receive_batch(wait_seconds)
-        if messages:
-            self._delete(self._invoke(messages))
-        return len(messages)
-
     def _invoke(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Invoke the handler with one batch; returns the messages that succeeded."""
         response = self.handler(sqs_event(messages, self.queue_arn, self.region), LocalLambdaContext(self.timeout_ms))
