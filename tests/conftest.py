@@ -14,22 +14,30 @@ from moto import mock_aws
 
 from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
+from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
 from waba_lookup.refresh import get_refresh_queue
 from waba_lookup.settings import get_settings
+from waba_lookup.sliding_log import LogRecord
 
 pytest_plugins = ["conftest_emulator"]  # cams_emulator, emulator_credentials
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "waba-cache-test"
+BUDGET_TABLE = "waba-budget-test"
 REGION = "ap-southeast-1"
-CONTENTION_MARKER = "/_contention.json"
 
 
 @pytest.fixture(autouse=True)
 def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Each test is a new Lambda instance: settings and the lookup are rebuilt from its environment."""
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL_SQS", "AWS_PROFILE"):
+    for name in (
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ENDPOINT_URL_SQS",
+        "AWS_ENDPOINT_URL_DYNAMODB",
+        "AWS_PROFILE",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
@@ -61,31 +69,36 @@ def cams_env(
 class AwsStandIn:
     s3: Any
     sqs: Any
+    dynamodb: Any
     bucket: str
     queue_url: str
     dlq_url: str
+    budget_table: str
 
     def cache_objects(self) -> dict[str, dict[str, Any]]:
         """Every cache entry in the bucket, parsed."""
         listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
-        entries = [o["Key"] for o in listed if not o["Key"].endswith(CONTENTION_MARKER)]
-        return {key: json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()) for key in entries}
+        keys = [o["Key"] for o in listed]
+        return {key: json.loads(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()) for key in keys}
 
-    def contention_marker(self) -> dict[str, Any] | None:
-        """The deployment's shared note of its last CAMS throttle, if any."""
-        listed = self.s3.list_objects_v2(Bucket=self.bucket).get("Contents", [])
-        keys = [o["Key"] for o in listed if o["Key"].endswith(CONTENTION_MARKER)]
-        return json.loads(self.s3.get_object(Bucket=self.bucket, Key=keys[0])["Body"].read()) if keys else None
+    def budget_record(self) -> LogRecord:
+        """The deployment's shared budget record (the only item in the table), decoded."""
+        items = self.dynamodb.scan(TableName=self.budget_table)["Items"]
+        assert len(items) <= 1
+        return decode(items[0] if items else None)
 
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
-    """moto in process: the cache bucket, the refresh queue and its dead-letter queue (redrive after 3).
+    """moto in process: the cache bucket, the refresh queue and its dead-letter queue (redrive after 3), and the
+    shared budget's table, as deployed.
 
     The visibility timeout outlasts a test batch, as it must in a deployment: the local poller, like Lambda's,
     receives the next batch while the handler works."""
     with mock_aws():
         s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        create_budget_table(dynamodb, BUDGET_TABLE)
         s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
         dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -95,7 +108,18 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
         )["QueueUrl"]
         monkeypatch.setenv("CACHE_BUCKET", BUCKET)
         monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
-        yield AwsStandIn(s3, sqs, BUCKET, queue_url, dlq_url)
+        monkeypatch.setenv("CAMS_BUDGET_TABLE", BUDGET_TABLE)
+        yield AwsStandIn(s3, sqs, dynamodb, BUCKET, queue_url, dlq_url, BUDGET_TABLE)
+
+
+def create_budget_table(dynamodb: Any, name: str) -> None:
+    """The shared budget's table as template.yaml declares it."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
 
 
 @pytest.fixture

@@ -10,14 +10,29 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waba_lookup.customer import Customer
-from waba_lookup.errors import ConfigurationError, Denied, InvalidRequest, Throttled, UpstreamFailed, UpstreamTimeout
+from waba_lookup.errors import (
+    BudgetUnavailable,
+    ConfigurationError,
+    Denied,
+    InvalidRequest,
+    Throttled,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from waba_lookup.errors import WabaLookupError as LookupError_
 from waba_lookup.lookup import HTTP_SLOT_WAIT_SECONDS, deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.refresh import get_refresh_queue, parse_refresh_request
 
 router = Router()
-STATUS = {InvalidRequest: 400, Denied: 403, Throttled: 429, UpstreamTimeout: 504, UpstreamFailed: 502}
+STATUS = {
+    InvalidRequest: 400,
+    Denied: 403,
+    BudgetUnavailable: 503,  # before Throttled, its base: the first match wins
+    Throttled: 429,
+    UpstreamTimeout: 504,
+    UpstreamFailed: 502,
+}
 
 
 @router.get("/waba")

@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waba_lookup.errors import WabaLookupError
-from waba_lookup.lookup import QUIESCE_RESERVE_SECONDS, deadline_within, get_lookup
+from waba_lookup.lookup import SETTLE_RESERVE_SECONDS, deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.refresh import PoisonMessage, refresh_message
 
@@ -21,7 +21,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     """Refresh one message's entry; raising returns the message to the queue (poison ones reach the DLQ)."""
-    deadline = deadline_within(lambda_context.get_remaining_time_in_millis(), reserve_seconds=QUIESCE_RESERVE_SECONDS)
+    deadline = deadline_within(lambda_context.get_remaining_time_in_millis(), reserve_seconds=SETTLE_RESERVE_SECONDS)
     try:
         outcome = refresh_message(get_lookup(), record.body, deadline, time.monotonic())
     except PoisonMessage as error:
@@ -42,6 +42,6 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
     response = process_partial_response(
         event=event, record_handler=refresh_record, processor=processor, context=context
     )
-    # end the invocation holding no CAMS slot, so the quota holds across instances (see Pacer.quiesce)
-    get_lookup().pacer.quiesce(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
+    # static shares end the invocation holding no CAMS slot (see Pacer.settle); the shared budget needs no wait
+    get_lookup().budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
     return response

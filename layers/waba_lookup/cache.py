@@ -126,30 +126,6 @@ class WabaCache:
             return False
         return True
 
-    def note_contention(self, at: float) -> None:
-        """Tell the deployment's other instances that CAMS flow-controlled this one (see WabaLookup)."""
-        key = self._contention_key()
-        try:
-            self._client().put_object(Bucket=self.bucket, Key=key, Body=json.dumps({"ThrottledAt": at}).encode())
-        except (BotoCoreError, ClientError) as exc:
-            self._failed("write", key, exc)
-
-    def last_contention(self) -> float | None:
-        """When any instance last noted contention, or None."""
-        key = self._contention_key()
-        try:
-            raw = self._client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
-            return float(json.loads(raw)["ThrottledAt"])
-        except (BotoCoreError, ClientError) as exc:
-            if _error_code(exc) not in ("NoSuchKey", "404"):
-                self._failed("read", key, exc)
-        except (ValueError, KeyError, TypeError):
-            pass
-        return None
-
-    def _contention_key(self) -> str:
-        return f"{self.prefix}{self.account_scope}/_contention.json"
-
     def _failed(self, operation: str, key: str, exc: BaseException) -> None:
         logger.warning(
             f"cache {operation} failed; continuing without the cache",

@@ -45,6 +45,12 @@ class Throttled(WabaLookupError):
         self.retry_after = retry_after
 
 
+class BudgetUnavailable(Throttled):
+    """The shared budget's store cannot be reached and this instance may not call CAMS without it."""
+
+    default_code = "BudgetUnavailable"
+
+
 class UpstreamFailed(WabaLookupError):
     """CAMS could not be reached, failed, or answered something unreadable. Transient."""
 

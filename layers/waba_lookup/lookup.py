@@ -1,4 +1,4 @@
-"""WabaLookup: the cache first, then CAMS through the pacer, retried while the deadline allows.
+"""WabaLookup: the cache first, then CAMS through the account budget, retried while the deadline allows.
 
 Deadlines are monotonic-clock times by which CAMS must have answered; an attempt starts only if a whole
 CAMS call (connect and read timeouts) still fits before it.
@@ -7,7 +7,6 @@ CAMS call (connect and read timeouts) still fits before it.
 from __future__ import annotations
 
 import dataclasses
-import math
 import random
 import time
 from collections.abc import Callable
@@ -17,21 +16,21 @@ from typing import Any, Literal
 
 from waba_lookup.adaptive import CubicRate
 from waba_lookup.aws import FAIL_FAST_SECONDS
+from waba_lookup.budget import Budget, budget_for
 from waba_lookup.cache import CacheEntry, WabaCache
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, Denied, Throttled, UpstreamFailed, WabaLookupError
 from waba_lookup.observability import count, count_error, logger
-from waba_lookup.pacing import HOLD_AFTER_ANSWER, Pacer
 from waba_lookup.settings import Settings, get_settings
+from waba_lookup.sliding_log import HOLD_AFTER_ANSWER
 
 MAX_ATTEMPTS = 3
-CONTENTION_CHECK_SECONDS = 2.0  # how often an instance looks for another's throttle
-CONTENTION_RECENT_SECONDS = 5.0  # a throttle older than this is past news
-HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a pacing slot before answering 429
+HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a permit before answering 429
 DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
-# kept back from the last call for the worker's final wait (a slot is held a second after the answer, plus jitter)
-QUIESCE_RESERVE_SECONDS = HOLD_AFTER_ANSWER + CubicRate.CONTENDED_JITTER
+# kept back from the last call for the worker's final wait, which static shares need (a slot is held a second
+# after the answer, plus jitter); with the shared budget the wait returns at once
+SETTLE_RESERVE_SECONDS = HOLD_AFTER_ANSWER + CubicRate.CONTENDED_JITTER
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 
@@ -55,7 +54,7 @@ class WabaLookup:
         self,
         settings: Settings,
         cams: Callable[[], CamsClient],
-        pacer: Pacer,
+        budget: Budget,
         cache: WabaCache | None = None,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
@@ -64,11 +63,9 @@ class WabaLookup:
     ) -> None:
         self.settings = settings
         self._cams = cams  # a factory: the SDK is imported only when CAMS is really called
-        self.pacer = pacer
+        self.budget = budget
         self.cache = cache
         self._wall, self._clock, self._sleep, self._jitter = wall, clock, sleep, jitter
-        self._contention_checked_at = -math.inf
-        self._contention_seen = -math.inf
 
     def read(self, customer: Customer, deadline: float, refresh: bool = False) -> Answer:
         """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles."""
@@ -80,7 +77,7 @@ class WabaLookup:
             return Answer(cached.raise_if_denied(), "HIT", int(cached.age(now)))
         count("CacheMisses")
         try:
-            entry = self._fetch_and_store(customer, deadline)
+            entry = self._fetch_and_store(customer, deadline, interactive=True)
         except (Throttled, UpstreamFailed) as error:
             now = self._wall()
             if cached and cached.is_servable_stale(now, ttl, stale):
@@ -98,32 +95,31 @@ class WabaLookup:
             return "recent"
         if not self.cache:
             raise ConfigurationError("CACHE_BUCKET is not set: a refresh has nowhere to go")
-        entry = self._fetch_and_store(customer, deadline)
+        entry = self._fetch_and_store(customer, deadline, interactive=False)
         if not entry.stored:
             raise UpstreamFailed("the cache entry could not be written", "CacheUnavailable")
         return "refreshed" if entry.body is not None else "denied"
 
-    def _fetch_and_store(self, customer: Customer, deadline: float) -> CacheEntry:
+    def _fetch_and_store(self, customer: Customer, deadline: float, interactive: bool) -> CacheEntry:
         try:
-            entry = CacheEntry(self._wall(), body=self.fetch(customer, deadline))
+            entry = CacheEntry(self._wall(), body=self.fetch(customer, deadline, interactive))
         except Denied as denied:
             entry = CacheEntry.denied(denied, self._wall())
         stored = self.cache.put(customer, entry) if self.cache else False
         return dataclasses.replace(entry, stored=stored)
 
-    def fetch(self, customer: Customer, deadline: float) -> dict[str, Any]:
-        """Call CAMS, every attempt through the pacer, retrying transient failures with full-jitter backoff."""
+    def fetch(self, customer: Customer, deadline: float, interactive: bool = True) -> dict[str, Any]:
+        """Call CAMS, every attempt under a budget permit, retrying transient failures with full-jitter backoff."""
         send_by = deadline - self.settings.call_seconds
-        self._follow_contention()
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self.pacer.slot(send_by):
+            with self.budget.permit(send_by, interactive):
                 try:
                     body = self._cams().query(customer.cust_space_id, customer.isv_code)
                 except WabaLookupError as error:
                     failure = self._retryable_or_raise(error)
                 else:
                     count("CamsCalls")
-                    self.pacer.succeeded()
+                    self.budget.succeeded()
                     return body
             backoff = self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
             if attempt == MAX_ATTEMPTS or self._clock() + backoff > send_by:
@@ -131,31 +127,11 @@ class WabaLookup:
             self._sleep(backoff)
         raise AssertionError("unreachable")
 
-    def _follow_contention(self) -> None:
-        """Slow down when another instance of the deployment was flow-controlled.
-
-        A throttle reaches only the instance that sent the rejected call; the rest would keep their pace, and a
-        neighbour on the account, whose rejections we never hear of, would pay for it. Instances share their
-        throttles through the cache bucket, read at most every CONTENTION_CHECK_SECONDS.
-        """
-        now = self._clock()
-        if not self.cache or now - self._contention_checked_at < CONTENTION_CHECK_SECONDS:
-            return
-        self._contention_checked_at = now
-        at = self.cache.last_contention()
-        if at is not None and at > self._contention_seen and self._wall() - at < CONTENTION_RECENT_SECONDS:
-            self._contention_seen = at
-            self.pacer.throttled()
-            count("ContentionFollowed")
-
     def _retryable_or_raise(self, error: WabaLookupError) -> WabaLookupError:
         count("CamsCalls")
         count_error(error.code)
         if isinstance(error, Throttled):
-            self.pacer.throttled()
-            self._contention_seen = self._wall()
-            if self.cache:
-                self.cache.note_contention(self._contention_seen)
+            self.budget.throttled()
         elif not isinstance(error, UpstreamFailed):
             raise error  # permanent: no retry
         logger.info("CAMS attempt failed", extra={"cams_code": error.code, "request_id": error.request_id})
@@ -180,10 +156,10 @@ def deadline_within(
 
 @lru_cache(maxsize=1)
 def get_lookup() -> WabaLookup:
-    """The instance's WabaLookup, built from its settings on first use (one pacer per instance)."""
+    """The instance's WabaLookup, built from its settings on first use (one budget client per instance)."""
     settings = get_settings()
     cache = None
     if settings.cache_bucket:
         cache = WabaCache(settings.cache_bucket, settings.cache_prefix, settings.account_scope)
     cams = lru_cache(maxsize=1)(lambda: client_from_settings(settings))
-    return WabaLookup(settings, cams, Pacer(settings.calls_per_second), cache)
+    return WabaLookup(settings, cams, budget_for(settings), cache)

@@ -1,4 +1,4 @@
-"""Per-instance pacing of CAMS calls under the account's quota.
+"""Static per-instance shares of the account's quota: the Budget port without a store (and its fallback).
 
 Three rules, all enforced before a call is sent:
 - a strict sliding window: at most `calls_per_second` slots are held at once, each from send until one second
@@ -25,14 +25,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from waba_lookup.adaptive import Clock, CubicRate
+from waba_lookup.budget import BudgetStats
 from waba_lookup.errors import Throttled
+from waba_lookup.sliding_log import HOLD_AFTER_ANSWER
 
 Waiter = Callable[[threading.Condition, float], object]
 
-HOLD_AFTER_ANSWER = 1.0  # a call may arrive at CAMS as late as its answer; it counts there for a second
 
-
-class _Slot:
+class Slot:
     __slots__ = ("until",)
 
     def __init__(self) -> None:
@@ -49,22 +49,30 @@ class Pacer:
         self._clock = clock
         self._cond = threading.Condition()
         self._wait: Waiter = waiter or (lambda cond, timeout: cond.wait(timeout))
-        self._held: list[_Slot] = []
+        self._held: list[Slot] = []
         self._last_send = -math.inf
+        self.not_before = -math.inf  # no send before this (clock time): see SharedBudget's fallback
         self.adaptive = CubicRate(calls_per_second, clock)
+        self.stats = BudgetStats()
 
     @contextmanager
-    def slot(self, send_by: float) -> Iterator[None]:
+    def permit(self, send_by: float, interactive: bool = False) -> Iterator[None]:
         """Hold a slot for one attempt; raise Throttled if none can be had before `send_by` (clock time)."""
-        held = self._acquire(send_by)
+        started = self._clock()
+        held = self.acquire(send_by)
+        self.stats.record_wait(self._clock() - started, interactive)
         try:
             yield
         finally:
-            with self._cond:
-                held.until = self._clock() + HOLD_AFTER_ANSWER + self.adaptive.hold_jitter()
-                self._cond.notify_all()
+            self.release(held)
 
-    def quiesce(self, wait_until: float) -> None:
+    def release(self, held: Slot) -> None:
+        """The attempt has answered: its slot is held one more second."""
+        with self._cond:
+            held.until = self._clock() + HOLD_AFTER_ANSWER + self.adaptive.hold_jitter()
+            self._cond.notify_all()
+
+    def settle(self, wait_until: float) -> None:
         """Wait (until `wait_until` at most) for every held slot to expire.
 
         The guarantee across instances rests on every slot being held by a running invocation: an instance that
@@ -90,7 +98,8 @@ class Pacer:
         with self._cond:
             self.adaptive.succeeded()
 
-    def _acquire(self, send_by: float) -> _Slot:
+    def acquire(self, send_by: float) -> Slot:
+        """A slot, once one is free; Throttled if that would be after `send_by`."""
         with self._cond:
             while True:
                 now = self._clock()
@@ -102,7 +111,7 @@ class Pacer:
                         retry_after=max(1.0, delay),
                     )
                 if delay <= 0:
-                    held = _Slot()
+                    held = Slot()
                     self._held.append(held)
                     self._last_send = now
                     self.adaptive.take()
@@ -116,4 +125,4 @@ class Pacer:
             # an in-flight call frees its slot a second after its answer at the earliest
             window = min(min(s.until, now + HOLD_AFTER_ANSWER) for s in self._held) - now
         spacing = self._last_send + 1 / self.calls_per_second - now
-        return max(window, spacing, self.adaptive.delay(now))
+        return max(window, spacing, self.adaptive.delay(now), self.not_before - now)

@@ -113,7 +113,7 @@ def get_refresh_queue() -> RefreshQueue:
 def refresh_message(lookup: WabaLookup, body: str, deadline: float, now: float) -> RefreshOutcome:
     """Process one queue message: PoisonMessage, OutOfTime and transient errors are raised for the batch."""
     customer = parse_message(body)
-    # one more call needs a pacing slot (up to a second) and then a whole CAMS call
+    # one more call needs a permit (up to a second) and then a whole CAMS call
     if deadline - now < 1.0 + lookup.settings.call_seconds:
         raise OutOfTime("not enough function time left for another CAMS call")
     return lookup.refresh(customer, deadline)

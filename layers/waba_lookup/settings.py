@@ -27,7 +27,10 @@ class Settings:
     cache_ttl_seconds: int = 300
     cache_stale_seconds: int = 86400
     cams_qps_budget: int = CAMS_MAX_QPS
+    cams_budget_table: str | None = None
+    cams_interactive_reserve: int = 2
     cams_max_instances: int = 1
+    instances_capped: bool = False  # CAMS_MAX_INSTANCES was set: the platform caps this function's concurrency
     refresh_queue_url: str | None = None
     refresh_min_interval_seconds: int = 60
     credential_source: str = "default-chain"  # the secret's name or the AccessKeyId: never the secret itself
@@ -37,7 +40,7 @@ class Settings:
 
     @property
     def calls_per_second(self) -> int:
-        """This instance's share of the quota: floor(budget / instances)."""
+        """This instance's static share of the quota (no shared budget): floor(budget / instances)."""
         return self.cams_qps_budget // self.cams_max_instances
 
     @property
@@ -71,7 +74,12 @@ class Settings:
             cache_ttl_seconds=env.integer("CACHE_TTL_SECONDS", cls.cache_ttl_seconds, low=0),
             cache_stale_seconds=env.integer("CACHE_STALE_SECONDS", cls.cache_stale_seconds, low=0),
             cams_qps_budget=env.integer("CAMS_QPS_BUDGET", cls.cams_qps_budget, low=1, high=CAMS_MAX_QPS),
+            cams_budget_table=env.optional("CAMS_BUDGET_TABLE"),
+            cams_interactive_reserve=env.integer(
+                "CAMS_INTERACTIVE_RESERVE", cls.cams_interactive_reserve, low=0, high=CAMS_MAX_QPS - 1
+            ),
             cams_max_instances=env.integer("CAMS_MAX_INSTANCES", cls.cams_max_instances, low=1),
+            instances_capped=env.optional("CAMS_MAX_INSTANCES") is not None,
             refresh_queue_url=env.optional("REFRESH_QUEUE_URL"),
             refresh_min_interval_seconds=env.integer(
                 "REFRESH_MIN_INTERVAL_SECONDS", cls.refresh_min_interval_seconds, low=0
@@ -91,7 +99,13 @@ class Settings:
         source = settings.cams_credentials_secret or key_id
         if source:
             settings = dataclasses.replace(settings, credential_source=source)
-        if settings.cams_max_instances > settings.cams_qps_budget:
+        if settings.cams_budget_table and settings.cams_interactive_reserve >= settings.cams_qps_budget:
+            raise ConfigurationError(
+                f"CAMS_INTERACTIVE_RESERVE={settings.cams_interactive_reserve} must be below "
+                f"CAMS_QPS_BUDGET={settings.cams_qps_budget}: background refreshes would never get a permit"
+            )
+        # with a shared budget, CAMS_MAX_INSTANCES only sizes the fallback shares, which may be zero
+        if not settings.cams_budget_table and settings.cams_max_instances > settings.cams_qps_budget:
             raise ConfigurationError(
                 f"CAMS_MAX_INSTANCES={settings.cams_max_instances} exceeds CAMS_QPS_BUDGET={settings.cams_qps_budget}: "
                 "each instance needs at least one call per second; lower CAMS_MAX_INSTANCES or raise the budget"

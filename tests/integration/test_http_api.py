@@ -140,11 +140,12 @@ def test_throttled_with_nothing_cached_is_429_with_retry_after(stack: tuple[Cams
     assert int(header(response, "Retry-After") or 0) >= 1
 
 
-def test_no_pacing_slot_within_the_wait_bound_is_429(
+def test_no_permit_within_the_wait_bound_is_429(
     stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     cams, _ = stack
     monkeypatch.setenv("CAMS_QPS_BUDGET", "1")
+    monkeypatch.setenv("CAMS_INTERACTIVE_RESERVE", "0")
     monkeypatch.setattr(app, "HTTP_SLOT_WAIT_SECONDS", 0.3)
     assert call("http-v2-own")["statusCode"] == 200
     # the one slot is held until a second after that answer; this read may queue for 0.3 s only

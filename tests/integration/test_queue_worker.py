@@ -12,9 +12,9 @@ from queue_worker import app
 from tests.conftest import AwsStandIn, FakeLambdaContext, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalPoller
+from waba_lookup.budget import budget_for
 from waba_lookup.customer import Customer
 from waba_lookup.lookup import WabaLookup, get_lookup
-from waba_lookup.pacing import Pacer
 
 
 @pytest.fixture
@@ -124,19 +124,23 @@ def test_every_message_ends_cached_or_dead_lettered(stack: tuple[CamsEmulator, A
     assert stats.failed >= 3 * 3  # each poison message was received maxReceiveCount times
 
 
-def test_a_throttle_in_one_instance_slows_the_others(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
+def test_a_throttle_in_one_instance_slows_the_whole_deployment(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
     cams, aws = stack
     throttled = get_lookup()
+    assert aws.budget_record().rate(time.time(), 10) == 10
     cams.set_behaviour("cs-acme-001", "error:System.LimitControl", times=3)
+
     assert failures(app.lambda_handler(load_event("sqs-single"), FakeLambdaContext()))
-    assert aws.contention_marker() is not None
-    # another instance of the deployment: its own pacer, the same bucket
-    other = WabaLookup(
-        throttled.settings, lambda: throttled._cams(), Pacer(throttled.settings.calls_per_second), throttled.cache
-    )
-    assert not other.pacer.adaptive.enabled
+
+    # three throttles in a row are one congestion: one cut by 30%, in the shared record
+    record = aws.budget_record()
+    assert record.rate_max == 10 and record.rate(record.throttled_at, 10) == pytest.approx(7.0)
+    # so another instance follows it at its next permit: permits are spaced 1/rate apart, not 1/10
+    other = WabaLookup(throttled.settings, lambda: throttled._cams(), budget_for(throttled.settings), throttled.cache)
     other.refresh(Customer("cs-other-1", "isv-cs-other-1"), time.monotonic() + 10)
-    assert other.pacer.adaptive.enabled and other.pacer.adaptive.rate < other.pacer.calls_per_second
+    after = aws.budget_record()
+    sent = max(slot.sent for slot in after.slots)
+    assert after.next_send - sent > 1 / 8
 
 
 def test_a_refresh_whose_cache_write_fails_goes_back_to_the_queue(

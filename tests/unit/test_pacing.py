@@ -30,7 +30,7 @@ def clock() -> FakeClock:
 
 def send(pacer: Pacer, clock: FakeClock, latency: float = 0.0, send_by: float = 1e9) -> float:
     """One paced call; returns the time it was sent."""
-    with pacer.slot(send_by):
+    with pacer.permit(send_by):
         sent = clock.now
         clock.now += latency
     return sent
@@ -66,9 +66,9 @@ def test_no_slot_is_given_once_the_send_bound_has_passed(clock: FakeClock) -> No
 
 def test_an_in_flight_call_holds_its_slot_until_answered(clock: FakeClock) -> None:
     pacer = Pacer(1, clock, clock.wait)
-    with pacer.slot(1e9):
+    with pacer.permit(1e9):
         clock.now += 5.0  # a slow answer
-        with pytest.raises(Throttled), pacer.slot(clock.now + 0.9):  # a second after the (future) answer
+        with pytest.raises(Throttled), pacer.permit(clock.now + 0.9):  # a second after the (future) answer
             pass
     assert send(pacer, clock) == pytest.approx(1006.0)
 
@@ -109,14 +109,14 @@ def test_quiesce_waits_for_every_held_slot_to_expire(clock: FakeClock) -> None:
     pacer = Pacer(3, clock, clock.wait)
     send(pacer, clock, latency=0.2)
     send(pacer, clock, latency=0.5)  # sent at 1000.33 (spaced), answered 1000.83
-    pacer.quiesce(wait_until=1e9)
+    pacer.settle(wait_until=1e9)
     assert clock.now == pytest.approx(1000 + 1 / 3 + 0.5 + 1, abs=1e-6)
 
 
 def test_quiesce_gives_up_at_its_bound(clock: FakeClock) -> None:
     pacer = Pacer(1, clock, clock.wait)
     send(pacer, clock, latency=0.1)
-    pacer.quiesce(wait_until=1000.5)
+    pacer.settle(wait_until=1000.5)
     assert clock.now == pytest.approx(1000.5, abs=1e-6)
 
 

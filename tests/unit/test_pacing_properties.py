@@ -27,7 +27,7 @@ def run_instance(share: int, start: float, calls: list[tuple[float, float, bool]
     intervals = []
     for latency, think, throttled in calls:
         clock.now += think
-        with pacer.slot(send_by=float("inf")):
+        with pacer.permit(send_by=float("inf")):
             sent = clock.now
             clock.now += latency
         intervals.append((sent, clock.now))

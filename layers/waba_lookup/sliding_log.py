@@ -1,0 +1,145 @@
+"""The shared budget's record, a sliding log of permits, and its transitions: pure functions of (record, now).
+
+The record has one slot per call the quota allows (CAMS_MAX_QPS). A slot holds one permit: its send time and, once
+known, when it stops counting. A permit is live from its send until one second after its answer (CAMS counts a
+call when it arrives, somewhere in between); until the answer is written back, until send + the longest call + one
+second. A new permit takes any slot whose permit is no longer live, and only while fewer than the budget are live:
+if at most `budget` permits are ever live at once, no one-second window of arrivals holds more than `budget` calls.
+(A FIFO ring of the last `budget` permits would not do: a slow call still live outside the ring would be forgotten.)
+
+Times are wall-clock seconds (every instance reads its own clock), so every liveness test keeps CLOCK_SKEW_MARGIN.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+from waba_lookup.settings import CAMS_MAX_QPS
+
+HOLD_AFTER_ANSWER = 1.0  # a call may arrive as late as its answer, and counts in CAMS's window for a second
+# Lambda and FC hosts keep their clocks with the providers' time services (Amazon Time Sync, Alibaba Cloud NTP),
+# whose error is around a millisecond. Twenty times that costs 2% of the throughput (each permit holds its slot
+# about 1.02 s instead of 1.0 s) and still covers a host that has drifted for a while between syncs.
+CLOCK_SKEW_MARGIN = 0.02
+READS_RECENT_SECONDS = 3.0  # background refreshes leave the interactive reserve free this long after a read
+READS_WAITING_SECONDS = 0.5  # a waiting read blocks new background permits this long (renewed while it waits)
+# The deployment's adaptive rate after System.LimitControl: botocore's CUBIC (beta 0.7), but regaining the old
+# rate over RECOVERY_SECONDS instead of about a second, which at our small rates re-congests at once (`make bench`).
+BETA = 0.7
+RECOVERY_SECONDS = 20.0
+MIN_RATE = 0.5
+SAME_EVENT_SECONDS = 1.0  # throttles within this of the last cut are the same congestion: one cut, not several
+
+
+@dataclass(frozen=True)
+class Slot:
+    holder: str = ""  # the permit's id ("" never used)
+    sent: float = 0.0
+    expires: float = 0.0  # when it stops counting (before the skew margin)
+    answered: bool = True
+    interactive: bool = False
+
+    def live(self, now: float) -> bool:
+        return self.expires + CLOCK_SKEW_MARGIN > now
+
+    def earliest_free(self, now: float) -> float:
+        """The soonest it could stop counting: at `expires`, or if unanswered, a second after an answer now."""
+        until = self.expires if self.answered else min(self.expires, now + HOLD_AFTER_ANSWER)
+        return until + CLOCK_SKEW_MARGIN
+
+
+def _empty_slots() -> tuple[Slot, ...]:
+    return tuple(Slot() for _ in range(CAMS_MAX_QPS))
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    version: str = ""  # changes on every write; "" until first stored
+    slots: tuple[Slot, ...] = field(default_factory=_empty_slots)
+    next_send: float = 0.0  # background permits are spaced 1/rate apart
+    rate_max: float = 0.0  # CUBIC's W_max at the last cut; 0: never throttled
+    throttled_at: float = 0.0
+    reads_at: float = 0.0  # the last interactive permit or wait
+    reads_waiting_until: float = 0.0
+    static_until: float = 0.0  # the last moment an instance in fallback may have sent outside the log
+
+    def rate(self, now: float, budget: int) -> float:
+        """The deployment's calls per second: the budget, or after a throttle the CUBIC curve back up to it."""
+        if not self.rate_max:
+            return float(budget)
+        k = RECOVERY_SECONDS
+        c = self.rate_max * (1 - BETA) / k**3
+        return max(MIN_RATE, min(float(budget), c * (now - self.throttled_at - k) ** 3 + self.rate_max))
+
+    def live(self, now: float) -> list[Slot]:
+        return [s for s in self.slots if s.live(now)]
+
+
+@dataclass(frozen=True)
+class Policy:
+    budget: int  # CAMS_QPS_BUDGET
+    reserve: int  # CAMS_INTERACTIVE_RESERVE
+    longest_call: float  # connect + read timeout: how long an unanswered permit can stay in flight
+
+
+@dataclass(frozen=True)
+class Admitted:
+    record: LogRecord  # to be written, conditional on the version read
+    index: int
+
+
+@dataclass(frozen=True)
+class Wait:
+    until: float  # nothing can change before this (wall time), unless the record is stale
+
+
+def admit(record: LogRecord, now: float, policy: Policy, holder: str, interactive: bool) -> Admitted | Wait:
+    """A new permit for `holder` if the log allows one now, else when to look again."""
+    opens = record.static_until + policy.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+    if record.static_until and now < opens:
+        return Wait(opens)  # calls made outside the log during a store outage may still count
+    rate = record.rate(now, policy.budget)
+    cap = policy.budget if rate >= policy.budget else max(1, math.floor(rate))
+    blocked: list[float] = []
+    if not interactive:
+        if now < record.reads_waiting_until:
+            blocked.append(record.reads_waiting_until)
+        if now < record.next_send:
+            blocked.append(record.next_send)
+        if now - record.reads_at < READS_RECENT_SECONDS:
+            cap -= policy.reserve
+            if cap <= 0:
+                blocked.append(record.reads_at + READS_RECENT_SECONDS)
+    live = record.live(now)
+    if 0 < cap <= len(live):
+        # the permit needs len(live) - cap + 1 of the live ones gone
+        blocked.append(sorted(s.earliest_free(now) for s in live)[len(live) - cap])
+    if blocked:
+        return Wait(max(blocked))
+    index = next(i for i, s in enumerate(record.slots) if not s.live(now))
+    slot = Slot(holder, now, now + policy.longest_call + HOLD_AFTER_ANSWER, answered=False, interactive=interactive)
+    slots = record.slots[:index] + (slot,) + record.slots[index + 1 :]
+    changes = {"slots": slots, "next_send": max(record.next_send, now) + 1 / rate}
+    if interactive:
+        changes["reads_at"] = now
+    return Admitted(replace(record, **changes), index)  # type: ignore[arg-type]
+
+
+def demand(record: LogRecord, now: float) -> LogRecord | None:
+    """A read that must wait holds background permits back, so it is next; None if already held back."""
+    if record.reads_waiting_until >= now + READS_WAITING_SECONDS / 2:
+        return None
+    return replace(record, reads_at=now, reads_waiting_until=now + READS_WAITING_SECONDS)
+
+
+def cut(record: LogRecord, now: float, budget: int) -> LogRecord | None:
+    """CAMS flow-controlled a call: cut the deployment's rate (None if this congestion was already cut for)."""
+    if record.rate_max and now - record.throttled_at < SAME_EVENT_SECONDS:
+        return None
+    return replace(record, rate_max=record.rate(now, budget), throttled_at=now)
+
+
+def after_static(record: LogRecord, until: float) -> LogRecord:
+    """An instance back from fallback: permits wait out the calls it made outside the log until `until`."""
+    return replace(record, static_until=max(record.static_until, until))
