@@ -107,20 +107,10 @@ class SharedBudget:
         """A permit for one attempt, waiting for it until `send_by` (monotonic) at most."""
         started = self._clock()
         while True:
-            if self.in_fallback and not self._probe():
-                held = self._static(send_by, interactive)
-            else:
-                try:
-                    outcome = self.try_acquire(interactive)
-                except StoreUnavailable as error:
-                    self._enter_fallback(error)
-                    continue
-                if not isinstance(outcome, Permit):
-                    self._wait_until(outcome, send_by)
-                    continue
-                held = outcome
-            self.stats.record_wait(self._clock() - started, interactive)
-            return held
+            held = self._static(send_by, interactive) if self.in_fallback else self._shared(send_by, interactive)
+            if held is not None:
+                self.stats.record_wait(self._clock() - started, interactive)
+                return held
 
     def release(self, held: Permit) -> None:
         """The attempt has answered: write the answer back, so the slot frees a second from now."""
@@ -200,36 +190,59 @@ class SharedBudget:
             if pacer:
                 pacer.settle(wait_until)
 
-    def _static(self, send_by: float, interactive: bool) -> Permit:
+    def _shared(self, send_by: float, interactive: bool) -> Permit | None:
+        try:
+            outcome = self.try_acquire(interactive)
+        except StoreUnavailable as error:
+            self._enter_fallback(error)
+            return None
+        if isinstance(outcome, Permit):
+            return outcome
+        self._wait_until(outcome, send_by)
+        return None
+
+    def _static(self, send_by: float, interactive: bool) -> Permit | None:
+        """A static share's slot, unless the store answers again right before the send."""
         pacer = self._pacers[interactive]
         if pacer is None:
+            if self._probe_due() and self.rejoin():
+                return None
             raise BudgetUnavailable(
                 "the shared CAMS budget cannot be reached; try again shortly",
                 retry_after=UNAVAILABLE_RETRY_AFTER,
             )
         slot = pacer.acquire(send_by)
+        if self._probe_due() and self.rejoin():
+            pacer.release(slot)  # not sent: the log takes over
+            return None
         self._sent_outside = True
         return Permit(static=slot, interactive=interactive)
 
-    def _probe(self) -> bool:
-        """In fallback: try the store again (at most every PROBE_SECONDS); True when back on the log."""
-        if self._clock() < self._next_probe:
-            return False
+    def _probe_due(self) -> bool:
+        return self._clock() >= self._next_probe
+
+    def rejoin(self) -> bool:
+        """In fallback, try the store again now; True when this instance is back on the log. If it called CAMS
+        outside the log, the record says so first (`static_until`), and the log admits nothing until those calls
+        can no longer count."""
+        if not self.in_fallback:
+            return True
         try:
             record = self._timed(self.store.load)
-            if self._sent_outside:  # the log waits until our static calls can no longer count
-                while (current := self._mark_static(record)) is not None:
-                    record = current
+            for _ in range(RACES if self._sent_outside else 0):
+                written = replace(after_static(record, self._wall()), version=self._new_id())
+                if (current := self._timed(self.store.replace, written, record.version)) is None:
+                    break
+                record = current
+            else:
+                if self._sent_outside:
+                    raise StoreUnavailable("lost every race to record the static calls")
         except StoreUnavailable:
             self._next_probe = self._clock() + PROBE_SECONDS
             return False
         logger.info("shared CAMS budget reachable again")
         self.in_fallback, self._sent_outside, self._record = False, False, None
         return True
-
-    def _mark_static(self, record: LogRecord) -> LogRecord | None:
-        written = replace(after_static(record, self._wall()), version=self._new_id())
-        return self._timed(self.store.replace, written, record.version)
 
     def _enter_fallback(self, error: StoreUnavailable) -> None:
         if not self.in_fallback:

@@ -1,0 +1,214 @@
+"""The shared budget's guarantee under Hypothesis: no sliding second of CAMS arrivals holds more than the budget.
+
+K instances share one in-memory store under a fake clock. Each reads the wall clock with its own offset (within
+the skew margin), and each call arrives at CAMS some time between its send and its answer. Rules interleave
+reads and refreshes, answers, answers never written back (an instance killed mid-call and replaced), store
+outages and recoveries, CAMS throttles and the passing of time.
+
+The model keeps the platform's side of the static-share contract, as the handlers do: an instance is replaced
+between invocations only after `settle()` (a worker invocation ends holding no static slot), and a kill mid-call
+is modelled for shared permits (a static call in flight belongs to an invocation that has not ended).
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import HealthCheck, Phase, event, settings, target
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from waba_lookup import shared_budget
+from waba_lookup.errors import Throttled
+from waba_lookup.log_store import MemoryLogStore
+from waba_lookup.shared_budget import Permit, SharedBudget
+from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, Admitted, LogRecord, Policy, Slot, Wait
+
+# Small numbers find counterexamples sooner; the rules do not depend on them. The deployment's caps: at most
+# WORKERS worker instances (a static share of (budget - reserve) / WORKERS each when the store is down) and
+# HTTP_INSTANCES HTTP ones (uncapped, so no static share: stale or 503 instead), up to one call at a time each.
+BUDGET, RESERVE, LONGEST = 4, 1, 1.5
+WORKERS, HTTP_INSTANCES = 3, 2
+CALLS_PER_INSTANCE = 2  # more than Lambda gives an instance: a superset of what can happen
+
+
+@dataclass
+class World:
+    now: float = 1_000.0
+    arrivals: list[float] = field(default_factory=list)
+
+    def sleep(self, seconds: float) -> None:
+        self.now += max(0.0, seconds) + 1e-9
+
+
+@dataclass
+class Call:
+    permit: Permit
+    arrives: float
+
+
+@dataclass
+class Instance:
+    budget: SharedBudget
+    interactive: bool
+    calls: list[Call] = field(default_factory=list)
+
+
+class SharedBudgetMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.world = World()
+        self.store = MemoryLogStore()
+        self.instances: list[Instance] = []
+        self.ids = iter(range(1_000_000))
+
+    def _new_instance(self, offset: float, interactive: bool) -> Instance:
+        world = self.world
+        budget = SharedBudget(
+            self.store,
+            Policy(BUDGET, RESERVE, LONGEST),
+            ((BUDGET - RESERVE) // WORKERS, 0),
+            wall=lambda: world.now + offset,
+            clock=lambda: world.now,
+            sleep=world.sleep,
+            new_id=lambda: f"id{next(self.ids)}",
+            waiter=lambda _cond, seconds: world.sleep(seconds),
+        )
+        return Instance(budget, interactive)
+
+    def _count(self, interactive: bool) -> int:
+        return sum(i.interactive == interactive for i in self.instances)
+
+    def _idle(self) -> list[Instance]:
+        return [i for i in self.instances if len(i.calls) < CALLS_PER_INSTANCE]
+
+    def _busy(self) -> list[Instance]:
+        return [i for i in self.instances if i.calls]
+
+    @rule(offset=st.floats(-CLOCK_SKEW_MARGIN / 2, CLOCK_SKEW_MARGIN / 2))
+    @precondition(lambda self: self._count(False) < WORKERS)
+    def start_worker(self, offset: float) -> None:
+        self.instances.append(self._new_instance(offset, interactive=False))
+
+    @rule(offset=st.floats(-CLOCK_SKEW_MARGIN / 2, CLOCK_SKEW_MARGIN / 2))
+    @precondition(lambda self: self._count(True) < HTTP_INSTANCES)
+    def start_http_instance(self, offset: float) -> None:
+        self.instances.append(self._new_instance(offset, interactive=True))
+
+    @rule(data=st.data(), wait=st.floats(0, 3), delay=st.floats(0, 1))
+    @precondition(lambda self: self._idle())
+    def call(self, data: st.DataObject, wait: float, delay: float, instance: Instance | None = None) -> None:
+        """An attempt: take a permit (waiting up to `wait`), then send; it arrives `delay` of the call later."""
+        instance = instance or data.draw(st.sampled_from(self._idle()))
+        try:
+            permit = instance.budget.acquire(self.world.now + wait, instance.interactive)
+        except Throttled as error:
+            event(f"no permit: {error.code}")
+            return
+        event("static permit" if permit.static is not None else "shared permit")
+        instance.calls.append(Call(permit, self.world.now + delay * LONGEST))
+        bisect.insort(self.world.arrivals, instance.calls[-1].arrives)
+
+    @rule(data=st.data(), wait=st.floats(0, 3))
+    @precondition(lambda self: self._idle())
+    def everyone_calls(self, data: st.DataObject, wait: float) -> None:
+        """A burst: every instance with room attempts a call, so the log fills and races."""
+        for instance in self._idle():
+            self.call(data, wait, data.draw(st.floats(0, 1)), instance)
+
+    @rule(data=st.data())
+    @precondition(lambda self: self._busy())
+    def everyone_answers(self, data: st.DataObject) -> None:
+        for instance in self._busy():
+            self.answer(data, True, instance)
+
+    @rule(data=st.data(), written_back=st.booleans())
+    @precondition(lambda self: self._busy())
+    def answer(self, data: st.DataObject, written_back: bool, instance: Instance | None = None) -> None:
+        """CAMS answers a call (no earlier than it arrived); or the instance is killed and replaced before it
+        can write its answers back."""
+        instance = instance or data.draw(st.sampled_from(self._busy()))
+        call = instance.calls[0]
+        self.world.now = max(self.world.now, call.arrives)
+        if written_back or any(c.permit.static is not None for c in instance.calls):
+            instance.budget.release(call.permit)
+            instance.calls.pop(0)
+        else:
+            self.instances.remove(instance)
+
+    @rule(data=st.data())
+    @precondition(lambda self: any(not i.calls for i in self.instances))
+    def end_invocation_and_replace(self, data: st.DataObject) -> None:
+        instance = data.draw(st.sampled_from([i for i in self.instances if not i.calls]))
+        instance.budget.settle(self.world.now + 10)
+        self.instances.remove(instance)
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.instances)
+    def cams_throttles(self, data: st.DataObject) -> None:
+        data.draw(st.sampled_from(self.instances)).budget.throttled()
+
+    @rule(seconds=st.floats(0, 0.5))
+    def time_passes(self, seconds: float) -> None:
+        self.world.sleep(seconds)
+
+    @rule()
+    def store_goes_down(self) -> None:
+        self.store.down = True
+
+    @rule()
+    @precondition(lambda self: self.store.down)
+    def store_comes_back(self) -> None:
+        """Every instance in fallback sees the store back before any other takes a permit (the documented limit:
+        one that did not see the outage could otherwise overlap the last static calls of one still in it)."""
+        self.store.down = False
+        for instance in self.instances:
+            instance.budget.rejoin()
+
+    def busiest_second(self) -> int:
+        arrivals = self.world.arrivals
+        return max((bisect.bisect_left(arrivals, a + 1.0) - i for i, a in enumerate(arrivals)), default=0)
+
+    @invariant()
+    def no_second_holds_more_than_the_budget(self) -> None:
+        busiest = self.busiest_second()
+        assert busiest <= BUDGET, f"{busiest} arrivals in one second"
+
+    def teardown(self) -> None:
+        # steer the search towards full seconds, where a broken rule shows
+        busiest = self.busiest_second()
+        event(f"busiest second {busiest}")
+        target(float(busiest), label="busiest second")
+
+
+SETTINGS = settings(
+    max_examples=300,
+    stateful_step_count=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+
+
+def test_no_sliding_second_ever_holds_more_calls_than_the_budget() -> None:
+    run_state_machine_as_test(SharedBudgetMachine, settings=SETTINGS)
+
+
+def _fifo_ring(record: LogRecord, now: float, policy: Policy, holder: str, interactive: bool) -> Admitted | Wait:
+    """A broken rule: the budget's worth of most recent permits, each freeing a second after its send (the
+    oldest slot is reused, whether or not its call has answered)."""
+    oldest = min(range(len(record.slots)), key=lambda i: record.slots[i].sent)
+    if record.slots[oldest].holder and record.slots[oldest].sent + 1.0 > now:
+        return Wait(record.slots[oldest].sent + 1.0)
+    slot = Slot(holder, now, now + 1.0, answered=False, interactive=interactive)
+    live = [s for s in record.slots if s.holder][: policy.budget - 1]
+    slots = (*live, slot) + tuple(Slot() for _ in range(len(record.slots) - len(live) - 1))
+    return Admitted(LogRecord(record.version, slots), len(live))
+
+
+def test_the_property_catches_a_ring_that_forgets_slow_calls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared_budget, "admit", _fifo_ring)
+    quick = settings(SETTINGS, phases=[Phase.generate], derandomize=True, max_examples=300)
+    with pytest.raises(AssertionError, match="arrivals in one second"):
+        run_state_machine_as_test(SharedBudgetMachine, settings=quick)
