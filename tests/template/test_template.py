@@ -1,11 +1,13 @@
 """template.yaml declares what SPEC promises: closed routes, a private cache, no lost messages, least privilege,
-a CAMS quota split that cannot exceed 10 calls per second, logs that expire, alarms that fire, outputs to use."""
+one CAMS budget for the whole deployment whose parameters always leave each instance a share, logs that expire,
+alarms that fire, outputs to use."""
 
 from __future__ import annotations
 
 import itertools
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,13 +16,19 @@ import pytest
 from cfnlint.decode import decode_str
 from http_api import app
 
-from waba_lookup.observability import count_error
+from waba_lookup.errors import BudgetUnavailable
+from waba_lookup.log_store import MemoryLogStore
+from waba_lookup.observability import count_error, metrics
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
+from waba_lookup.shared_budget import SharedBudget
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-QUOTA_PARAMETERS = ("HttpMaxInstances", "HttpQpsBudget", "WorkerMaxInstances", "WorkerQpsBudget")
+QUOTA_PARAMETERS = ("CamsQpsBudget", "InteractiveReserve", "WorkerMaxInstances")
+HTTP_CAPS = ("", "1", "2", "3", "8", "50", "9999")  # HttpMaxInstances: unset, and below, at and above the reserve
 ROUTE_SECURITY = {"Fn::If": ["UseJwt", [{"JwtAuthorizer": []}], [{"AWS_IAM": []}]]}
 SECRET_ARN = "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:waba-lookup/cams-AbCdEf"
+TOPIC_ARN = "arn:aws:sns:ap-southeast-1:123456789012:waba-lookup-alarms"
+NO_VALUE = object()  # AWS::NoValue, resolved: the property is left out
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +146,16 @@ def test_refreshes_are_retried_then_dead_lettered_never_lost(template: dict[str,
     assert source["Queue"] == {"Fn::GetAtt": ["RefreshQueue", "Arn"]}
     assert source["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert 10 <= source["BatchSize"] and 0 < source["MaximumBatchingWindowInSeconds"] <= 5
-    # a whole batch at the default per-instance share fits in half the worker's timeout
-    parameters = template["Parameters"]
-    share = parameters["WorkerQpsBudget"]["Default"] // parameters["WorkerMaxInstances"]["Default"]
-    assert source["BatchSize"] / share <= prop(template, worker, "Timeout") / 2
+
+
+def test_a_whole_batch_fits_in_half_the_worker_timeout_even_on_the_smallest_fallback_share(
+    template: dict[str, Any],
+) -> None:
+    [(worker, source)] = list(events(template, "SQS"))
+    shares = [(budget - reserve) // instances for budget, reserve, instances in accepted_quotas(template)]
+
+    assert min(shares) >= 1
+    assert source["BatchSize"] / min(shares) <= prop(template, worker, "Timeout") / 2
 
 
 def test_policies_are_explicit_statements_without_wildcard_actions(template: dict[str, Any]) -> None:
@@ -168,16 +182,21 @@ def test_each_function_gets_exactly_the_access_its_code_needs(template: dict[str
     objects = [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${CacheBucket}/${CachePrefix}*"}]
     bucket = [{"Fn::Sub": "arn:${AWS::Partition}:s3:::${CacheBucket}"}]
     secret = [{"Ref": "CamsCredentialsSecretArn"}]
-    cache_and_secret = {
+    budget_table = [{"Fn::GetAtt": ["CamsBudgetTable", "Arn"]}]
+    shared = {
         "s3:GetObject": objects,
         "s3:PutObject": objects,
         "s3:ListBucket": bucket,
         "secretsmanager:GetSecretValue": secret,
+        # the budget's one item: read strongly consistent, created and updated with conditional writes
+        "dynamodb:GetItem": budget_table,
+        "dynamodb:PutItem": budget_table,
+        "dynamodb:UpdateItem": budget_table,
     }
 
     assert granted == {
-        "HttpApiFunction": {**cache_and_secret, "sqs:SendMessage": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]},
-        "QueueWorkerFunction": cache_and_secret,
+        "HttpApiFunction": {**shared, "sqs:SendMessage": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]},
+        "QueueWorkerFunction": shared,
     }
     for function in granted:
         assert env(template, function)["CAMS_CREDENTIALS_SECRET"] == {"Ref": "CamsCredentialsSecretArn"}
@@ -185,27 +204,68 @@ def test_each_function_gets_exactly_the_access_its_code_needs(template: dict[str
     assert env(template, "HttpApiFunction")["REFRESH_QUEUE_URL"] == {"Ref": "RefreshQueue"}
 
 
-def test_each_function_caps_its_instances_and_paces_with_the_same_quota_parameters(template: dict[str, Any]) -> None:
-    http, worker = "HttpApiFunction", "QueueWorkerFunction"
-    [(_, source)] = list(events(template, "SQS"))
+def test_both_functions_take_their_permits_from_one_budget_with_the_same_values(template: dict[str, Any]) -> None:
+    http, worker = (env(template, f) for f in ("HttpApiFunction", "QueueWorkerFunction"))
 
-    assert prop(template, http, "ReservedConcurrentExecutions") == {"Ref": "HttpMaxInstances"}
+    for name, source in [
+        ("CAMS_BUDGET_TABLE", "CamsBudgetTable"),
+        ("CAMS_QPS_BUDGET", "CamsQpsBudget"),
+        ("CAMS_INTERACTIVE_RESERVE", "InteractiveReserve"),
+    ]:
+        assert http[name] == worker[name] == {"Ref": source}, name
+
+
+def test_the_budget_table_is_one_on_demand_item_with_nothing_to_restore(template: dict[str, Any]) -> None:
+    [(name, table)] = resources(template, "AWS::DynamoDB::Table").items()
+    properties = table["Properties"]
+
+    assert name == "CamsBudgetTable"
+    assert properties["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": False}
+    for absent in ("TimeToLiveSpecification", "GlobalSecondaryIndexes", "LocalSecondaryIndexes", "TableName"):
+        assert absent not in properties, absent  # a fixed TableName would also allow one stack per account only
+    assert table["DeletionPolicy"] == table["UpdateReplacePolicy"] == "Delete"
+    skipped = {check["id"]: check["comment"] for check in table["Metadata"]["checkov"]["skip"]}
+    assert set(skipped) <= {"CKV_AWS_28", "CKV_AWS_119"} and all(skipped.values())
+
+
+def test_reads_scale_with_lambda_unless_a_cap_is_given(template: dict[str, Any]) -> None:
+    def deployed(**given: str) -> tuple[Any, dict[str, Any]]:
+        values = parameter_values(template, **given)
+        properties = resolve(template, template["Resources"]["HttpApiFunction"]["Properties"], values)
+        variables = resolve(template, env(template, "HttpApiFunction"), values)
+        return properties.get("ReservedConcurrentExecutions"), variables
+
+    reserved, variables = deployed()
+    assert template["Parameters"]["HttpMaxInstances"]["Default"] == ""
+    assert reserved is None and "CAMS_MAX_INSTANCES" not in variables
+
+    reserved, variables = deployed(HttpMaxInstances="50")
+    assert reserved == variables["CAMS_MAX_INSTANCES"] == "50"
+
+
+def test_the_worker_caps_its_instances_and_sizes_its_fallback_share_with_one_parameter(
+    template: dict[str, Any],
+) -> None:
+    [(worker, source)] = list(events(template, "SQS"))
+
     assert source["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaxInstances"}
-    assert env(template, http)["CAMS_MAX_INSTANCES"] == {"Ref": "HttpMaxInstances"}
-    assert env(template, http)["CAMS_QPS_BUDGET"] == {"Ref": "HttpQpsBudget"}
     assert env(template, worker)["CAMS_MAX_INSTANCES"] == {"Ref": "WorkerMaxInstances"}
-    assert env(template, worker)["CAMS_QPS_BUDGET"] == {"Ref": "WorkerQpsBudget"}
+    assert "ReservedConcurrentExecutions" not in template["Resources"][worker]["Properties"]
 
 
-def test_the_default_quota_split_fits_cams_limit(template: dict[str, Any]) -> None:
-    defaults = {name: template["Parameters"][name]["Default"] for name in QUOTA_PARAMETERS}
+def test_the_defaults_spend_the_whole_quota_and_keep_reads_first(template: dict[str, Any]) -> None:
+    parameters = template["Parameters"]
+    defaults = {name: parameters[name]["Default"] for name in QUOTA_PARAMETERS}
 
-    assert defaults["HttpQpsBudget"] + defaults["WorkerQpsBudget"] <= CAMS_MAX_QPS
-    assert defaults["HttpMaxInstances"] <= defaults["HttpQpsBudget"]
-    assert defaults["WorkerMaxInstances"] <= defaults["WorkerQpsBudget"]
-    assert template["Parameters"]["WorkerMaxInstances"]["MinValue"] >= 2  # SQS MaximumConcurrency's minimum
+    assert defaults["CamsQpsBudget"] == parameters["CamsQpsBudget"]["MaxValue"] == CAMS_MAX_QPS
+    assert 0 < defaults["InteractiveReserve"] < defaults["CamsQpsBudget"]
+    assert parameters["WorkerMaxInstances"]["MinValue"] >= 2  # SQS MaximumConcurrency's minimum
+    assert rules_accept(template, parameter_values(template))
     for name in QUOTA_PARAMETERS:
-        assert {"MinValue", "MaxValue"} <= set(template["Parameters"][name]), name
+        assert {"MinValue", "MaxValue"} <= set(parameters[name]), name
 
 
 def parameter_values(template: dict[str, Any], **given: str) -> dict[str, Any]:
@@ -238,6 +298,26 @@ def evaluate(expression: Any, values: dict[str, Any]) -> Any:
     return operations[function](arguments)
 
 
+def resolve(template: dict[str, Any], value: Any, values: dict[str, Any]) -> Any:
+    """A property as CloudFormation deploys it with these parameter values: each Fn::If decided, AWS::NoValue
+    left out, a resource's Ref standing for its logical name; other functions are left as they are."""
+    if isinstance(value, list):
+        return [item for item in (resolve(template, v, values) for v in value) if item is not NO_VALUE]
+    if not isinstance(value, dict):
+        return value
+    if value == {"Ref": "AWS::NoValue"}:
+        return NO_VALUE
+    if list(value) == ["Ref"]:
+        return values.get(value["Ref"], value["Ref"])
+    if list(value) == ["Fn::If"]:
+        condition, when_true, when_false = value["Fn::If"]
+        return resolve(
+            template, when_true if evaluate(template["Conditions"][condition], values) else when_false, values
+        )
+    resolved = {key: resolve(template, v, values) for key, v in value.items()}
+    return {key: v for key, v in resolved.items() if v is not NO_VALUE}
+
+
 def rules_accept(template: dict[str, Any], values: dict[str, Any]) -> bool:
     """Whether CloudFormation would let a stack be created with these values (rules only; bounds are checked apart)."""
     rules = template["Rules"].values()
@@ -245,23 +325,63 @@ def rules_accept(template: dict[str, Any], values: dict[str, Any]) -> bool:
     return all(evaluate(assertion["Assert"], values) for rule in applying for assertion in rule["Assertions"])
 
 
-def test_rules_accept_exactly_the_quota_splits_that_keep_cams_under_ten_calls(template: dict[str, Any]) -> None:
+def quota_values(template: dict[str, Any], quota: tuple[int, ...], **given: str) -> dict[str, Any]:
+    return parameter_values(template, **dict(zip(QUOTA_PARAMETERS, map(str, quota))), **given)
+
+
+def quota_combinations(template: dict[str, Any]) -> Iterator[tuple[int, ...]]:
+    """Every combination of quota values within the parameters' bounds, which CloudFormation checks before rules."""
     bounds = [template["Parameters"][name] for name in QUOTA_PARAMETERS]
-    ranges = [range(b["MinValue"], b["MaxValue"] + 1) for b in bounds]
+    return itertools.product(*[range(b["MinValue"], b["MaxValue"] + 1) for b in bounds])
+
+
+def accepted_quotas(template: dict[str, Any]) -> list[tuple[int, ...]]:
+    return [quota for quota in quota_combinations(template) if rules_accept(template, quota_values(template, quota))]
+
+
+def test_rules_accept_exactly_the_budgets_that_leave_every_instance_a_share(template: dict[str, Any]) -> None:
     wrong = []
-    for http_instances, http_budget, worker_instances, worker_budget in itertools.product(*ranges):
-        fits = (
-            http_budget + worker_budget <= CAMS_MAX_QPS
-            and http_instances <= http_budget
-            and worker_instances <= worker_budget
-        )
-        given = dict(zip(QUOTA_PARAMETERS, map(str, (http_instances, http_budget, worker_instances, worker_budget))))
-        if rules_accept(template, parameter_values(template, **given)) != fits:
-            wrong.append(given)
-    assert not wrong, f"{len(wrong)} splits judged wrongly, e.g. {wrong[:3]}"
-    assert rules_accept(template, parameter_values(template))
-    for spelling in ("4.0", "04", " 4"):  # CloudFormation takes these as numbers; the rules would not see a 4
-        assert not rules_accept(template, parameter_values(template, HttpQpsBudget=spelling))
+    for quota in quota_combinations(template):
+        budget, reserve, worker_instances = quota
+        # reads first, and every worker instance still makes a call per second on static shares
+        fits = reserve < budget and worker_instances <= budget - reserve
+        if rules_accept(template, quota_values(template, quota)) != fits:
+            wrong.append(quota)
+    assert not wrong, f"{len(wrong)} combinations {QUOTA_PARAMETERS} judged wrongly, e.g. {wrong[:3]}"
+    for name, spelling in [("CamsQpsBudget", "10.0"), ("CamsQpsBudget", "010"), ("InteractiveReserve", " 2")]:
+        # CloudFormation takes these as numbers; the rules would not recognise them
+        assert not rules_accept(template, parameter_values(template, **{name: spelling})), (name, spelling)
+
+
+def test_every_quota_value_the_console_offers_can_be_deployed(template: dict[str, Any]) -> None:
+    accepted = accepted_quotas(template)
+
+    for position, name in enumerate(QUOTA_PARAMETERS):
+        bounds = template["Parameters"][name]
+        assert {quota[position] for quota in accepted} == set(range(bounds["MinValue"], bounds["MaxValue"] + 1)), name
+
+
+def test_the_http_cap_is_empty_or_a_whole_number(template: dict[str, Any]) -> None:
+    pattern = re.compile(template["Parameters"]["HttpMaxInstances"]["AllowedPattern"])
+
+    assert all(pattern.fullmatch(cap) for cap in HTTP_CAPS)
+    assert not any(pattern.fullmatch(cap) for cap in ("0", "04", "-1", "1.5", " 4", "four", "10000"))
+
+
+def test_every_accepted_combination_starts_both_functions_and_leaves_the_worker_a_fallback_share(
+    template: dict[str, Any],
+) -> None:
+    accepted = accepted_quotas(template)
+    for quota, cap in itertools.product(accepted, HTTP_CAPS):
+        values = quota_values(template, quota, HttpMaxInstances=cap)
+        assert rules_accept(template, values), (quota, cap)  # the cap never makes a budget unacceptable
+        for function in resources(template, "AWS::Serverless::Function"):
+            settings = Settings.from_env(resolve(template, env(template, function), values))  # raises if refused
+            assert (settings.cams_qps_budget, settings.cams_interactive_reserve) == quota[:2]
+            assert settings.cams_budget_table == "CamsBudgetTable"
+        worker = Settings.from_env(resolve(template, env(template, "QueueWorkerFunction"), values))
+        assert (worker.cams_qps_budget - worker.cams_interactive_reserve) // worker.cams_max_instances >= 1
+    assert accepted
 
 
 def test_rules_require_an_issuer_and_an_audience_in_jwt_mode(template: dict[str, Any]) -> None:
@@ -284,13 +404,13 @@ def test_environment_names_and_defaults_are_the_ones_settings_reads(template: di
 
     Settings.from_env(Recording())
     parameters, defaults = template["Parameters"], Settings()
-    split_on_purpose = {"CAMS_MAX_INSTANCES", "CAMS_QPS_BUDGET"}  # the quota split, tested above
+    per_function = {"CAMS_MAX_INSTANCES"}  # each function's own cap, tested above
     for function in resources(template, "AWS::Serverless::Function"):
         variables = {k: v for k, v in env(template, function).items() if not k.startswith("POWERTOOLS_")}
         assert set(variables) <= set(read), set(variables) - set(read)
         for name, value in variables.items():
             parameter = parameters.get(value.get("Ref", "")) if isinstance(value, dict) else None
-            if parameter and "Default" in parameter and name not in split_on_purpose:
+            if parameter and "Default" in parameter and name not in per_function:
                 assert parameter["Default"] == getattr(defaults, name.lower()), name
 
 
@@ -352,12 +472,55 @@ def test_an_alarm_fires_on_flow_control_as_the_code_emits_it(
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
+def test_an_alarm_fires_when_an_instance_falls_back_from_the_budget_table_as_the_code_reports_it(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for switch in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
+        monkeypatch.delenv(switch, raising=False)
+    store = MemoryLogStore()
+    store.down = True
+    budget = SharedBudget.from_settings(store, Settings(cams_budget_table="CamsBudgetTable"))
+    for _ in range(2):  # an uncapped HTTP instance does not call CAMS without the table
+        with pytest.raises(BudgetUnavailable), budget.permit(time.monotonic() + 1, interactive=True):
+            pass
+    metrics.flush_metrics()
+    emitted = [
+        blob
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{")
+        and "_aws" in (blob := json.loads(line))
+        and any(m["Name"] == "BudgetStoreFallback" for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"])
+    ]
+    [blob] = emitted
+    [directive] = blob["_aws"]["CloudWatchMetrics"]
+    [dimensions] = directive["Dimensions"]
+
+    alarm = alarm_on(template, directive["Namespace"], "BudgetStoreFallback")
+    assert blob["BudgetStoreFallback"] == [1.0]  # once per fallback, not once per refused request
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {name: blob[name] for name in dimensions}
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_one_is_given(template: dict[str, Any]) -> None:
+    alarms = resources(template, "AWS::CloudWatch::Alarm")
+
+    assert len(alarms) == 3
+    for name, alarm in alarms.items():
+        notified = resolve(template, alarm["Properties"], parameter_values(template, AlarmTopicArn=TOPIC_ARN))
+        silent = resolve(template, alarm["Properties"], parameter_values(template))
+        assert notified["AlarmActions"] == notified["OKActions"] == [TOPIC_ARN], name
+        assert "AlarmActions" not in silent and "OKActions" not in silent, name
+        assert notified["TreatMissingData"] == "notBreaching", name
+
+
 def test_outputs_name_what_a_deployer_needs(template: dict[str, Any]) -> None:
     outputs = {name: output["Value"] for name, output in template["Outputs"].items()}
 
     assert outputs["RefreshQueueUrl"] == {"Ref": "RefreshQueue"}
     assert outputs["DeadLetterQueueUrl"] == {"Ref": "DeadLetterQueue"}
     assert outputs["CacheBucketName"] == {"Ref": "CacheBucket"}
+    assert outputs["BudgetTableName"] == {"Ref": "CamsBudgetTable"}
     assert outputs["HttpApiFunctionName"] == {"Ref": "HttpApiFunction"}
     assert outputs["QueueWorkerFunctionName"] == {"Ref": "QueueWorkerFunction"}
     assert "${HttpApi}.execute-api." in outputs["ApiUrl"]["Fn::Sub"]
