@@ -11,6 +11,7 @@ from http_api import app
 from tests.conftest import AwsStandIn, FakeLambdaContext, load_event
 from waba_local.emulator import CamsEmulator
 from waba_lookup.lookup import get_lookup
+from waba_lookup.settings import get_settings
 
 SUB = "cs-acme-001"
 ISV = "isv-cs-acme-001"
@@ -129,6 +130,37 @@ def test_an_entry_past_the_stale_window_is_not_served(
     call("http-v2-sub")
     cams.set_behaviour(SUB, "5xx")
     assert call("http-v2-sub")["statusCode"] == 502
+
+
+def new_instance_without_the_budget_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The next request runs in a fresh instance whose budget table cannot be reached."""
+    monkeypatch.setenv("CAMS_BUDGET_TABLE", "no-such-budget-table")
+    get_settings.cache_clear()
+    get_lookup.cache_clear()
+
+
+def test_the_budget_store_down_with_nothing_cached_is_503_and_spends_nothing(
+    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cams, _ = stack
+    new_instance_without_the_budget_store(monkeypatch)
+    response = call("http-v2-sub")
+    assert response["statusCode"] == 503 and body(response)["Code"] == "BudgetUnavailable"
+    assert int(header(response, "Retry-After") or 0) >= 1
+    assert cams.calls == []
+
+
+def test_the_budget_store_down_serves_a_stale_entry_and_fresh_hits_never_ask_it(
+    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cams, _ = stack
+    call("http-v2-sub")
+    new_instance_without_the_budget_store(monkeypatch)
+    hit = call("http-v2-sub")
+    assert header(hit, "X-Cache") == "HIT" and get_lookup().budget.stats.store_requests == 0
+    stale = call("http-v2-sub-refresh")
+    assert stale["statusCode"] == 200 and header(stale, "X-Cache") == "STALE"
+    assert cams.count(cust_space_id=SUB) == 1
 
 
 def test_throttled_with_nothing_cached_is_429_with_retry_after(stack: tuple[CamsEmulator, AwsStandIn]) -> None:

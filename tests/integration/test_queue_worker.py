@@ -151,3 +151,24 @@ def test_a_refresh_whose_cache_write_fails_goes_back_to_the_queue(
     event = load_event("sqs-single")
     assert failures(app.lambda_handler(event, FakeLambdaContext())) == record_ids(event, 1)
     assert cams.count(cust_space_id="cs-acme-001") == 1  # fetched, but not acknowledged: it will be retried
+
+
+def test_with_the_budget_store_down_the_worker_falls_back_to_its_static_share(
+    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cams, aws = stack
+    monkeypatch.setenv("CAMS_BUDGET_TABLE", "no-such-budget-table")
+    monkeypatch.setenv("CAMS_MAX_INSTANCES", "4")  # (10 - 2) / 4: two calls a second each
+    customers = [f"cs-fallback-{i}" for i in range(3)]
+    for c in customers:
+        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"CustSpaceId": c, "IsvCode": f"isv-{c}"}))
+    started = time.monotonic()  # the emulator's clock
+
+    stats = LocalPoller(aws.sqs, aws.queue_url, app.lambda_handler).drain(until_empty_for=1.0, time_limit=60)
+
+    assert stats.succeeded == 3 and set(results(aws)) == set(customers)
+    arrivals = sorted(c.arrived_at for c in cams.calls)
+    settings = get_lookup().settings
+    # it first waited out permits it could no longer see, then kept to two calls in any second
+    assert arrivals[0] - started >= settings.call_seconds + 1.0
+    assert arrivals[2] - arrivals[0] >= 1.0

@@ -1,0 +1,158 @@
+"""The shared budget's record, transition by transition, under a fake clock (times are plain numbers)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from waba_lookup.sliding_log import (
+    CLOCK_SKEW_MARGIN,
+    HOLD_AFTER_ANSWER,
+    READS_RECENT_SECONDS,
+    READS_WAITING_SECONDS,
+    Admitted,
+    LogRecord,
+    Policy,
+    Wait,
+    admit,
+    after_static,
+    cut,
+    demand,
+)
+
+POLICY = Policy(budget=10, reserve=2, longest_call=6.0)
+T0 = 1_000.0
+
+
+def take(record: LogRecord, now: float, interactive: bool = True, policy: Policy = POLICY) -> LogRecord:
+    decision = admit(record, now, policy, f"p{now}", interactive)
+    assert isinstance(decision, Admitted), decision
+    return decision.record
+
+
+def answer(record: LogRecord, holder_sent: float, now: float) -> LogRecord:
+    slots = [
+        replace(s, expires=now + HOLD_AFTER_ANSWER, answered=True) if s.holder == f"p{holder_sent}" else s
+        for s in record.slots
+    ]
+    return replace(record, slots=tuple(slots))
+
+
+def full(now: float) -> LogRecord:
+    record = LogRecord()
+    for i in range(POLICY.budget):
+        record = take(record, now + i * 0.01)
+    return record
+
+
+def test_the_budget_is_the_number_of_live_permits() -> None:
+    record = full(T0)
+    decision = admit(record, T0 + 0.1, POLICY, "late", interactive=True)
+    assert isinstance(decision, Wait)
+
+
+def test_a_slot_frees_a_second_after_its_answer_plus_the_skew_margin() -> None:
+    record = answer(full(T0), T0, now=T0 + 0.2)
+    frees_at = T0 + 0.2 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+    assert admit(record, frees_at - 0.001, POLICY, "x", True) == Wait(pytest.approx(frees_at))
+    assert isinstance(admit(record, frees_at + 0.001, POLICY, "x", True), Admitted)
+
+
+def test_an_unanswered_permit_counts_until_send_plus_the_longest_call_and_a_second() -> None:
+    """A holder that never writes back (frozen, killed) frees its slot only at the worst case."""
+    record = take(LogRecord(), T0)
+    small = Policy(budget=1, reserve=0, longest_call=6.0)
+    worst = T0 + 6.0 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+    assert isinstance(admit(record, worst - 0.001, small, "x", True), Wait)
+    assert isinstance(admit(record, worst + 0.001, small, "x", True), Admitted)
+
+
+def test_a_slow_call_stays_live_however_many_permits_come_after_it() -> None:
+    """Not a ring of the last `budget` permits: the slow first call still counts when nine more have come and
+    gone, so only nine can be live beside it."""
+    record = take(LogRecord(), T0)  # slow: never answered in this test
+    for round_ in range(3):
+        now = T0 + round_ * 1.1
+        taken = 0
+        while isinstance(decision := admit(record, now, POLICY, f"r{round_}-{taken}", True), Admitted):
+            record = decision.record
+            taken += 1
+        assert taken == POLICY.budget - 1
+        assert f"p{T0}" in {s.holder for s in record.live(now)}
+        # answer everything but the slow one
+        record = replace(
+            record,
+            slots=tuple(s if s.holder == f"p{T0}" else replace(s, expires=now, answered=True) for s in record.slots),
+        )
+
+
+def test_waiting_is_told_when_the_first_slot_could_free() -> None:
+    record = answer(full(T0), T0 + 0.03, now=T0 + 0.5)  # one answered at 0.5
+    decision = admit(record, T0 + 0.6, POLICY, "x", interactive=True)
+    assert decision == Wait(pytest.approx(T0 + 0.5 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN))
+
+
+def test_background_permits_are_spaced_one_rate_apart_and_reads_are_not() -> None:
+    record = take(LogRecord(), T0, interactive=False)
+    assert admit(record, T0 + 0.05, POLICY, "x", interactive=False) == Wait(pytest.approx(T0 + 0.1))
+    assert isinstance(admit(record, T0 + 0.05, POLICY, "x", interactive=True), Admitted)
+
+
+def test_after_a_read_background_permits_leave_the_reserve_free() -> None:
+    record = take(LogRecord(), T0, interactive=True)
+    now = T0
+    for _ in range(POLICY.budget - POLICY.reserve - 1):
+        now += 0.1
+        record = take(record, now, interactive=False)
+    assert len(record.live(now)) == POLICY.budget - POLICY.reserve
+    assert isinstance(admit(record, now + 0.1, POLICY, "bg", interactive=False), Wait)
+    assert isinstance(admit(record, now + 0.1, POLICY, "read", interactive=True), Admitted)
+    # once reads have been quiet a while, background may use the whole budget again
+    quiet = T0 + READS_RECENT_SECONDS + 0.01
+    assert isinstance(admit(record, quiet, POLICY, "bg", interactive=False), Admitted)
+
+
+def test_a_waiting_read_holds_new_background_permits_back() -> None:
+    record = LogRecord()
+    held = demand(record, T0)
+    assert held is not None and held.reads_waiting_until == T0 + READS_WAITING_SECONDS
+    assert demand(held, T0 + 0.1) is None  # already held back: no write needed
+    assert isinstance(admit(held, T0 + 0.1, POLICY, "bg", interactive=False), Wait)
+    assert isinstance(admit(held, T0 + 0.1, POLICY, "read", interactive=True), Admitted)
+
+
+def test_a_throttle_cuts_the_deployment_rate_by_30_percent_once_per_congestion() -> None:
+    record = cut(LogRecord(), T0, budget=10)
+    assert record is not None and record.rate(T0, 10) == pytest.approx(7.0)
+    assert cut(record, T0 + 0.5, budget=10) is None  # the same congestion
+    again = cut(record, T0 + 2.0, budget=10)
+    assert again is not None and again.rate(T0 + 2.0, 10) < record.rate(T0 + 2.0, 10)
+
+
+def test_the_rate_grows_back_along_the_cubic_curve_to_the_budget() -> None:
+    record = cut(LogRecord(), T0, budget=10)
+    assert record is not None
+    rates = [record.rate(T0 + t, 10) for t in (0, 5, 10, 19, 20, 25, 40)]
+    assert rates == sorted(rates)
+    assert rates[3] == pytest.approx(10.0, abs=0.05)  # near the old rate after RECOVERY_SECONDS
+    assert rates[-1] == 10.0
+
+
+def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
+    record = cut(LogRecord(), T0, budget=10)
+    assert record is not None
+    now = T0
+    taken = 0
+    while isinstance(decision := admit(record, now, POLICY, f"h{taken}", interactive=True), Admitted):
+        record, taken = decision.record, taken + 1
+    assert taken == 7  # floor(7.0) whole calls per second
+    background = admit(record, now, POLICY, "bg", interactive=False)
+    assert isinstance(background, Wait) and background.until >= now + 1 / 7.0 - 1e-9
+
+
+def test_calls_made_outside_the_log_close_it_until_they_can_no_longer_count() -> None:
+    record = after_static(LogRecord(), T0)
+    opens = T0 + POLICY.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+    assert admit(record, T0 + 1.0, POLICY, "x", interactive=True) == Wait(pytest.approx(opens))
+    assert isinstance(admit(record, opens + 0.001, POLICY, "x", interactive=True), Admitted)
