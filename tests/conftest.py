@@ -16,6 +16,7 @@ from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
+from waba_lookup.observability import metrics
 from waba_lookup.refresh import get_refresh_queue
 from waba_lookup.settings import get_settings
 from waba_lookup.sliding_log import LogRecord
@@ -47,6 +48,7 @@ def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     caches = (get_settings, get_lookup, get_refresh_queue)
     for cached in caches:
         cached.cache_clear()
+    metrics.clear_metrics()  # what an earlier test counted is not this instance's
     yield
     for cached in caches:
         cached.cache_clear()

@@ -1,9 +1,9 @@
 """The account budget: the port every CAMS attempt goes through, and the choice of implementation.
 
-Three implementations sit behind it:
-- SharedBudget over a LogStore (shared_budget.py): one sliding log for the whole deployment, in DynamoDB
-  (dynamodb.py) or, for tests, in memory (log_store.py);
-- Pacer (pacing.py): static per-instance shares, for no store, an unreachable store, and local runs.
+Behind it:
+- FallbackBudget (fallback.py): a SharedBudget (shared_budget.py), one sliding log for the whole deployment in a
+  LogStore (DynamoDB, dynamodb.py; in memory for tests, log_store.py), with static shares while the store fails;
+- Pacer (pacing.py): static per-instance shares, for no store and local runs without one.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def budget_for(settings: Settings) -> Budget:
     if not settings.cams_budget_table:
         return Pacer(settings.calls_per_second)
     from waba_lookup.dynamodb import DynamoLogStore
-    from waba_lookup.shared_budget import SharedBudget
+    from waba_lookup.fallback import FallbackBudget
 
     store = DynamoLogStore(settings.cams_budget_table, settings.account_scope)
-    return SharedBudget.from_settings(store, settings)
+    return FallbackBudget.from_settings(store, settings)

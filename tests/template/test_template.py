@@ -17,10 +17,10 @@ from cfnlint.decode import decode_str
 from http_api import app
 
 from waba_lookup.errors import BudgetUnavailable
+from waba_lookup.fallback import FallbackBudget
 from waba_lookup.log_store import MemoryLogStore
 from waba_lookup.observability import count_error, metrics
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
-from waba_lookup.shared_budget import SharedBudget
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 QUOTA_PARAMETERS = ("CamsQpsBudget", "InteractiveReserve", "WorkerMaxInstances")
@@ -479,7 +479,7 @@ def test_an_alarm_fires_when_an_instance_falls_back_from_the_budget_table_as_the
         monkeypatch.delenv(switch, raising=False)
     store = MemoryLogStore()
     store.down = True
-    budget = SharedBudget.from_settings(store, Settings(cams_budget_table="CamsBudgetTable"))
+    budget = FallbackBudget.from_settings(store, Settings(cams_budget_table="CamsBudgetTable"))
     for _ in range(2):  # an uncapped HTTP instance does not call CAMS without the table
         with pytest.raises(BudgetUnavailable), budget.permit(time.monotonic() + 1, interactive=True):
             pass

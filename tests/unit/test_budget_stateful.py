@@ -22,8 +22,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from waba_lookup import shared_budget
 from waba_lookup.errors import Throttled
+from waba_lookup.fallback import FallbackBudget, Permit, StaticPermit
 from waba_lookup.log_store import MemoryLogStore
-from waba_lookup.shared_budget import Permit, SharedBudget
+from waba_lookup.shared_budget import SharedBudget
 from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, Admitted, LogRecord, Policy, Slot, Wait
 
 # Small numbers find counterexamples sooner; the rules do not depend on them. The deployment's caps: at most
@@ -51,7 +52,7 @@ class Call:
 
 @dataclass
 class Instance:
-    budget: SharedBudget
+    budget: FallbackBudget
     interactive: bool
     calls: list[Call] = field(default_factory=list)
 
@@ -66,16 +67,15 @@ class SharedBudgetMachine(RuleBasedStateMachine):
 
     def _new_instance(self, offset: float, interactive: bool) -> Instance:
         world = self.world
-        budget = SharedBudget(
+        shared = SharedBudget(
             self.store,
             Policy(BUDGET, RESERVE, LONGEST),
-            ((BUDGET - RESERVE) // WORKERS, 0),
             wall=lambda: world.now + offset,
             clock=lambda: world.now,
             sleep=world.sleep,
             new_id=lambda: f"id{next(self.ids)}",
-            waiter=lambda _cond, seconds: world.sleep(seconds),
         )
+        budget = FallbackBudget(shared, ((BUDGET - RESERVE) // WORKERS, 0), lambda _cond, s: world.sleep(s))
         return Instance(budget, interactive)
 
     def _count(self, interactive: bool) -> int:
@@ -107,7 +107,7 @@ class SharedBudgetMachine(RuleBasedStateMachine):
         except Throttled as error:
             event(f"no permit: {error.code}")
             return
-        event("static permit" if permit.static is not None else "shared permit")
+        event("static permit" if isinstance(permit, StaticPermit) else "shared permit")
         instance.calls.append(Call(permit, self.world.now + delay * LONGEST))
         bisect.insort(self.world.arrivals, instance.calls[-1].arrives)
 
@@ -132,7 +132,7 @@ class SharedBudgetMachine(RuleBasedStateMachine):
         instance = instance or data.draw(st.sampled_from(self._busy()))
         call = instance.calls[0]
         self.world.now = max(self.world.now, call.arrives)
-        if written_back or any(c.permit.static is not None for c in instance.calls):
+        if written_back or any(isinstance(c.permit, StaticPermit) for c in instance.calls):
             instance.budget.release(call.permit)
             instance.calls.pop(0)
         else:

@@ -1,4 +1,4 @@
-"""SharedBudget over the in-memory store under a fake clock: what a permit costs, waiting, fallback and return."""
+"""The shared budget (FallbackBudget over SharedBudget) with the in-memory store under a fake clock: what a permit costs, waiting, fallback and return."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 
 from waba_lookup.errors import BudgetUnavailable, Throttled
+from waba_lookup.fallback import PROBE_SECONDS, FallbackBudget
 from waba_lookup.log_store import MemoryLogStore
-from waba_lookup.shared_budget import PROBE_SECONDS, SharedBudget
+from waba_lookup.shared_budget import SharedBudget
 from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy
 
 POLICY = Policy(budget=10, reserve=2, longest_call=1.2)
@@ -54,19 +55,12 @@ def store() -> CountingStore:
     return CountingStore()
 
 
-def budget(store: MemoryLogStore, clock: Clock, shares: tuple[int, int] = (4, 0)) -> SharedBudget:
-    return SharedBudget(
-        store,
-        POLICY,
-        shares,
-        wall=lambda: clock.now,
-        clock=lambda: clock.now,
-        sleep=clock.sleep,
-        waiter=lambda _cond, seconds: clock.sleep(seconds),
-    )
+def budget(store: MemoryLogStore, clock: Clock, shares: tuple[int, int] = (4, 0)) -> FallbackBudget:
+    shared = SharedBudget(store, POLICY, wall=lambda: clock.now, clock=lambda: clock.now, sleep=clock.sleep)
+    return FallbackBudget(shared, shares, waiter=lambda _cond, seconds: clock.sleep(seconds))
 
 
-def call(instance: SharedBudget, clock: Clock, interactive: bool = False, wait: float = 5.0) -> float:
+def call(instance: FallbackBudget, clock: Clock, interactive: bool = False, wait: float = 5.0) -> float:
     """One attempt answered at once; returns when it was sent."""
     with instance.permit(clock.now + wait, interactive):
         return clock.now
