@@ -128,11 +128,11 @@ def test_a_throttle_in_one_instance_slows_the_whole_deployment(stack: tuple[Cams
     cams, aws = stack
     throttled = get_lookup()
     assert aws.budget_record().rate(time.time(), 10) == 10
-    cams.set_behaviour("cs-acme-001", "error:System.LimitControl", times=3)
+    cams.set_behaviour("cs-acme-001", "error:System.LimitControl", times=1)
 
-    assert failures(app.lambda_handler(load_event("sqs-single"), FakeLambdaContext()))
+    assert not failures(app.lambda_handler(load_event("sqs-single"), FakeLambdaContext()))  # the retry went through
 
-    # three throttles in a row are one congestion: one cut by 30%, in the shared record
+    # the cut, by 30%, is in the shared record
     record = aws.budget_record()
     assert record.rate_max == 10 and record.rate(record.throttled_at, 10) == pytest.approx(7.0)
     # so another instance follows it at its next permit: permits are spaced 1/rate apart, not 1/10
