@@ -32,6 +32,7 @@ def _new_id() -> str:
 class LogPermit:
     index: int  # the slot
     holder: str
+    start: float  # wall time before which it must not be used
 
 
 @dataclass
@@ -58,6 +59,8 @@ class SharedBudget:
                     retry_after=max(1.0, wake - self.clock()),
                 )
             self.sleep(wake - self.clock())
+        if (early := outcome.start - self.wall()) > 0:
+            self.sleep(early)  # taken ahead, while the slot's last holder ran out
         return outcome
 
     def release(self, held: LogPermit) -> None:
@@ -78,7 +81,7 @@ class SharedBudget:
             decision = admit(record, now, self.policy, holder, interactive)
             if isinstance(decision, Admitted):
                 if (current := self._write(decision.record, record.version)) is None:
-                    return LogPermit(decision.index, holder)
+                    return LogPermit(decision.index, holder, decision.record.slots[decision.index].sent)
                 record, fresh = current, True  # lost a race: the failed write told us the record
                 continue
             if not fresh:  # our copy may miss answers written back since: look before waiting

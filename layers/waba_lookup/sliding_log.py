@@ -30,6 +30,9 @@ BETA = 0.7
 RECOVERY_SECONDS = 20.0
 MIN_RATE = 0.5
 SAME_EVENT_SECONDS = 1.0  # throttles within this of the last cut are the same congestion: one cut, not several
+# A permit may be taken this long before it starts, so the conditional write happens while the previous holder's
+# slot runs out rather than after it: a slot is then idle for the skew margin only, not the write's round trip.
+LOOKAHEAD_SECONDS = 0.05
 
 
 @dataclass(frozen=True)
@@ -95,32 +98,30 @@ class Wait:
 
 
 def admit(record: LogRecord, now: float, policy: Policy, holder: str, interactive: bool) -> Admitted | Wait:
-    """A new permit for `holder` if the log allows one now, else when to look again."""
-    opens = record.static_until + policy.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    if record.static_until and now < opens:
-        return Wait(opens)  # calls made outside the log during a store outage may still count
+    """A new permit for `holder` if the log allows one to start by now + LOOKAHEAD_SECONDS, else when to look
+    again. The permit's `sent` is when it may start; its holder sends no earlier."""
     rate = record.rate(now, policy.budget)
     cap = policy.budget if rate >= policy.budget else max(1, math.floor(rate))
-    blocked: list[float] = []
+    opens = record.static_until + policy.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+    # each condition as (when it surely clears, the soonest it might): the permit starts when all surely have
+    blocked: list[tuple[float, float]] = [(opens, opens)] if record.static_until else []
     if not interactive:
-        if now < record.reads_waiting_until:
-            blocked.append(record.reads_waiting_until)
-        if now < record.next_send:
-            blocked.append(record.next_send)
+        blocked += [(record.reads_waiting_until,) * 2, (record.next_send,) * 2]
         if now - record.reads_at < READS_RECENT_SECONDS:
             cap -= policy.reserve
-            if cap <= 0:
-                blocked.append(record.reads_at + READS_RECENT_SECONDS)
+            if cap <= 0:  # the reserve is all there is: nothing for background until reads are quiet
+                return Wait(record.reads_at + READS_RECENT_SECONDS)
     live = record.live(now)
-    if 0 < cap <= len(live):
-        # the permit needs len(live) - cap + 1 of the live ones gone
-        blocked.append(sorted(s.earliest_free(now) for s in live)[len(live) - cap])
-    if blocked:
-        return Wait(max(blocked))
-    index = next(i for i, s in enumerate(record.slots) if not s.live(now))
-    slot = Slot(holder, now, now + policy.longest_call + HOLD_AFTER_ANSWER, answered=False, interactive=interactive)
+    if 0 < cap <= len(live):  # the permit needs len(live) - cap + 1 of the live ones gone
+        surely = sorted(s.expires + CLOCK_SKEW_MARGIN for s in live)[len(live) - cap]
+        blocked.append((surely, sorted(s.earliest_free(now) for s in live)[len(live) - cap]))
+    start = max([now, *(sure for sure, _ in blocked)])
+    if start > now + LOOKAHEAD_SECONDS:
+        return Wait(max([now, *(soonest for _, soonest in blocked)]) - LOOKAHEAD_SECONDS)
+    index = next(i for i, s in enumerate(record.slots) if not s.live(start))
+    slot = Slot(holder, start, start + policy.longest_call + HOLD_AFTER_ANSWER, answered=False, interactive=interactive)
     slots = record.slots[:index] + (slot,) + record.slots[index + 1 :]
-    changes = {"slots": slots, "next_send": max(record.next_send, now) + 1 / rate}
+    changes = {"slots": slots, "next_send": max(record.next_send, start) + 1 / rate}
     if interactive:
         changes["reads_at"] = now
     return Admitted(replace(record, **changes), index)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ import pytest
 from waba_lookup.sliding_log import (
     CLOCK_SKEW_MARGIN,
     HOLD_AFTER_ANSWER,
+    LOOKAHEAD_SECONDS,
     READS_RECENT_SECONDS,
     READS_WAITING_SECONDS,
     Admitted,
@@ -39,6 +40,15 @@ def answer(record: LogRecord, holder_sent: float, now: float) -> LogRecord:
     return replace(record, slots=tuple(slots))
 
 
+def starts_at(record: LogRecord, now: float, interactive: bool = True, policy: Policy = POLICY) -> float | None:
+    """When a permit taken at `now` may be used, or None if it cannot be taken yet."""
+    decision = admit(record, now, policy, "new", interactive)
+    if isinstance(decision, Wait):
+        assert decision.until > now
+        return None
+    return decision.record.slots[decision.index].sent
+
+
 def full(now: float) -> LogRecord:
     record = LogRecord()
     for i in range(POLICY.budget):
@@ -55,8 +65,11 @@ def test_the_budget_is_the_number_of_live_permits() -> None:
 def test_a_slot_frees_a_second_after_its_answer_plus_the_skew_margin() -> None:
     record = answer(full(T0), T0, now=T0 + 0.2)
     frees_at = T0 + 0.2 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    assert admit(record, frees_at - 0.001, POLICY, "x", True) == Wait(pytest.approx(frees_at))
-    assert isinstance(admit(record, frees_at + 0.001, POLICY, "x", True), Admitted)
+    assert admit(record, T0 + 0.5, POLICY, "x", True) == Wait(pytest.approx(frees_at - LOOKAHEAD_SECONDS))
+    # it may be taken a moment ahead, but it starts when the slot frees, not before
+    assert starts_at(record, frees_at - LOOKAHEAD_SECONDS - 0.001) is None
+    assert starts_at(record, frees_at - LOOKAHEAD_SECONDS + 0.001) == pytest.approx(frees_at)
+    assert starts_at(record, frees_at + 0.3) == frees_at + 0.3
 
 
 def test_an_unanswered_permit_counts_until_send_plus_the_longest_call_and_a_second() -> None:
@@ -64,8 +77,8 @@ def test_an_unanswered_permit_counts_until_send_plus_the_longest_call_and_a_seco
     record = take(LogRecord(), T0)
     small = Policy(budget=1, reserve=0, longest_call=6.0)
     worst = T0 + 6.0 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    assert isinstance(admit(record, worst - 0.001, small, "x", True), Wait)
-    assert isinstance(admit(record, worst + 0.001, small, "x", True), Admitted)
+    assert starts_at(record, worst - LOOKAHEAD_SECONDS - 0.001, policy=small) is None
+    assert starts_at(record, worst - 0.01, policy=small) == pytest.approx(worst)
 
 
 def test_a_slow_call_stays_live_however_many_permits_come_after_it() -> None:
@@ -90,13 +103,14 @@ def test_a_slow_call_stays_live_however_many_permits_come_after_it() -> None:
 def test_waiting_is_told_when_the_first_slot_could_free() -> None:
     record = answer(full(T0), T0 + 0.03, now=T0 + 0.5)  # one answered at 0.5
     decision = admit(record, T0 + 0.6, POLICY, "x", interactive=True)
-    assert decision == Wait(pytest.approx(T0 + 0.5 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN))
+    assert decision == Wait(pytest.approx(T0 + 0.5 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN - LOOKAHEAD_SECONDS))
 
 
 def test_background_permits_are_spaced_one_rate_apart_and_reads_are_not() -> None:
     record = take(LogRecord(), T0, interactive=False)
-    assert admit(record, T0 + 0.05, POLICY, "x", interactive=False) == Wait(pytest.approx(T0 + 0.1))
-    assert isinstance(admit(record, T0 + 0.05, POLICY, "x", interactive=True), Admitted)
+    assert starts_at(record, T0 + 0.01, interactive=False) is None
+    assert starts_at(record, T0 + 0.06, interactive=False) == pytest.approx(T0 + 0.1)
+    assert starts_at(record, T0 + 0.01, interactive=True) == T0 + 0.01
 
 
 def test_after_a_read_background_permits_leave_the_reserve_free() -> None:
@@ -154,5 +168,5 @@ def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
 def test_calls_made_outside_the_log_close_it_until_they_can_no_longer_count() -> None:
     record = after_static(LogRecord(), T0)
     opens = T0 + POLICY.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    assert admit(record, T0 + 1.0, POLICY, "x", interactive=True) == Wait(pytest.approx(opens))
-    assert isinstance(admit(record, opens + 0.001, POLICY, "x", interactive=True), Admitted)
+    assert admit(record, T0 + 1.0, POLICY, "x", interactive=True) == Wait(pytest.approx(opens - LOOKAHEAD_SECONDS))
+    assert starts_at(record, opens - 0.01) == pytest.approx(opens)
