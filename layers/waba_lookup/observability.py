@@ -2,15 +2,65 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from functools import cached_property
+from typing import Any, TypeVar, cast
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 SERVICE = "waba-lookup"
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class LazyTracer:
+    """Powertools' Tracer, built at the first invocation and only when tracing is on.
+
+    Tracer's constructor imports the X-Ray SDK, and botocore's session with it, even with
+    POWERTOOLS_TRACE_DISABLED=true: about a quarter of a cold start, for nothing. Off (Powertools' own rule:
+    POWERTOOLS_TRACE_DISABLED, outside Lambda, SAM local), handlers run undecorated and annotations are dropped.
+    """
+
+    def __init__(self, service: str) -> None:
+        self.service = service
+
+    @cached_property
+    def tracer(self) -> Tracer | None:
+        """The real Tracer, or None when tracing is off (decided once per instance)."""
+        if Tracer._is_tracer_disabled():
+            return None
+        return Tracer(service=self.service)
+
+    def capture_lambda_handler(self, *, capture_response: bool | None = None) -> Callable[[Handler], Handler]:
+        """Tracer.capture_lambda_handler, applied at the first invocation when tracing is on."""
+
+        def decorate(handler: Handler) -> Handler:
+            traced: Callable[..., Any] | None = None
+
+            @functools.wraps(handler)
+            def invoke(event: Any, context: Any) -> Any:
+                nonlocal traced
+                if self.tracer is None:
+                    return handler(event, context)
+                if traced is None:
+                    traced = self.tracer.capture_lambda_handler(handler, capture_response=capture_response)
+                return traced(event, context)
+
+            return cast(Handler, invoke)
+
+        return decorate
+
+    def put_annotation(self, key: str, value: str | bool) -> None:
+        """Tracer.put_annotation when tracing is on."""
+        if self.tracer is not None:
+            self.tracer.put_annotation(key, value)
+
 
 logger = Logger(service=SERVICE)
 metrics = Metrics(namespace="WabaLookup", service=SERVICE)
-tracer = Tracer(service=SERVICE)
+tracer = LazyTracer(SERVICE)
 
 
 def count(name: str, value: int = 1) -> None:

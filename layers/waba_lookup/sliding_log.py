@@ -24,10 +24,14 @@ HOLD_AFTER_ANSWER = 1.0  # a call may arrive as late as its answer, and counts i
 CLOCK_SKEW_MARGIN = 0.02
 READS_RECENT_SECONDS = 3.0  # background refreshes leave the interactive reserve free this long after a read
 READS_WAITING_SECONDS = 0.5  # a waiting read blocks new background permits this long (renewed while it waits)
-# The deployment's adaptive rate after System.LimitControl: botocore's CUBIC (beta 0.7), but regaining the old
-# rate over RECOVERY_SECONDS instead of about a second, which at our small rates re-congests at once (`make bench`).
+# The deployment's adaptive rate after System.LimitControl: CUBIC (botocore's BETA), but its plateau is just under
+# the throttled rate's last whole call (PLATEAU_BELOW), not the throttled rate: cut to BETA times that, back along
+# the curve over RECOVERY_SECONDS, level there until the curve turns up to probe. At a few calls a second the throttled rate is
+# itself the congestion: botocore's plateau at it re-congests every few seconds, and since a neighbour's rejected
+# calls are invisible to us, each time costs the neighbour calls too (`make bench`, neighbour scenario).
 BETA = 0.7
 RECOVERY_SECONDS = 20.0
+PLATEAU_BELOW = 0.01
 MIN_RATE = 0.5
 SAME_EVENT_SECONDS = 1.0  # throttles within this of the last cut are the same congestion: one cut, not several
 # A permit may be taken this long before it starts, so the conditional write happens while the previous holder's
@@ -68,12 +72,13 @@ class LogRecord:
     static_until: float = 0.0  # the last moment an instance in fallback may have sent outside the log
 
     def rate(self, now: float, budget: int) -> float:
-        """The deployment's calls per second: the budget, or after a throttle the CUBIC curve back up to it."""
+        """The deployment's calls per second: the budget, or after a throttle the curve back up to it."""
         if not self.rate_max:
             return float(budget)
-        k = RECOVERY_SECONDS
-        c = self.rate_max * (1 - BETA) / k**3
-        return max(MIN_RATE, min(float(budget), c * (now - self.throttled_at - k) ** 3 + self.rate_max))
+        plateau = max(MIN_RATE, math.floor(self.rate_max) - PLATEAU_BELOW)
+        c = plateau * (1 - BETA) / RECOVERY_SECONDS**3  # so that the curve starts at BETA * plateau
+        curve = c * (now - self.throttled_at - RECOVERY_SECONDS) ** 3 + plateau
+        return max(MIN_RATE, min(float(budget), curve))
 
     def live(self, now: float) -> list[Slot]:
         return [s for s in self.slots if s.live(now)]
