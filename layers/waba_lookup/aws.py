@@ -13,14 +13,15 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-FAIL_FAST_SECONDS = 3.0  # 1 s to connect + 2 s to read, no retry
+FAIL_FAST_SECONDS = 3.0  # 1 s to connect + 2 s to read, one attempt
 
 
 def fail_fast_client(service: str) -> Any:
     """A botocore client (region, credentials and endpoint from the environment) that gives up quickly."""
     from botocore.config import Config
 
-    config = Config(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+    # total_max_attempts, not max_attempts: botocore reads max_attempts as retries after the first attempt
+    config = Config(connect_timeout=1, read_timeout=2, retries={"total_max_attempts": 1})
     return _session().create_client(service, config=config)
 
 

@@ -1,81 +1,266 @@
-"""Cold start of the HTTP function, measured in fresh processes: a cache HIT, and the SDK import a MISS adds.
+"""Cold start of the HTTP function, measured honestly: `make bench` prints it, as does
 
-Run by `make bench`; each figure is the median of several fresh interpreters.
+    python -m waba_local.cold_start [--samples 7] [--importtime]
+
+A sample is a fresh interpreter that sees the function, the layer's package and site-packages and nothing else
+(`python -I -S`: no site hooks, nothing pre-imported, boto3 and botocore included). Its clock starts before the
+function's first import and stops at its first answer: a cache HIT under the deployed configuration (CACHE_BUCKET,
+CAMS_BUDGET_TABLE, REFRESH_QUEUE_URL and CAMS_CREDENTIALS_SECRET set, tracing off), with S3 on moto's server in a
+process of its own, so no test tooling is loaded where the clock runs. The naive baseline, sampled alternately
+with it so that the machine's noise falls on both alike, imports at once what the function may use: boto3, the
+CAMS SDK and Powertools' event handler. Each sample then serves warm HITs one after another (as one Lambda
+instance does) and imports the CAMS SDK, which the first MISS adds. Figures are medians over the samples.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import socket
 import statistics
 import subprocess
 import sys
+import sysconfig
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTION = ROOT / "functions" / "http_api"
+LAYER = ROOT / "layers"
+EVENT = ROOT / "events" / "http-v2-own.json"
+REGION = "ap-southeast-1"
+BUCKET = "waba-lookup-cold-start"
+# What a cache HIT must never load (tracing off): the X-Ray SDK, boto3 and its s3transfer, the CAMS SDK.
+HEAVY = ("aws_xray_sdk", "boto3", "s3transfer", "alibabacloud", "darabonba")
+MARK = "COLD-START "
+
+PRELUDE = """
+import sys
+sys.path[:0] = {paths!r}
+class Context:
+    function_name, memory_limit_in_mb, aws_request_id = "waba-lookup-http", 512, "cold-start"
+    invoked_function_arn = "arn:aws:lambda:{region}:123456789012:function:waba-lookup-http"
+    def get_remaining_time_in_millis(self): return 20_000
+import time
+started, cpu_started = time.perf_counter(), time.process_time()
+loaded_before = sorted(sys.modules)
+"""
 
 HIT = """
-import json, os, sys, time
-from moto import mock_aws  # test tooling; it loads boto3, which the Lambda runtime also provides
-with mock_aws():
-    t0 = time.perf_counter()
-    from waba_local.apigw import load_handler
-    app = load_handler("http_api")  # Powertools (Logger, Metrics, Tracer + X-Ray SDK), the library
-    imported = time.perf_counter() - t0
+import app
+imported = time.perf_counter()
+import json
+event = json.loads(sys.argv[1])
+answer = app.lambda_handler(event, Context())
+answered, cpu = time.perf_counter(), time.process_time() - cpu_started
+modules = sorted(sys.modules)
+print("FIRST-ANSWER", file=sys.stderr, flush=True)  # --importtime: what follows is not the cold start's
+warm = []
+for _ in range(int(sys.argv[2])):
+    begun = time.perf_counter()
+    app.lambda_handler(event, Context())
+    warm.append(time.perf_counter() - begun)
+looped = time.perf_counter() - answered
+from waba_lookup.lookup import get_lookup
+from waba_lookup.refresh import get_refresh_queue
+sdk_started = time.perf_counter()
+import alibabacloud_cams20200606.client, alibabacloud_tea_openapi.utils_models, darabonba.runtime
+sdk = time.perf_counter() - sdk_started
+print({mark!r} + json.dumps({{
+    "cold": answered - started, "cpu": cpu, "import": imported - started, "first": answered - imported,
+    "status": answer["statusCode"], "cache": answer["headers"].get("X-Cache"), "modules": modules,
+    "loaded_before": loaded_before, "warm": warm, "warm_seconds": looped, "sdk": sdk,
+    "store_requests": get_lookup().budget.stats.store_requests, "queues": get_refresh_queue.cache_info().currsize,
+}}))
+"""
+
+NAIVE = """
+import boto3
+import alibabacloud_cams20200606.client, alibabacloud_tea_openapi.utils_models, darabonba.runtime
+import aws_lambda_powertools.event_handler
+imported, cpu = time.perf_counter(), time.process_time() - cpu_started
+import json
+print({mark!r} + json.dumps({{"cold": imported - started, "cpu": cpu, "loaded_before": loaded_before}}))
+"""
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server in a process of its own; yields its endpoint."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        give_up = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > give_up:
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def deployed_env(endpoint: str) -> dict[str, str]:
+    """The HTTP function's environment as the template and Lambda set it (tracing off), AWS pointed at moto."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "LANG": "C.UTF-8",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.12",
+        "AWS_LAMBDA_FUNCTION_NAME": "waba-lookup-http",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        "LAMBDA_TASK_ROOT": str(FUNCTION),
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_ENDPOINT_URL": endpoint,
+        "POWERTOOLS_SERVICE_NAME": "waba-lookup",
+        "POWERTOOLS_METRICS_NAMESPACE": "WabaLookup",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "CACHE_BUCKET": BUCKET,
+        "CAMS_BUDGET_TABLE": "waba-lookup-budget",
+        "REFRESH_QUEUE_URL": f"{endpoint}/123456789012/waba-refresh",
+        "CAMS_CREDENTIALS_SECRET": f"arn:aws:secretsmanager:{REGION}:123456789012:secret:waba-cams-key",
+    }
+
+
+def seed(endpoint: str, env: dict[str, str]) -> Callable[[], None]:
+    """The bucket; returns what writes a fresh entry for the account's own WABA (the sample event's), keyed as
+    the function keys it."""
     import boto3
-    from waba_local.apigw import http_event
-    from waba_local.poller import LocalLambdaContext
+
     from waba_lookup.cache import CacheEntry, WabaCache
     from waba_lookup.customer import Customer
-    from waba_lookup.settings import get_settings
-    s3 = boto3.client("s3", region_name="ap-southeast-1")
-    s3.create_bucket(Bucket="cold-start-cache", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
-    settings = get_settings()
-    WabaCache("cold-start-cache", settings.cache_prefix, settings.account_scope, s3).put(
-        Customer(), CacheEntry(time.time(), body={"Code": "OK", "Data": {"Id": "1"}})
+    from waba_lookup.settings import Settings
+
+    s3 = boto3.client(
+        "s3", endpoint_url=endpoint, region_name=REGION, aws_access_key_id="local", aws_secret_access_key="local"
     )
-    t1 = time.perf_counter()
-    response = app.lambda_handler(http_event("GET", "/waba"), LocalLambdaContext())
-    first = time.perf_counter() - t1
-    sdk = any(m.startswith("alibabacloud") for m in sys.modules)
-    print(json.dumps({"import": imported, "first_hit": first, "cache": response["headers"]["X-Cache"], "sdk": sdk}))
-"""
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    settings = Settings.from_env(env)
+    body = {"Code": "OK", "Success": True, "RequestId": "cold-start", "Data": {"Id": "1", "Name": "cold start"}}
+    cache = WabaCache(BUCKET, settings.cache_prefix, settings.account_scope, s3)
 
-SDK = """
-import json, time
-t0 = time.perf_counter()
-import alibabacloud_cams20200606.client, alibabacloud_tea_openapi.utils_models, darabonba.runtime  # noqa
-print(json.dumps({"sdk_import": time.perf_counter() - t0}))
-"""
+    def fresh_entry() -> None:
+        if not cache.put(Customer(), CacheEntry(time.time(), body=body)):
+            raise RuntimeError("the cache entry could not be written to moto's server")
 
-ENV = {
-    "CACHE_BUCKET": "cold-start-cache",
-    "AWS_DEFAULT_REGION": "ap-southeast-1",
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true",
-    "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-    "PATH": "/usr/bin:/bin",
-}
+    return fresh_entry
 
 
-def sample(script: str) -> dict[str, object]:
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=ENV, capture_output=True, text=True, check=True, timeout=120
-    )
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+def run(script: str, env: dict[str, str], *args: str, options: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Run a sample script in a fresh, isolated interpreter; its result (and stderr, for --importtime)."""
+    paths = [str(FUNCTION), str(LAYER), *dict.fromkeys(sysconfig.get_paths()[k] for k in ("purelib", "platlib"))]
+    source = PRELUDE.format(paths=paths, region=REGION) + script.format(mark=MARK)
+    command = [sys.executable, "-I", "-S", *options, "-c", source, *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(MARK)]
+    if done.returncode or not lines:
+        raise RuntimeError(f"a cold-start sample failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(lines[-1].removeprefix(MARK))
+    result["stderr"] = done.stderr
     return result
 
 
-def measure(times: int = 5) -> list[list[object]]:
-    """Rows: what, median milliseconds, note."""
-    hits = [sample(HIT) for _ in range(times)]
-    sdks = [sample(SDK) for _ in range(times)]
-    assert all(h["cache"] == "HIT" and h["sdk"] is False for h in hits), "a cache hit imported the SDK"
-    ms = lambda rows, key: round(1000 * statistics.median(float(r[key]) for r in rows))  # type: ignore[arg-type]
-    return [
-        [
-            "import the HTTP handler (Powertools, Tracer, library)",
-            ms(hits, "import"),
-            "every cold start (boto3 loaded)",
-        ],
-        ["first request, a cache HIT (S3 client, GET)", ms(hits, "first_hit"), "Alibaba SDK not imported"],
-        ["Alibaba SDK import, added by a first MISS", ms(sdks, "sdk_import"), "paid only when CAMS is called"],
+def cold_hit(env: dict[str, str], warm: int = 0, options: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One fresh instance: its first answer (a cache HIT), then `warm` more."""
+    result = run(HIT, env, EVENT.read_text(), str(warm), options=options)
+    if (result["status"], result["cache"]) != (200, "HIT"):
+        raise RuntimeError(f"the cold start answered {result['status']} {result['cache']}, not 200 HIT")
+    return result
+
+
+def heavy_modules(modules: list[str]) -> list[str]:
+    """The top-level heavy packages among these module names."""
+    return sorted({m.split(".")[0] for m in modules if m.startswith(HEAVY)})
+
+
+def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
+    """Rows: what, milliseconds (medians of `samples` fresh processes), note. Progress goes to stderr."""
+    hits, naive = [], []
+    with moto_server() as endpoint:
+        env = deployed_env(endpoint)
+        fresh_entry = seed(endpoint, env)
+        for i in range(samples):
+            fresh_entry()  # each sample finds an entry well inside CACHE_TTL_SECONDS
+            print(f"  cold start: sample {i + 1}/{samples} (a cold HIT and the naive baseline)", file=sys.stderr)
+            pair = [lambda: hits.append(cold_hit(env, warm)), lambda: naive.append(run(NAIVE, env))]
+            for take in pair if i % 2 == 0 else pair[::-1]:  # alternate, so drift in load falls on both
+                take()
+    ms = lambda rows, key: round(1000 * statistics.median(r[key] for r in rows))
+    cold, baseline = ms(hits, "cold"), ms(naive, "cold")
+    cpu_ratio = ms(hits, "cpu") / ms(naive, "cpu")
+    latencies = sorted(t for h in hits for t in h["warm"])
+    heavy = ", ".join(heavy_modules([m for h in hits for m in h["modules"]])) or "none"
+    rows: list[list[object]] = [
+        ["cold HIT: first import to first answer", cold, f"deployed config, tracing off; heavy modules: {heavy}"],
+        ["  importing the handler", ms(hits, "import"), "Powertools (Logger, Metrics, event handler), the library"],
+        ["  its first request", ms(hits, "first"), "botocore, the S3 client, one GET from moto's server"],
+        ["naive baseline: eager imports", baseline, "boto3 + CAMS SDK + Powertools event handler, imports only"],
+        ["cold HIT / naive baseline", f"{cold / baseline:.2f}", f"a ratio, not ms (in CPU time: {cpu_ratio:.2f})"],
+        ["CAMS SDK import, added by the first MISS", ms(hits, "sdk"), "paid only when CAMS is called"],
     ]
+    if latencies:
+        per_second = statistics.median(len(h["warm"]) / h["warm_seconds"] for h in hits)
+        note = f"{len(latencies)} warm HITs, {warm} in each instance"
+        rows += [
+            ["warm HIT inside the handler, p50", round(1000 * statistics.median(latencies), 1), note],
+            ["warm HIT inside the handler, p99", round(1000 * _percentile(latencies, 0.99), 1), note],
+            ["HITs per second, one instance", round(per_second), "hits/s, one at a time (S3 on moto's server)"],
+        ]
+    return rows
+
+
+def import_breakdown(top: int = 15) -> list[list[object]]:
+    """Where a cold HIT's import time goes (`python -X importtime`, self times summed per package)."""
+    with moto_server() as endpoint:
+        env = deployed_env(endpoint)
+        seed(endpoint, env)()
+        result = cold_hit(env, options=("-X", "importtime"))
+    totals: Counter[str] = Counter()
+    for line in result["stderr"].partition("FIRST-ANSWER")[0].splitlines():
+        fields = line.removeprefix("import time:").split("|")
+        if not line.startswith("import time:") or not fields[0].strip().isdigit():
+            continue
+        name = fields[2].strip()
+        parts = name.split(".")
+        totals[".".join(parts[:2]) if parts[0] == "aws_lambda_powertools" else parts[0]] += int(fields[0])
+    everything = sum(totals.values())
+    rows: list[list[object]] = [[name, round(us / 1000, 1)] for name, us in totals.most_common(top)]
+    return [*rows, ["(all imports)", round(everything / 1000, 1)]]
+
+
+def _percentile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    from waba_local.console import table
+
+    parser = argparse.ArgumentParser(prog="python -m waba_local.cold_start", description=__doc__.split("\n")[0])
+    parser.add_argument("--samples", type=int, default=7, help="fresh processes per figure (medians)")
+    parser.add_argument("--warm", type=int, default=200, help="warm HITs served by each sample")
+    parser.add_argument("--importtime", action="store_true", help="also: where a cold HIT's import time goes")
+    args = parser.parse_args()
+    print(table(["what", "ms", "note"], measure(args.samples, args.warm)))
+    if args.importtime:
+        print()
+        print(table(["package (import, self time)", "ms"], import_breakdown()))
+
+
+if __name__ == "__main__":
+    main()
