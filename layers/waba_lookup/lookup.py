@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from waba_lookup.adaptive import CubicRate
@@ -54,7 +54,7 @@ class WabaLookup:
         self,
         settings: Settings,
         cams: Callable[[], CamsClient],
-        budget: Budget,
+        budget: Callable[[], Budget],
         cache: WabaCache | None = None,
         wall: Callable[[], float] = time.time,
         clock: Callable[[], float] = time.monotonic,
@@ -63,9 +63,14 @@ class WabaLookup:
     ) -> None:
         self.settings = settings
         self._cams = cams  # a factory: the SDK is imported only when CAMS is really called
-        self.budget = budget
+        self._budget = budget  # a factory too: a cache hit needs no budget, nor its modules
         self.cache = cache
         self._wall, self._clock, self._sleep, self._jitter = wall, clock, sleep, jitter
+
+    @cached_property
+    def budget(self) -> Budget:
+        """The instance's account budget, built when CAMS is first called."""
+        return self._budget()
 
     def read(self, customer: Customer, deadline: float, refresh: bool = False) -> Answer:
         """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles."""
@@ -162,4 +167,4 @@ def get_lookup() -> WabaLookup:
     if settings.cache_bucket:
         cache = WabaCache(settings.cache_bucket, settings.cache_prefix, settings.account_scope)
     cams = lru_cache(maxsize=1)(lambda: client_from_settings(settings))
-    return WabaLookup(settings, cams, budget_for(settings), cache)
+    return WabaLookup(settings, cams, lambda: budget_for(settings), cache)

@@ -136,7 +136,8 @@ def test_a_throttle_in_one_instance_slows_the_whole_deployment(stack: tuple[Cams
     record = aws.budget_record()
     assert record.rate_max == 10 and record.rate(record.throttled_at, 10) == pytest.approx(0.7 * 9.99)
     # so another instance follows it at its next permit: permits are spaced 1/rate apart, not 1/10
-    other = WabaLookup(throttled.settings, lambda: throttled._cams(), budget_for(throttled.settings), throttled.cache)
+    settings = throttled.settings
+    other = WabaLookup(settings, lambda: throttled._cams(), lambda: budget_for(settings), throttled.cache)
     other.refresh(Customer("cs-other-1", "isv-cs-other-1"), time.monotonic() + 10)
     after = aws.budget_record()
     sent = max(slot.sent for slot in after.slots)
