@@ -24,14 +24,19 @@ HOLD_AFTER_ANSWER = 1.0  # a call may arrive as late as its answer, and counts i
 CLOCK_SKEW_MARGIN = 0.02
 READS_RECENT_SECONDS = 3.0  # background refreshes leave the interactive reserve free this long after a read
 READS_WAITING_SECONDS = 0.5  # a waiting read blocks new background permits this long (renewed while it waits)
-# The deployment's adaptive rate after System.LimitControl: CUBIC (botocore's BETA), but its plateau is just under
-# the throttled rate's last whole call (PLATEAU_BELOW), not the throttled rate: cut to BETA times that, back along
-# the curve over RECOVERY_SECONDS, level there until the curve turns up to probe. At a few calls a second the throttled rate is
-# itself the congestion: botocore's plateau at it re-congests every few seconds, and since a neighbour's rejected
-# calls are invisible to us, each time costs the neighbour calls too (`make bench`, neighbour scenario).
+# The deployment's adaptive rate after System.LimitControl. Cut multiplicatively (botocore's BETA), then back up
+# in three phases, each from `make bench` (neighbour scenario):
+# - a plateau two whole calls under the throttled rate, reached along CUBIC's concave curve over RECOVERY_SECONDS.
+#   Two, not one: our permits start the moment our own oldest call leaves CAMS's window, so at one call under the
+#   congestion CAMS rejects the neighbour's calls, never ours, and we would never hear of it (88-91% kept);
+# - held for HOLD_SECONDS;
+# - then one more call a second every PROBE_SECONDS, until CAMS throttles again or the budget is reached (about
+#   a minute after a neighbour has gone).
 BETA = 0.7
 RECOVERY_SECONDS = 20.0
-PLATEAU_BELOW = 0.01
+HOLD_SECONDS = 20.0
+PROBE_SECONDS = 4.0
+PLATEAU_BELOW = 1.01
 MIN_RATE = 0.5
 SAME_EVENT_SECONDS = 1.0  # throttles within this of the last cut are the same congestion: one cut, not several
 # A permit may be taken this long before it starts, so the conditional write happens while the previous holder's
@@ -65,7 +70,7 @@ class LogRecord:
     version: str = ""  # changes on every write; "" until first stored
     slots: tuple[Slot, ...] = field(default_factory=_empty_slots)
     next_send: float = 0.0  # background permits are spaced 1/rate apart
-    rate_max: float = 0.0  # CUBIC's W_max at the last cut; 0: never throttled
+    rate_max: float = 0.0  # the rate CAMS last throttled; 0: never throttled
     throttled_at: float = 0.0
     reads_at: float = 0.0  # the last interactive permit or wait
     reads_waiting_until: float = 0.0
@@ -76,8 +81,11 @@ class LogRecord:
         if not self.rate_max:
             return float(budget)
         plateau = max(MIN_RATE, math.floor(self.rate_max) - PLATEAU_BELOW)
-        c = plateau * (1 - BETA) / RECOVERY_SECONDS**3  # so that the curve starts at BETA * plateau
-        curve = c * (now - self.throttled_at - RECOVERY_SECONDS) ** 3 + plateau
+        since = now - self.throttled_at
+        if since < RECOVERY_SECONDS:
+            curve = plateau - plateau * (1 - BETA) * (1 - since / RECOVERY_SECONDS) ** 3
+        else:
+            curve = plateau + max(0.0, since - RECOVERY_SECONDS - HOLD_SECONDS) / PROBE_SECONDS
         return max(MIN_RATE, min(float(budget), curve))
 
     def live(self, now: float) -> list[Slot]:

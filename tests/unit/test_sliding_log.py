@@ -9,9 +9,12 @@ import pytest
 from waba_lookup.sliding_log import (
     CLOCK_SKEW_MARGIN,
     HOLD_AFTER_ANSWER,
+    HOLD_SECONDS,
     LOOKAHEAD_SECONDS,
+    PROBE_SECONDS,
     READS_RECENT_SECONDS,
     READS_WAITING_SECONDS,
+    RECOVERY_SECONDS,
     Admitted,
     LogRecord,
     Policy,
@@ -138,19 +141,24 @@ def test_a_waiting_read_holds_new_background_permits_back() -> None:
 
 def test_a_throttle_cuts_the_deployment_rate_by_30_percent_once_per_congestion() -> None:
     record = cut(LogRecord(), T0, budget=10)
-    assert record is not None and record.rate(T0, 10) == pytest.approx(0.7 * 9.99)
+    assert record is not None and record.rate(T0, 10) == pytest.approx(0.7 * 8.99)
     assert cut(record, T0 + 0.5, budget=10) is None  # the same congestion
     again = cut(record, T0 + 2.0, budget=10)
     assert again is not None and again.rate(T0 + 2.0, 10) < record.rate(T0 + 2.0, 10)
 
 
-def test_the_rate_grows_back_along_the_cubic_curve_to_the_budget() -> None:
+def test_after_a_throttle_the_rate_settles_two_calls_under_it_then_probes_back_to_the_budget() -> None:
     record = cut(LogRecord(), T0, budget=10)
     assert record is not None
-    rates = [record.rate(T0 + t, 10) for t in (0, 5, 10, 19, 20, 25, 40)]
-    assert rates == sorted(rates)
-    assert rates[3] == pytest.approx(10.0, abs=0.05)  # near the old rate after RECOVERY_SECONDS
-    assert rates[-1] == 10.0
+    record = replace(record, rate_max=7.3)  # throttled at 7 calls a second
+    rate = lambda t: record.rate(T0 + t, 10)
+    assert rate(0) == pytest.approx(0.7 * 5.99)
+    rises = [rate(t) for t in (0, 2, 5, 10, 15, 19.9)]
+    assert rises == sorted(rises) and rate(19.9) == pytest.approx(5.99, abs=0.01)
+    assert rate(RECOVERY_SECONDS) == rate(RECOVERY_SECONDS + HOLD_SECONDS) == pytest.approx(5.99)  # 5 whole calls
+    probe = RECOVERY_SECONDS + HOLD_SECONDS
+    assert int(rate(probe + 0.1)) == 6 and int(rate(probe + PROBE_SECONDS + 0.1)) == 7  # one call more at a time
+    assert rate(probe + 5 * PROBE_SECONDS) == 10.0
 
 
 def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
@@ -160,7 +168,7 @@ def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
     taken = 0
     while isinstance(decision := admit(record, now, POLICY, f"h{taken}", interactive=True), Admitted):
         record, taken = decision.record, taken + 1
-    assert taken == 6  # floor(0.7 * 9.99) whole calls per second
+    assert taken == 6  # floor(0.7 * 8.99) whole calls per second
     background = admit(record, now, POLICY, "bg", interactive=False)
     assert isinstance(background, Wait) and background.until >= now + 1 / 7.0 - 0.05
 
