@@ -24,15 +24,17 @@ HOLD_AFTER_ANSWER = 1.0  # a call may arrive as late as its answer, and counts i
 CLOCK_SKEW_MARGIN = 0.02
 READS_RECENT_SECONDS = 3.0  # background refreshes leave the interactive reserve free this long after a read
 READS_WAITING_SECONDS = 0.5  # a waiting read blocks new background permits this long (renewed while it waits)
-# The deployment's adaptive rate after System.LimitControl. Cut multiplicatively (botocore's BETA), then back up
-# in three phases, each from `make bench` (neighbour scenario):
-# - a plateau two whole calls under the throttled rate, reached along CUBIC's concave curve over RECOVERY_SECONDS.
+# The deployment's adaptive rate after System.LimitControl: cut multiplicatively, as botocore's CUBIC does, then
+# back up in three phases, each from `make bench` (neighbour scenario):
+# - a plateau two whole calls under the throttled rate, from BETA times it along CUBIC's concave curve over
+#   RECOVERY_SECONDS. BETA is 0.85, not botocore's 0.7: under a plateau already two calls down, 30% more cost a
+#   whole call for seconds (4.75 calls/s of the 6 a neighbour at 4/s leaves, where 4.8 was the aim).
 #   Two, not one: our permits start the moment our own oldest call leaves CAMS's window, so at one call under the
 #   congestion CAMS rejects the neighbour's calls, never ours, and we would never hear of it (88-91% kept);
 # - held for HOLD_SECONDS;
 # - then one more call a second every PROBE_SECONDS, until CAMS throttles again or the budget is reached (about
 #   a minute after a neighbour has gone).
-BETA = 0.7
+BETA = 0.85
 RECOVERY_SECONDS = 20.0
 HOLD_SECONDS = 20.0
 PROBE_SECONDS = 4.0

@@ -153,9 +153,9 @@ def test_a_throttle_is_written_to_the_record_for_every_instance(store: CountingS
     first, second = budget(store, clock), budget(store, clock)
     call(first, clock)
     first.throttled()
-    assert store.record.rate(clock.now, 10) == pytest.approx(0.7 * 8.99)
+    assert store.record.rate(clock.now, 10) == pytest.approx(0.85 * 8.99)
     sends = [call(second, clock) for _ in range(3)]
-    assert sends[1] - sends[0] > 1 / 7.5  # spaced at the deployment's cut rate, not 1/10
+    assert sends[1] - sends[0] > 1 / 8.5  # spaced at the deployment's cut rate, not 1/10
 
 
 def test_settle_returns_at_once_when_every_permit_was_in_the_log(store: CountingStore, clock: Clock) -> None:
