@@ -51,14 +51,14 @@ class SharedBudget:
     def acquire(self, send_by: float, interactive: bool) -> LogPermit:
         """A permit, waiting for it until `send_by` (monotonic) at most, or Throttled. Raises StoreUnavailable."""
         while not isinstance(outcome := self.try_acquire(interactive), LogPermit):
-            wake = self.clock() + max(0.0, outcome - self.wall())
-            if wake > send_by:
+            delay = max(0.0, outcome - self.wall())  # once: the clocks move on while we look
+            if self.clock() + delay > send_by:
                 raise Throttled(
                     "no CAMS permit is free within this request's wait bound",
                     "Throttling.Pacing",
-                    retry_after=max(1.0, wake - self.clock()),
+                    retry_after=max(1.0, delay),
                 )
-            self.sleep(wake - self.clock())
+            self.sleep(delay)
         if (early := outcome.start - self.wall()) > 0:
             self.sleep(early)  # taken ahead, while the slot's last holder ran out
         return outcome

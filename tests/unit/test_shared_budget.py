@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -164,3 +165,12 @@ def test_settle_returns_at_once_when_every_permit_was_in_the_log(store: Counting
     before = clock.now
     worker.settle(clock.now + 10)
     assert clock.now == before
+
+
+def test_a_wait_that_is_already_due_when_it_is_slept_does_not_fail_the_call() -> None:
+    """Real clocks move on between reading the wake time and sleeping until it."""
+    shared = SharedBudget(MemoryLogStore(), POLICY)
+    real = shared.try_acquire
+    answers = iter([time.time() - 0.01])  # "look again at" a moment that has just passed
+    shared.try_acquire = lambda interactive: next(answers, None) or real(interactive)  # type: ignore[method-assign]
+    shared.acquire(time.monotonic() + 5, interactive=False)
