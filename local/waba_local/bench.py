@@ -1,240 +1,178 @@
-"""`make bench`: K worker processes drain a local queue of N refreshes through the real queue handler.
+"""`make bench`: CAMS throughput, flow-control rejections and the budget's cost, scenario by scenario.
 
-Each worker is one Lambda instance (its own imports, its own pacer) polling a moto-server SQS queue the way
-Lambda's poller does, calling the CAMS emulator through the official SDK. Scenarios: paced, paced beside a
-neighbour client on the same CAMS account calling at a steady rate, and the same two without the pacer (the
-naive baseline). Figures are medians over --runs runs; printed as a table and written to bench-results/.
+Each scenario (bench_scenarios.py) runs under the shared budget and two baselines, static shares and naive, each
+with fresh stand-ins: instance processes run the real handlers (bench_instances.py), the CAMS emulator counts what
+arrives. Figures are printed as a table and written to bench-results/ (.md, .json, a PNG chart per scenario and an
+overview), with the issue's acceptance targets checked against the shared budget's figures.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
-import subprocess
 import sys
-import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from waba_local import stand_ins
+from waba_local import bench_scenarios
+from waba_local.bench_events import KILL_AFTER_SECONDS, SLOW_SECONDS
+from waba_local.bench_figures import RunFigures, median_of
+from waba_local.bench_run import one_run
+from waba_local.bench_scenarios import SCENARIOS, VARIANTS, Scenario
 from waba_local.console import heading, table
-from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, Call
 
-NEIGHBOUR_KEY = ("LTAI5tNeighbourClientKey", "neighbour-client-secret")
 RESULTS = Path("bench-results")
-# longer than a batch takes (30 records at 2 calls/s), or another worker would receive them again mid-batch;
-# a record returned for retry reappears after it, so workers wait that long for an empty queue
-VISIBILITY_TIMEOUT = 20
+Results = dict[tuple[str, str], list[RunFigures]]
 
 
-@dataclass
-class RunFigures:
-    scenario: str
-    calls: int
-    rejected: int
-    end_to_end_per_s: float
-    steady_per_s: float
-    busiest_second: int
-    completed: int
-    neighbour_calls: int
-    neighbour_kept_pct: float
-    seconds: float
-
-
-def worker(args: argparse.Namespace) -> None:
-    """One instance: drain the queue until it stays empty, then exit."""
-    from waba_local.apigw import load_handler
-    from waba_local.poller import WORKER_BATCH, LocalPoller
-
-    handler = load_handler("queue_worker")
-    if args.naive:
-        from waba_lookup.lookup import get_lookup
-
-        get_lookup().pacer = NoPacer()  # type: ignore[assignment]
-    sqs = boto3.client("sqs")  # the environment points boto3 at the stand-ins, as in the function itself
-    LocalPoller(
-        sqs, os.environ["REFRESH_QUEUE_URL"], handler.lambda_handler, timeout_ms=60_000, batch_size=WORKER_BATCH
-    ).drain(until_empty_for=VISIBILITY_TIMEOUT + 2.0, time_limit=args.time_limit)
-
-
-class NoPacer:
-    """The naive baseline: every attempt goes at once."""
-
-    from contextlib import nullcontext as _nothing
-
-    def slot(self, send_by: float) -> Any:
-        return self._nothing()
-
-    def throttled(self) -> None: ...
-
-    def succeeded(self) -> None: ...
-
-    def quiesce(self, wait_until: float) -> None: ...
-
-
-def neighbour(endpoint: str, rate: float, stop: threading.Event) -> None:
-    """Another system on the same CAMS account, calling at a steady rate."""
-    from waba_lookup.cams import CamsClient
-    from waba_lookup.credentials import AccessKey
-    from waba_lookup.errors import WabaLookupError
-    from waba_lookup.settings import Settings
-
-    client = CamsClient(Settings(cams_endpoint=endpoint, cams_protocol="http"), AccessKey(*NEIGHBOUR_KEY))
-    started = time.monotonic()
-    sent = 0
-    while not stop.is_set():
-        delay = started + sent / rate - time.monotonic()
-        if delay > 0:
-            stop.wait(delay)
-            continue
-        sent += 1
-        try:
-            client.query(None, None)
-        except WabaLookupError:
-            pass  # the emulator's log records what happened
-
-
-def one_run(
-    scenario: str, n: int, k: int, naive: bool, neighbour_rate: float, run: int, time_limit: float
-) -> RunFigures:
-    accounts = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET, NEIGHBOUR_KEY[0]: NEIGHBOUR_KEY[1]}
-    local = stand_ins.start(visibility_timeout=VISIBILITY_TIMEOUT, max_receive_count=1000, accounts=accounts)
-    assert local.emulator is not None
-    try:
-        sqs = local.client("sqs")
-        customers = [f"cs-bench-{run}-{i:04d}" for i in range(n)]
-        for start in range(0, n, 10):
-            entries = [
-                {"Id": str(j), "MessageBody": json.dumps({"CustSpaceId": c, "IsvCode": f"isv-{c}"})}
-                for j, c in enumerate(customers[start : start + 10])
-            ]
-            sqs.send_message_batch(QueueUrl=local.queue_url, Entries=entries)
-        env = (
-            os.environ
-            | local.environment()
-            | {
-                "CAMS_MAX_INSTANCES": str(k),
-                "CAMS_QPS_BUDGET": "10",
-                "CAMS_TIMEOUT_MS": "3000",
-                "POWERTOOLS_LOG_LEVEL": "CRITICAL",
-                "POWERTOOLS_METRICS_DISABLED": "true",
-            }
-        )
-        stop = threading.Event()
-        neighbour_thread = None
-        if neighbour_rate:
-            neighbour_thread = threading.Thread(target=neighbour, args=(local.emulator.endpoint, neighbour_rate, stop))
-            neighbour_thread.start()
-        started = time.monotonic()
-        command = [sys.executable, "-m", "waba_local.bench", "--worker", "--time-limit", str(time_limit)]
-        # a worker's stdout is its Lambda log stream (Powertools logs, EMF metrics): not for this report
-        workers = [
-            subprocess.Popen([*command, *(["--naive"] if naive else [])], env=env, stdout=subprocess.DEVNULL)
-            for _ in range(k)
-        ]
-        for process in workers:
-            process.wait()
-        seconds = time.monotonic() - started
-        stop.set()
-        if neighbour_thread:
-            neighbour_thread.join()
-        return figures(scenario, local.emulator.calls, set(customers), seconds)
-    finally:
-        local.stop()
-
-
-def figures(scenario: str, calls: list[Call], customers: set[str], seconds: float) -> RunFigures:
-    ours = [c for c in calls if c.access_key_id == DEFAULT_ACCESS_KEY_ID]
-    # the neighbour's calls while our workers were calling: the idle tail would flatter its figure
-    first, last = min(c.arrived_at for c in ours), max(c.arrived_at for c in ours)
-    theirs = [c for c in calls if c.access_key_id == NEIGHBOUR_KEY[0] and first <= c.arrived_at <= last]
-    accepted = sorted(c.arrived_at for c in ours if c.accepted)
-    span = (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
-    lo, hi = int(len(accepted) * 0.1), int(len(accepted) * 0.9)
-    steady = (hi - lo) / (accepted[hi] - accepted[lo]) if hi > lo and accepted[hi] > accepted[lo] else 0.0
-    arrivals = sorted(c.arrived_at for c in ours)
-    busiest, end = 0, 0
-    for start, arrived in enumerate(arrivals):
-        while end < len(arrivals) and arrivals[end] < arrived + 1.0:
-            end += 1
-        busiest = max(busiest, end - start)
-    completed = len({c.cust_space_id for c in ours if c.accepted} & customers)
-    return RunFigures(
-        scenario=scenario,
-        calls=len(ours),
-        rejected=sum(1 for c in ours if c.code == "System.LimitControl"),
-        end_to_end_per_s=round(len(accepted) / span, 2) if span else 0.0,
-        steady_per_s=round(steady, 2),
-        busiest_second=busiest,
-        completed=completed,
-        neighbour_calls=len(theirs),
-        neighbour_kept_pct=round(100 * sum(c.accepted for c in theirs) / len(theirs), 1) if theirs else 100.0,
-        seconds=round(seconds, 1),
+def summary(run: RunFigures) -> str:
+    """One line on one run, as it ends."""
+    line = (
+        f"{run.calls} calls, {run.rejected} rejected, busiest second {run.busiest_second}, "
+        f"{run.steady_per_s}/s steady, {run.end_to_end_per_s}/s end to end, {run.completed}/{run.backlog} done, "
+        f"{run.store_requests_per_call} store requests and {run.store_ms_per_call} ms a call, {run.seconds} s"
     )
+    if run.neighbour_kept_pct is not None:
+        line += f", neighbour kept {run.neighbour_kept_pct}%"
+    return line + "".join(f", {k} {v}" for k, v in run.extra.items() if not k.endswith(("_at", "_sent", "_pid")))
 
 
-def median_row(runs: list[RunFigures], n: int) -> list[object]:
-    med = lambda f: statistics.median(getattr(r, f) for r in runs)
-    rejected_pct = statistics.median(100 * r.rejected / max(1, r.calls) for r in runs)
-    return [
-        runs[0].scenario,
-        len(runs),
-        med("end_to_end_per_s"),
-        med("steady_per_s"),
-        f"{med('rejected')} ({rejected_pct:.1f}%)",
-        max(r.busiest_second for r in runs),
-        f"{min(r.completed for r in runs)}/{n}",
-        f"{med('neighbour_kept_pct')}%" if runs[0].neighbour_calls else "-",
-        med("seconds"),
+def median_run(runs: list[RunFigures]) -> dict[str, Any]:
+    """Medians over runs; the worst for rejections, the busiest second and completion."""
+    med = lambda name: median_of([getattr(r, name) for r in runs])
+    row: dict[str, Any] = {
+        name: med(name) for name in ("calls", "steady_per_s", "end_to_end_per_s", "neighbour_kept_pct")
+    }
+    row |= {name: med(name) for name in ("store_requests_per_call", "store_ms_per_call", "seconds")}
+    row |= {"rejected": max(r.rejected for r in runs), "busiest_second": max(r.busiest_second for r in runs)}
+    row |= {"completed": min(r.completed for r in runs), "backlog": runs[0].backlog}
+    row |= {"fallbacks": max(r.fallbacks for r in runs), "runs": len(runs)}
+    numbers = {k for r in runs for k, v in r.extra.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    row["extra"] = {k: median_of([r.extra.get(k) for r in runs]) for k in sorted(numbers)}
+    row["extra"] |= {"outcomes": runs[0].extra["outcomes"]} if "outcomes" in runs[0].extra else {}
+    return row
+
+
+def main_table(rows: list[tuple[Scenario, str, dict[str, Any]]]) -> str:
+    headers = ["scenario", "variant", "calls", "rejected", "busiest s", "steady/s", "end-to-end/s", "completed"]
+    headers += ["neighbour kept", "store req/call", "store ms/call", "fallbacks", "seconds"]
+    cells = [
+        [s.name, variant, m["calls"], m["rejected"], m["busiest_second"], m["steady_per_s"], m["end_to_end_per_s"]]
+        + [f"{m['completed']}/{m['backlog']}" if m["backlog"] else "-"]
+        + [f"{m['neighbour_kept_pct']}%" if m["neighbour_kept_pct"] is not None else "-"]
+        + [m["store_requests_per_call"], m["store_ms_per_call"], m["fallbacks"], m["seconds"]]
+        for s, variant, m in rows
     ]
+    return table(headers, cells)
+
+
+def specifics_table(rows: list[tuple[Scenario, str, dict[str, Any]]]) -> str:
+    """What only some scenarios measure: interactive reads, hits, the kill."""
+    cells = []
+    for s, variant, m in rows:
+        x = m["extra"]
+        if s.readers:
+            note = (
+                f"permit wait p50 {x.get('permit_wait_p50')} s, p95 {x.get('permit_wait_p95')} s, "
+                f"max {x.get('permit_wait_max')} s; read latency p50 {x.get('latency_p50')} s, "
+                f"p95 {x.get('latency_p95')} s; answers {x.get('outcomes')}"
+            )
+        elif s.hits:
+            note = (
+                f"{x.get('hits')}/{x.get('answered')} answered 200 HIT; {x.get('dynamodb_requests')} DynamoDB "
+                f"requests (stand-in), {x.get('store_requests')} store requests (stats), {x.get('cams_calls')} "
+                f"CAMS calls; latency p50 {x.get('latency_p50')} s, p95 {x.get('latency_p95')} s"
+            )
+        elif s.kill:
+            note = (
+                f"a worker SIGKILLed {x['killed_after_s']} s after our first call, {KILL_AFTER_SECONDS:g} s into a "
+                f"{SLOW_SECONDS:g} s CAMS call, and replaced at once"
+                if "killed_after_s" in x
+                else "no kill happened"
+            )
+        else:
+            continue
+        if x.get("failed_instances"):
+            note += f"; {x['failed_instances']} instance(s) failed"
+        cells.append([s.name, variant, note])
+    return table(["scenario", "variant", "figures"], cells)
+
+
+def acceptance(shared: dict[str, dict[str, Any]]) -> list[list[object]]:
+    """The issue's targets, against the shared budget's figures: [target, measured, met]."""
+    checks: list[list[object]] = []
+
+    def check(target: str, measured: str, met: bool) -> None:
+        checks.append([target, measured, "yes" if met else "NO"])
+
+    for name, figures in shared.items():
+        if not SCENARIOS[name].neighbour_rate:
+            check(
+                f"{name}: 0 rejected, busiest <= 10",
+                f"{figures['rejected']}, {figures['busiest_second']}",
+                not figures["rejected"] and figures["busiest_second"] <= 10,
+            )
+    if m := shared.get("alone"):
+        check("alone: >= 9.5/s steady", f"{m['steady_per_s']}", (m["steady_per_s"] or 0) >= 9.5)
+    if m := shared.get("k5"):
+        met = (m["steady_per_s"] or 0) >= 9.5 and (m["end_to_end_per_s"] or 0) >= 9.0
+        check("k5: >= 9.5/s steady, >= 9.0/s end to end", f"{m['steady_per_s']}, {m['end_to_end_per_s']}", met)
+    if m := shared.get("reads"):
+        wait, outcomes = m["extra"].get("permit_wait_p95"), m["extra"].get("outcomes", {})
+        check("reads: permit wait p95 <= 1.0 s", f"{wait} s (answers: {outcomes})", wait is not None and wait <= 1.0)
+    if m := shared.get("hits"):
+        x = m["extra"]
+        met = (
+            x.get("hits") == 200
+            and not x.get("dynamodb_requests")
+            and not x.get("store_requests")
+            and not x.get("cams_calls")
+        )
+        measured = f"{x.get('hits')} HIT, {x.get('dynamodb_requests')}+{x.get('store_requests')} store, {x.get('cams_calls')} CAMS"
+        check("hits: 200 HIT, 0 store requests, 0 CAMS calls", measured, met)
+    if m := shared.get("neighbour"):
+        kept, ours = m["neighbour_kept_pct"] or 0, m["steady_per_s"] or 0
+        check("neighbour: keeps >= 95%, ours >= 4.8/s", f"{kept}%, {ours}/s", kept >= 95 and ours >= 4.8)
+    return checks
+
+
+def write_charts(results: Results, stamp: str) -> list[Path]:
+    from waba_local.bench_chart import overview_chart, scenario_chart
+
+    paths, rows = [], []
+    for name in dict.fromkeys(s for s, _ in results):
+        runs = [results[(name, v)][0] for v in VARIANTS if (name, v) in results]
+        paths.append(RESULTS / f"bench-{stamp}-{name}.png")
+        scenario_chart(SCENARIOS[name].title, runs, paths[-1])
+        rows.append((name, runs))
+    paths.append(RESULTS / f"bench-{stamp}-overview.png")
+    overview_chart(rows, paths[-1])
+    return paths
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in order with the tables
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n", type=int, default=300, help="refreshes to drain")
-    parser.add_argument("--k", type=int, default=5, help="worker processes (instances)")
-    parser.add_argument("--runs", type=int, default=3, help="runs per scenario; figures are medians")
-    parser.add_argument("--neighbour-rate", type=float, default=4.0, help="the neighbour's calls per second")
-    parser.add_argument("--scenarios", default="paced,paced+neighbour,naive,naive+neighbour")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help=f"some of {','.join(SCENARIOS)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"some of {','.join(VARIANTS)}")
+    parser.add_argument("--runs", type=int, default=1, help="runs per scenario and variant; figures are medians")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds a worker may run")
+    parser.add_argument("--aws-in-process", action="store_true", help="run moto's server in this process")
+    parser.add_argument("--logs", type=Path, help="keep the instances' log streams (Powertools) in this directory")
     parser.add_argument("--no-cold-start", dest="cold_start", action="store_false", help="skip the cold-start figures")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--naive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.worker:
-        return worker(args)
-    rows, raw = [], []
-    for scenario in args.scenarios.split(","):
-        heading(
-            f"{scenario}: N={args.n}, K={args.k}, budget 10"
-            + (f", neighbour at {args.neighbour_rate}/s" if "neighbour" in scenario else "")
-        )
-        runs = []
-        for run in range(args.runs):
-            figures_ = one_run(
-                scenario,
-                args.n,
-                args.k,
-                scenario.startswith("naive"),
-                args.neighbour_rate if "neighbour" in scenario else 0.0,
-                run,
-                args.time_limit,
-            )
-            print(
-                f"  run {run + 1}/{args.runs}: {figures_.steady_per_s} calls/s steady, {figures_.rejected} rejected, "
-                f"busiest second {figures_.busiest_second}, {figures_.completed}/{args.n} done in {figures_.seconds} s"
-                + (f", neighbour kept {figures_.neighbour_kept_pct}%" if figures_.neighbour_calls else ""),
-                flush=True,
-            )
-            runs.append(figures_)
-        rows.append(median_row(runs, args.n))
-        raw += [asdict(r) for r in runs]
+    results: Results = {}
+    for name in args.scenarios.split(","):
+        scenario = SCENARIOS[name]
+        heading(f"{scenario.title} ({scenario.describe()})")
+        for variant in args.variants.split(","):
+            for run in range(args.runs):
+                print(f"  {variant}, run {run + 1}/{args.runs}:")
+                figures = one_run(scenario, variant, run, not args.aws_in_process, args.time_limit, args.logs)
+                print(f"    {summary(figures)}")
+                results.setdefault((name, variant), []).append(figures)
     report_cold = ""
     if args.cold_start:
         from waba_local.cold_start import measure
@@ -242,27 +180,28 @@ def main() -> None:
         heading("Cold start of the HTTP function (fresh processes, medians of 5)")
         report_cold = table(["what", "ms", "note"], measure())
         print(report_cold)
-    headers = [
-        "scenario",
-        "runs",
-        "end-to-end calls/s",
-        "steady calls/s",
-        "rejected (of our calls)",
-        "busiest second",
-        "completed",
-        "neighbour kept",
-        "seconds",
-    ]
-    report = table(headers, rows)
-    heading("Results (medians)")
-    print(report)
+    report(args, results, report_cold)
+
+
+def report(args: argparse.Namespace, results: Results, report_cold: str) -> None:
+    rows = [(SCENARIOS[name], variant, median_run(runs)) for (name, variant), runs in results.items()]
+    shared = {s.name: m for s, variant, m in rows if variant == "shared"}
+    specifics = specifics_table(rows) if any(s.readers or s.hits or s.kill for s, _, _ in rows) else ""
+    targets = table(["target (shared budget)", "measured", "met"], acceptance(shared)) if shared else ""
+    text = [t for t in (main_table(rows), specifics, targets) if t]
+    heading(f"Results ({'medians of ' + str(args.runs) + ' runs' if args.runs > 1 else 'one run each'})")
+    print("\n\n".join(text))
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    (RESULTS / f"bench-{stamp}.md").write_text(
-        f"# make bench, {stamp}\n\nN={args.n} K={args.k} runs={args.runs}\n\n```\n{report}\n```\n\n```\n{report_cold}\n```\n"
-    )
-    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps({"args": vars(args), "runs": raw}, indent=2))
-    print(f"\nwritten to {RESULTS}/bench-{stamp}.md and .json")
+    charts = write_charts(results, stamp)
+    scenarios = "\n".join(f"- {s.name}: {s.title} ({s.describe()})" for s in dict.fromkeys(s for s, _, _ in rows))
+    scenarios += "\n\n" + (bench_scenarios.__doc__ or "").split("\n\n", 1)[-1].strip()
+    blocks = "\n\n".join(f"```\n{t}\n```" for t in [*text, report_cold] if t)
+    images = "\n".join(f"![{p.stem}]({p.name})" for p in charts)
+    (RESULTS / f"bench-{stamp}.md").write_text(f"# make bench, {stamp}\n\n{scenarios}\n\n{blocks}\n\n{images}\n")
+    raw = {f"{n}/{v}": [asdict(r) for r in runs] for (n, v), runs in results.items()}
+    (RESULTS / f"bench-{stamp}.json").write_text(json.dumps({"args": vars(args), "runs": raw}, indent=1))
+    print(f"\nwritten to {RESULTS}/bench-{stamp}.md and .json; charts: {', '.join(str(p) for p in charts)}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ from waba_local.apigw import http_event, load_handler
 from waba_local.console import heading, progress, table
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
 from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, PollStats
-from waba_lookup.lookup import get_lookup
 
 SUB, (SUB_ISV, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
 BULK = 36
@@ -33,8 +32,13 @@ def main() -> None:
     os.environ.update(
         {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true", "CAMS_TIMEOUT_MS": "1500"}
     )
-    print(f"  CAMS emulator  {local.emulator.endpoint}  (checks ACS3-HMAC-SHA256 signatures, 10 calls/s flow control)")
-    print(f"  S3 + SQS       {local.aws_endpoint}  (moto server: bucket {local.bucket}, queue + dead-letter queue)")
+    print(
+        f"  CAMS emulator      {local.emulator.endpoint}  (checks ACS3-HMAC-SHA256 signatures, 10 calls/s flow control)"
+    )
+    print(
+        f"  S3, SQS, DynamoDB  {local.aws_endpoint}  (moto server, one request at a time: bucket {local.bucket}, "
+        f"queue + dead-letter queue, the shared budget's table {local.budget_table})"
+    )
     try:
         cams_client_part(local.emulator)
         http_part(local.emulator)
@@ -108,8 +112,11 @@ def http_part(emulator: CamsEmulator) -> None:
 def bulk_part(local: stand_ins.StandIns) -> None:
     heading(f"3. Bulk refresh: POST /waba/refresh with {BULK + 3} items, drained by the queue worker")
     assert local.emulator is not None
+    from waba_lookup.lookup import get_lookup  # after main() set POWERTOOLS_LOG_LEVEL: it is read at import
+
     api, worker = load_handler("http_api"), load_handler("queue_worker")
-    # in AWS the worker is another function: a fresh instance, with its own pacer, untouched by part 2's throttles
+    # in AWS the worker is another function: a fresh instance. Its CAMS permits come from the same shared budget
+    # (the DynamoDB table) as the HTTP function's, so it follows the rate that part 2's flow control cut there
     get_lookup.cache_clear()
     items: list[dict[str, Any]] = [
         {"CustSpaceId": f"cs-tenant-{i:03d}", "IsvCode": f"isv-cs-tenant-{i:03d}"} for i in range(BULK)
@@ -143,7 +150,7 @@ def bulk_part(local: stand_ins.StandIns) -> None:
     )
     progress(total, total, "drained")
     elapsed = time.monotonic() - started
-    summarise(local, stats, elapsed, local.emulator.calls[calls_before:])
+    summarise(local, stats, elapsed, local.emulator.calls[calls_before:], get_lookup().budget.stats)
 
 
 def clear_cache(local: stand_ins.StandIns) -> None:
@@ -154,14 +161,13 @@ def clear_cache(local: stand_ins.StandIns) -> None:
             s3.delete_object(Bucket=local.bucket, Key=item["Key"])
 
 
-def summarise(local: stand_ins.StandIns, stats: PollStats, elapsed: float, calls: list[Any]) -> None:
+def summarise(local: stand_ins.StandIns, stats: PollStats, elapsed: float, calls: list[Any], budget: Any) -> None:
     s3, sqs = local.client("s3"), local.client("sqs")
     results: dict[str, int] = {}
     for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=local.bucket):
         for item in listed.get("Contents", []):
             entry = json.loads(s3.get_object(Bucket=local.bucket, Key=item["Key"])["Body"].read())
-            if "Result" in entry:  # not the deployment's shared contention note
-                results[entry["Result"]] = results.get(entry["Result"], 0) + 1
+            results[entry["Result"]] = results.get(entry["Result"], 0) + 1
     attributes = sqs.get_queue_attributes(QueueUrl=local.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
     dead = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
     arrivals = sorted(c.arrived_at for c in calls)
@@ -174,6 +180,7 @@ def summarise(local: stand_ins.StandIns, stats: PollStats, elapsed: float, calls
         ["CAMS calls", len(calls)],
         ["CAMS calls rejected by flow control", sum(1 for c in calls if c.code == "System.LimitControl")],
         ["most CAMS calls in any sliding second", f"{busiest} (limit 10)"],
+        ["shared budget: DynamoDB requests per CAMS call", f"{budget.store_requests / max(1, budget.permits):.1f}"],
         ["time to drain", f"{elapsed:.1f} s"],
     ]
     print(table(["bulk refresh summary", "value"], rows))

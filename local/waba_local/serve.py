@@ -1,8 +1,8 @@
 """`make serve`: the HTTP function on localhost, as `sam local start-api` would run it, without Docker.
 
 Each HTTP request becomes an API Gateway HTTP API (payload 2.0) event for functions/http_api/app.py. CAMS is
-the local emulator and S3/SQS a moto server, unless real settings are in the environment: CAMS_ENDPOINT,
-ALIBABA_CLOUD_ACCESS_KEY_ID or CAMS_CREDENTIALS_SECRET for CAMS; CACHE_BUCKET for AWS.
+the local emulator and S3/SQS/DynamoDB (the shared budget's table) a moto server, unless real settings are in the
+environment: CAMS_ENDPOINT, ALIBABA_CLOUD_ACCESS_KEY_ID or CAMS_CREDENTIALS_SECRET for CAMS; CACHE_BUCKET for AWS.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def main() -> None:
         space, (isv, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
         print(f"  CAMS: local emulator at {local.emulator.endpoint}")
     if local and local_aws:
-        print(f"  S3/SQS: moto at {local.aws_endpoint}")
+        print(f"  S3/SQS/DynamoDB: moto at {local.aws_endpoint} (shared CAMS budget in table {local.budget_table})")
     if local and local.emulator:
         print("  try:")
         print(f"    curl -i {base}/waba")

@@ -1,42 +1,39 @@
-"""The local stand-ins for the cloud: the CAMS emulator and moto's server (S3, SQS, Secrets Manager).
+"""The local stand-ins for the cloud: the CAMS emulator and moto's server (S3, SQS, DynamoDB, Secrets Manager).
 
 Started together for the demo, `make serve` and the benchmark; `environment()` gives the settings that point
-the package at them (the same variables a deployment sets).
+the package at them (the same variables a deployment sets, the shared budget's table included). moto's server
+answers one request at a time (local_aws.py), so a race in the stand-in can never pass for one in the product.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import socket
-import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from moto.server import ThreadedMotoServer
 
 from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, CamsEmulator
+from waba_local.local_aws import LocalAws
 
 REGION = "ap-southeast-1"
 BUCKET = "waba-lookup-local-cache"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+BUDGET_TABLE = "waba-lookup-local-budget"
+INTERACTIVE_RESERVE = "2"  # the template's default
 
 
 @dataclass
 class StandIns:
     emulator: CamsEmulator | None
-    moto: ThreadedMotoServer
-    aws_endpoint: str
+    aws: LocalAws
     bucket: str
     queue_url: str
     dlq_url: str
+    budget_table: str = BUDGET_TABLE
+
+    @property
+    def aws_endpoint(self) -> str:
+        return self.aws.endpoint
 
     def client(self, service: str) -> Any:
         return boto3.client(
@@ -58,6 +55,8 @@ class StandIns:
                 "AWS_SECRET_ACCESS_KEY": "local",
                 "CACHE_BUCKET": self.bucket,
                 "REFRESH_QUEUE_URL": self.queue_url,
+                "CAMS_BUDGET_TABLE": self.budget_table,
+                "CAMS_INTERACTIVE_RESERVE": INTERACTIVE_RESERVE,
             }
         if cams and self.emulator is not None:
             env |= {
@@ -71,7 +70,7 @@ class StandIns:
     def stop(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
-        self.moto.stop()
+        self.aws.stop()
 
 
 def start(
@@ -79,17 +78,12 @@ def start(
     max_receive_count: int = 3,
     with_emulator: bool = True,
     accounts: dict[str, str] | None = None,
+    aws_own_process: bool = False,
 ) -> StandIns:
-    """Start the emulator (unless real CAMS is used) and a moto server with the cache bucket and the queues."""
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+    """Start the emulator (unless real CAMS is used) and a moto server with the cache bucket, the queues and
+    the shared budget's table."""
     emulator = CamsEmulator(accounts=accounts).start() if with_emulator else None
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    # moto's backends live in the process, not the server: start from empty even after an earlier stand-in
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
-    stand_ins = StandIns(emulator, moto, endpoint, BUCKET, "", "")
+    stand_ins = StandIns(emulator, LocalAws(aws_own_process).start(), BUCKET, "", "")
     s3, sqs = stand_ins.client("s3"), stand_ins.client("sqs")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     stand_ins.dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
@@ -101,4 +95,10 @@ def start(
         QueueName="waba-refresh",
         Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)},
     )["QueueUrl"]
+    stand_ins.client("dynamodb").create_table(
+        TableName=BUDGET_TABLE,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
     return stand_ins

@@ -1,0 +1,166 @@
+"""moto's server, one request at a time: the local AWS (S3, SQS, DynamoDB) behind the stand-ins.
+
+moto is not thread-safe (moto issue #5881; its documentation on concurrency says as much): the server's request
+threads share its backends without locks. The shared budget rests on conditional writes to one DynamoDB item, so
+here moto answers one request at a time (SerialMotoApp): a race in the stand-in can never pass for one in the
+product. Nothing local
+long-polls SQS (WaitTimeSeconds > 0), which would hold the server for the whole wait.
+
+Run it on its own with `python -m waba_local.local_aws --port 5000`; the benchmark does, so that the emulator and
+moto do not share one interpreter lock with each other and the neighbour client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+REQUESTS_PATH = "/_stand_in/requests"  # GET: requests served so far, per service and per operation
+_SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
+WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class SerialMotoApp:
+    """moto's WSGI app answering one request at a time, counting requests per service ("dynamodb") and
+    operation ("dynamodb:GetItem", when the request names one in X-Amz-Target)."""
+
+    def __init__(self, app: WsgiApp) -> None:
+        self.app = app
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == REQUESTS_PATH:
+            body = json.dumps(dict(self.requests)).encode()
+            start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+            return [body]
+        with self._lock:
+            self._count(environ)
+            answer = self.app(environ, start_response)
+            try:  # the body too is built under the lock: a lazy one may still read moto's state
+                return [b"".join(answer)]
+            finally:
+                getattr(answer, "close", lambda: None)()
+
+    def _count(self, environ: dict[str, Any]) -> None:
+        signed = _SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+        service = signed.group(1) if signed else "unsigned"
+        self.requests[service] += 1
+        if target := environ.get("HTTP_X_AMZ_TARGET"):
+            self.requests[f"{service}:{target.rpartition('.')[2]}"] += 1
+
+
+def serial_moto_server(port: int, host: str = "127.0.0.1") -> Any:
+    """A werkzeug server (a thread per connection) in front of SerialMotoApp; call serve_forever()."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import ThreadedWSGIServer
+
+    class Server(ThreadedWSGIServer):
+        # werkzeug's backlog of 128 drops the SYNs of a larger burst (the benchmark's 200 concurrent cache hits);
+        # the client then waits out its 1 s connect timeout and a hit turns into a miss
+        request_queue_size = 1024
+
+    app = SerialMotoApp(DomainDispatcherApplication(create_backend_app))
+    return Server(host, port, app, MotoRequestHandler)
+
+
+class LocalAws:
+    """The serialised moto server, in a thread of this process or in a process of its own."""
+
+    def __init__(self, own_process: bool = False) -> None:
+        self.own_process = own_process
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
+        if self.own_process:
+            command = [sys.executable, "-m", "waba_local.local_aws", "--port", str(self.port), "--with-parent"]
+            self._process = subprocess.Popen(command)
+            self._wait_until_listening()
+        else:
+            self._server = serial_moto_server(self.port)
+            self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
+            self._thread.start()
+        # moto's backends live in the process, not the server: start from empty even after an earlier stand-in
+        self._post("/moto-api/reset")
+        return self
+
+    def requests(self) -> Counter[str]:
+        """Requests served so far, per service and operation (see SerialMotoApp)."""
+        with urllib.request.urlopen(self.endpoint + REQUESTS_PATH, timeout=10) as answer:
+            return Counter(json.load(answer))
+
+    def stop(self) -> None:
+        if self._server is not None and self._thread is not None:
+            self._server.shutdown()
+            self._thread.join()
+            self._server.server_close()
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        self._server = self._thread = self._process = None
+
+    def _post(self, path: str) -> None:
+        urllib.request.urlopen(urllib.request.Request(self.endpoint + path, method="POST"), timeout=10).close()
+
+    def _wait_until_listening(self, timeout: float = 30.0) -> None:
+        give_up = time.monotonic() + timeout
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > give_up or (self._process and self._process.poll() is not None):
+                    raise RuntimeError(f"moto's server did not start on port {self.port}") from None
+                time.sleep(0.05)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A benchmark that crashed must not leave its moto server behind."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
+def main() -> None:
+    """CLI: moto's server, serialised, until stopped."""
+    parser = argparse.ArgumentParser(prog="python -m waba_local.local_aws", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--with-parent", action="store_true", help="stop when the process that started it ends")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = serial_moto_server(args.port, args.host)
+    if args.with_parent:
+        threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
