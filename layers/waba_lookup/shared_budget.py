@@ -47,6 +47,7 @@ class SharedBudget:
     sleep: Callable[[float], None] = time.sleep
     new_id: Callable[[], str] = _new_id
     _record: LogRecord | None = field(default=None, init=False)
+    _last_start: float = field(default=0.0, init=False)  # of the last permit given: what a throttle is about
 
     def acquire(self, send_by: float, interactive: bool) -> LogPermit:
         """A permit, waiting for it until `send_by` (monotonic) at most, or Throttled. Raises StoreUnavailable."""
@@ -61,6 +62,7 @@ class SharedBudget:
             self.sleep(delay)
         if (early := outcome.start - self.wall()) > 0:
             self.sleep(early)  # taken ahead, while the slot's last holder ran out
+        self._last_start = outcome.start
         return outcome
 
     def release(self, held: LogPermit) -> None:
@@ -95,10 +97,11 @@ class SharedBudget:
         return self.wall() + 0.01
 
     def throttled(self) -> None:
-        """Cut the deployment's rate in the record; every instance follows at its next permit."""
+        """The last permit's call was flow-controlled: cut the deployment's rate in the record; every instance
+        follows at its next permit."""
         record = self._record or self._timed(self.store.load)
         for _ in range(RACES):
-            cutback = cut(record, self.wall(), self.policy.budget)
+            cutback = cut(record, self.wall(), self.policy.budget, self._last_start)
             if cutback is None or (current := self._write(cutback, record.version)) is None:
                 return
             record = current

@@ -24,23 +24,21 @@ HOLD_AFTER_ANSWER = 1.0  # a call may arrive as late as its answer, and counts i
 CLOCK_SKEW_MARGIN = 0.02
 READS_RECENT_SECONDS = 3.0  # background refreshes leave the interactive reserve free this long after a read
 READS_WAITING_SECONDS = 0.5  # a waiting read blocks new background permits this long (renewed while it waits)
-# The deployment's adaptive rate after System.LimitControl: cut multiplicatively, as botocore's CUBIC does, then
-# back up in three phases, each from `make bench` (neighbour scenario):
-# - a plateau two whole calls under the throttled rate, from BETA times it along CUBIC's concave curve over
-#   RECOVERY_SECONDS. BETA is 0.85, not botocore's 0.7: under a plateau already two calls down, 30% more cost a
-#   whole call for seconds (4.75 calls/s of the 6 a neighbour at 4/s leaves, where 4.8 was the aim).
-#   Two, not one: our permits start the moment our own oldest call leaves CAMS's window, so at one call under the
-#   congestion CAMS rejects the neighbour's calls, never ours, and we would never hear of it (88-91% kept);
-# - held for HOLD_SECONDS;
-# - then one more call a second every PROBE_SECONDS, until CAMS throttles again or the budget is reached (about
-#   a minute after a neighbour has gone).
+# The deployment's adaptive rate after System.LimitControl: cut multiplicatively, as botocore's adaptive mode does,
+# but from a plateau two whole calls under the throttled rate (PLATEAU_BELOW), held level for HOLD_SECONDS, then
+# one more call a second every PROBE_SECONDS until CAMS throttles again or the budget is reached (about 40 s after
+# a neighbour has gone). Each choice is from `make bench`'s neighbour scenario:
+# - two calls, not one: our permits start the moment our own oldest call leaves CAMS's window, so one call under
+#   the congestion CAMS rejects the neighbour's calls and never ours, and we would never hear of it (81-91% kept);
+# - level, not CUBIC's concave rise: rising straight after a cut, the rate passed the level where we would have
+#   been throttled before we heard, and the next cut then left us one call too high (81-86% kept in some runs);
+# - BETA 0.85, not botocore's 0.7: under a plateau already two calls down, 30% more cost a whole call for as long
+#   as the hold (4.75 calls/s of the 6 a neighbour at 4/s leaves, where 4.8 is the aim).
 BETA = 0.85
-RECOVERY_SECONDS = 20.0
 HOLD_SECONDS = 20.0
 PROBE_SECONDS = 4.0
 PLATEAU_BELOW = 1.01
 MIN_RATE = 0.5
-SAME_EVENT_SECONDS = 1.0  # throttles within this of the last cut are the same congestion: one cut, not several
 # A permit may be taken this long before it starts, so the conditional write happens while the previous holder's
 # slot runs out rather than after it: a slot is then idle for the skew margin only, not the write's round trip.
 LOOKAHEAD_SECONDS = 0.05
@@ -82,12 +80,8 @@ class LogRecord:
         """The deployment's calls per second: the budget, or after a throttle the curve back up to it."""
         if not self.rate_max:
             return float(budget)
-        plateau = max(MIN_RATE, math.floor(self.rate_max) - PLATEAU_BELOW)
-        since = now - self.throttled_at
-        if since < RECOVERY_SECONDS:
-            curve = plateau - plateau * (1 - BETA) * (1 - since / RECOVERY_SECONDS) ** 3
-        else:
-            curve = plateau + max(0.0, since - RECOVERY_SECONDS - HOLD_SECONDS) / PROBE_SECONDS
+        level = BETA * max(MIN_RATE, math.floor(self.rate_max) - PLATEAU_BELOW)
+        curve = level + max(0.0, now - self.throttled_at - HOLD_SECONDS) / PROBE_SECONDS
         return max(MIN_RATE, min(float(budget), curve))
 
     def live(self, now: float) -> list[Slot]:
@@ -149,9 +143,11 @@ def demand(record: LogRecord, now: float) -> LogRecord | None:
     return replace(record, reads_at=now, reads_waiting_until=now + READS_WAITING_SECONDS)
 
 
-def cut(record: LogRecord, now: float, budget: int) -> LogRecord | None:
-    """CAMS flow-controlled a call: cut the deployment's rate (None if this congestion was already cut for)."""
-    if record.rate_max and now - record.throttled_at < SAME_EVENT_SECONDS:
+def cut(record: LogRecord, now: float, budget: int, sent: float) -> LogRecord | None:
+    """CAMS flow-controlled a call sent at `sent`: cut the deployment's rate. None when the call was sent before the
+    last cut: it tells of the congestion that cut answered, not of the rate since (a fixed time window either cut
+    twice for one congestion, or missed the first call sent at the new rate and left us in the neighbour's room)."""
+    if record.rate_max and sent < record.throttled_at + CLOCK_SKEW_MARGIN:
         return None
     return replace(record, rate_max=record.rate(now, budget), throttled_at=now)
 

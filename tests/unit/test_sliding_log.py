@@ -14,7 +14,6 @@ from waba_lookup.sliding_log import (
     PROBE_SECONDS,
     READS_RECENT_SECONDS,
     READS_WAITING_SECONDS,
-    RECOVERY_SECONDS,
     Admitted,
     LogRecord,
     Policy,
@@ -139,30 +138,27 @@ def test_a_waiting_read_holds_new_background_permits_back() -> None:
     assert isinstance(admit(held, T0 + 0.1, POLICY, "read", interactive=True), Admitted)
 
 
-def test_a_throttle_cuts_the_deployment_rate_by_30_percent_once_per_congestion() -> None:
-    record = cut(LogRecord(), T0, budget=10)
+def test_a_throttle_cuts_the_deployment_rate_once_per_call_sent_at_the_rate_before() -> None:
+    record = cut(LogRecord(), T0, budget=10, sent=T0 - 0.1)
     assert record is not None and record.rate(T0, 10) == pytest.approx(0.85 * 8.99)
-    assert cut(record, T0 + 0.5, budget=10) is None  # the same congestion
-    again = cut(record, T0 + 2.0, budget=10)
-    assert again is not None and again.rate(T0 + 2.0, 10) < record.rate(T0 + 2.0, 10)
+    assert cut(record, T0 + 0.5, budget=10, sent=T0 - 0.05) is None  # sent before the cut: the same congestion
+    again = cut(record, T0 + 0.5, budget=10, sent=T0 + 0.2)  # sent at the new rate, still too much
+    assert again is not None and again.rate(T0 + 0.5, 10) < record.rate(T0 + 0.5, 10)
 
 
-def test_after_a_throttle_the_rate_settles_two_calls_under_it_then_probes_back_to_the_budget() -> None:
-    record = cut(LogRecord(), T0, budget=10)
+def test_after_a_throttle_the_rate_holds_under_two_calls_below_it_then_probes_back_to_the_budget() -> None:
+    record = cut(LogRecord(), T0, budget=10, sent=T0)
     assert record is not None
     record = replace(record, rate_max=7.3)  # throttled at 7 calls a second
     rate = lambda t: record.rate(T0 + t, 10)
-    assert rate(0) == pytest.approx(0.85 * 5.99)
-    rises = [rate(t) for t in (0, 2, 5, 10, 15, 19.9)]
-    assert rises == sorted(rises) and rate(19.9) == pytest.approx(5.99, abs=0.01)
-    assert rate(RECOVERY_SECONDS) == rate(RECOVERY_SECONDS + HOLD_SECONDS) == pytest.approx(5.99)  # 5 whole calls
-    probe = RECOVERY_SECONDS + HOLD_SECONDS
-    assert int(rate(probe + 0.1)) == 6 and int(rate(probe + PROBE_SECONDS + 0.1)) == 7  # one call more at a time
-    assert rate(probe + 5 * PROBE_SECONDS) == 10.0
+    assert rate(0) == rate(HOLD_SECONDS) == pytest.approx(0.85 * 5.99)  # 5 whole calls, level
+    assert int(rate(HOLD_SECONDS + 0.1)) == 5 and int(rate(HOLD_SECONDS + PROBE_SECONDS + 0.1)) == 6
+    assert int(rate(HOLD_SECONDS + 2 * PROBE_SECONDS + 0.1)) == 7  # one call more at a time
+    assert rate(HOLD_SECONDS + 5 * PROBE_SECONDS) == 10.0
 
 
 def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
-    record = cut(LogRecord(), T0, budget=10)
+    record = cut(LogRecord(), T0, budget=10, sent=T0)
     assert record is not None
     now = T0
     taken = 0
