@@ -50,6 +50,7 @@ class FallbackBudget:
             interactive: Pacer(share, shared.clock, waiter) if share else None
             for interactive, share in zip((False, True), fallback_shares, strict=True)
         }
+        self._shares = [pacer for pacer in self._pacers.values() if pacer]
         self.in_fallback = False
         self._next_probe = 0.0
         self._sent_outside = False  # a static permit was taken since this fallback began
@@ -97,9 +98,8 @@ class FallbackBudget:
             self._enter_fallback(error)  # the slot frees itself at send + the longest call + a second
 
     def throttled(self) -> None:
-        for pacer in self._pacers.values():
-            if pacer:
-                pacer.throttled()
+        for pacer in self._shares:
+            pacer.throttled()
         if not self.in_fallback:
             try:
                 self.shared.throttled()
@@ -107,15 +107,13 @@ class FallbackBudget:
                 self._enter_fallback(error)
 
     def succeeded(self) -> None:
-        for pacer in self._pacers.values():
-            if pacer:
-                pacer.succeeded()
+        for pacer in self._shares:
+            pacer.succeeded()
 
     def settle(self, wait_until: float) -> None:
         """Permits in the log need no waiting; static slots do (see Pacer.settle)."""
-        for pacer in self._pacers.values():
-            if pacer:
-                pacer.settle(wait_until)
+        for pacer in self._shares:
+            pacer.settle(wait_until)
 
     def rejoin(self) -> bool:
         """In fallback, try the store again now; True when this instance is back on the log."""
@@ -159,9 +157,8 @@ class FallbackBudget:
             self.stats.fallbacks += 1
             # permits this instance can no longer see may be in flight: wait them out before any static call
             not_before = self._clock() + self.shared.policy.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-            for pacer in self._pacers.values():
-                if pacer:
-                    pacer.not_before = max(pacer.not_before, not_before)
+            for pacer in self._shares:
+                pacer.not_before = max(pacer.not_before, not_before)
         self.in_fallback = True
         self.shared.forget()
         self._next_probe = self._clock() + PROBE_SECONDS

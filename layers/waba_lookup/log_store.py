@@ -37,7 +37,6 @@ class MemoryLogStore:
     def __init__(self) -> None:
         self.record = LogRecord()
         self.down = False
-        self.requests = 0
         self._lock = threading.Lock()
 
     def load(self) -> LogRecord:
@@ -65,6 +64,5 @@ class MemoryLogStore:
             return self.record
 
     def _request(self) -> None:
-        self.requests += 1
         if self.down:
             raise StoreUnavailable("the in-memory store is down")

@@ -51,7 +51,7 @@ class Pacer:
         self._wait: Waiter = waiter or (lambda cond, timeout: cond.wait(timeout))
         self._held: list[Slot] = []
         self._last_send = -math.inf
-        self.not_before = -math.inf  # no send before this (clock time): see SharedBudget's fallback
+        self.not_before = -math.inf  # no send before this (clock time): see FallbackBudget
         self.adaptive = CubicRate(calls_per_second, clock)
         self.stats = BudgetStats()
 
