@@ -11,7 +11,7 @@ TOOLS_STAMP := $(TOOLS)/.installed
 PY312 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/$(shell pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools demo test lint lint-template build bench serve clean
+.PHONY: help setup tools demo test lint lint-template build build-fc bench serve clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ lint-template: $(TOOLS_STAMP) ## sam validate --lint and checkov on template.yam
 build: $(TOOLS_STAMP) $(STAMP) ## sam build (python3.12), then check the built layer and handlers import
 	PATH="$(PY312):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --region ap-southeast-1
 	$(PY) -m waba_local.check_build .aws-sam/build
+
+build-fc: $(STAMP) ## build .fc-build/ for Function Compute (layer.zip, the functions' code), then check the handlers import
+	$(PY) -m waba_local.build_fc
 
 bench: $(STAMP) ## measure CAMS throughput and flow-control rejections (figures to bench-results/)
 	$(PY) -m waba_local.bench

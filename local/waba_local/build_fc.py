@@ -1,0 +1,131 @@
+"""Build what s.yaml deploys to Function Compute into .fc-build/, then check it loads the way FC will load it.
+
+    python -m waba_local.build_fc
+
+- .fc-build/layer.zip, python/ at its root (FC unpacks a layer into /opt and puts /opt/python on sys.path): the
+  wheels of layers/requirements-fc.txt for CPython 3.12 on manylinux2014 x86_64 (wheels only: nothing is compiled
+  here for another platform), and layers/waba_lookup;
+- .fc-build/<function>/: a copy of functions/<function>/ (s.yaml's `code:`; fc3 zips it at deploy).
+Then it unpacks the zip and imports each handler under python3.12 in a fresh, isolated process (-I -S) that sees
+only the function's code and the layer, with FC's own variables set. Exits 1 if anything failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from waba_local.check_build import _elf_arch, _last_lines, _normalise, _requirement_name, find_python
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / ".fc-build"
+LAYER_ZIP = BUILD / "layer.zip"
+REQUIREMENTS = ROOT / "layers" / "requirements-fc.txt"
+LIBRARY = ROOT / "layers" / "waba_lookup"
+FUNCTIONS = {"http_api": "app.handler"}  # code directory under functions/ -> s.yaml's handler
+PLATFORM = ["--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", "3.12"]
+# Imported by the handler only when first needed (CAMS, credentials, OSS): import them too, to load their natives.
+LAZY_IMPORTS = ("alibabacloud_cams20200606.client", "alibabacloud_credentials.client", "alibabacloud_oss_v2")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
+PROBE = """
+import importlib, json, sys
+paths, handler, imports = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
+sys.path[:0] = paths
+module_name, _, name = handler.rpartition(".")
+module = importlib.import_module(module_name)
+assert callable(getattr(module, name, None)), f"{handler} is not callable"
+for extra in imports:
+    importlib.import_module(extra)
+assert "boto3" not in sys.modules, "boto3 was imported: it is not in the FC layer"
+print(module.__file__)
+"""
+
+
+def build_layer() -> None:
+    """pip-install the requirements as x86_64 CPython 3.12 wheels into python/, add waba_lookup, zip it."""
+    target = BUILD / "layer" / "python"
+    print(f"build_fc: installing {REQUIREMENTS.relative_to(ROOT)} for python3.12 manylinux2014_x86_64 ...", flush=True)
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
+    pip += ["--target", str(target), *PLATFORM, "--only-binary=:all:", "-r", str(REQUIREMENTS)]
+    run = subprocess.run(pip, check=False, capture_output=True, text=True)
+    if run.returncode:
+        # --only-binary=:all: is required with --platform: a dependency that publishes no wheel for it stops here
+        raise SystemExit(f"build_fc: pip failed (a dependency without a cp312/abi3/py3 wheel?):\n{run.stderr}")
+    shutil.copytree(LIBRARY, target / LIBRARY.name, ignore=IGNORED)
+    print(f"build_fc: zipping {target.parent.relative_to(ROOT)} into {LAYER_ZIP.relative_to(ROOT)} ...", flush=True)
+    with zipfile.ZipFile(LAYER_ZIP, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(target.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(target.parent).as_posix())
+    print(f"build_fc: {LAYER_ZIP.relative_to(ROOT)} is {LAYER_ZIP.stat().st_size / 1e6:.1f} MB", flush=True)
+
+
+def build_functions() -> None:
+    for name in FUNCTIONS:
+        shutil.copytree(ROOT / "functions" / name, BUILD / name, ignore=IGNORED)
+        print(f"build_fc: functions/{name}/ -> {(BUILD / name).relative_to(ROOT)}/", flush=True)
+
+
+def check_layer(opt: Path, results: list[tuple[bool, str]]) -> None:
+    """The zip holds python/ with every requirement, waba_lookup as in the source, and only x86_64 natives."""
+    site = opt / "python"
+    wanted = [_requirement_name(line) for line in REQUIREMENTS.read_text().splitlines()]
+    installed = {_normalise(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
+    missing = [name for name in wanted if name and _normalise(name) not in installed]
+    results.append((not missing, f"layer.zip: python/ holds {', '.join(n for n in wanted if n)}" + _also(missing)))
+    sources = [f for f in LIBRARY.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
+    built = site / LIBRARY.name
+    differ = [str(f.relative_to(LIBRARY)) for f in sources if not _same(f, built / f.relative_to(LIBRARY))]
+    results.append((not differ, f"layer.zip: python/waba_lookup/ ({len(sources)} files) as in layers/" + _also(differ)))
+    natives = sorted(site.rglob("*.so"))
+    wrong = [str(so.relative_to(site)) for so in natives if _elf_arch(so) != "x86_64"]
+    results.append((not wrong, f"layer.zip: {len(natives)} native extensions, all x86_64" + _also(wrong)))
+
+
+def check_function(name: str, handler: str, python: str, opt: Path, results: list[tuple[bool, str]]) -> None:
+    """Import the handler as FC's python3.12 runtime would: the code directory, then the layer's /opt/python."""
+    code = BUILD / name
+    env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "FC_FUNCTION_NAME": f"waba-lookup-{name}"}
+    env |= {"FC_REGION": "ap-southeast-1", "FC_FUNCTION_HANDLER": handler, "POWERTOOLS_SERVICE_NAME": "waba-lookup"}
+    argv = [python, "-I", "-S", "-c", PROBE, json.dumps([str(code), str(opt / "python")]), handler]
+    run = subprocess.run([*argv, json.dumps(LAZY_IMPORTS)], check=False, capture_output=True, text=True, env=env)
+    detail = f"{name}: {handler} imports in an isolated python3.12 from .fc-build/{name} and the layer alone"
+    results.append((run.returncode == 0, detail + ("" if run.returncode == 0 else "\n" + _last_lines(run.stderr))))
+
+
+def main() -> int:
+    python = find_python()  # before building: no point in building for a check that cannot run
+    shutil.rmtree(BUILD, ignore_errors=True)
+    BUILD.mkdir()
+    build_layer()
+    build_functions()
+    opt = BUILD / "check" / "opt"
+    with zipfile.ZipFile(LAYER_ZIP) as archive:
+        archive.extractall(opt)  # zipfile drops the mode bits, which nothing here needs: the .so files are dlopen'ed
+    results: list[tuple[bool, str]] = []
+    check_layer(opt, results)
+    print(f"build_fc: importing the handlers with {python} ...", flush=True)
+    for name, handler in FUNCTIONS.items():
+        check_function(name, handler, python, opt, results)
+    for ok, line in results:
+        print(("ok    " if ok else "FAIL  ") + line)
+    failed = sum(not ok for ok, _ in results)
+    print(f"build_fc: {len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _also(problems: list[str]) -> str:
+    return f"; missing or different: {', '.join(problems)}" if problems else ""
+
+
+def _same(a: Path, b: Path) -> bool:
+    return b.is_file() and a.read_bytes() == b.read_bytes()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
