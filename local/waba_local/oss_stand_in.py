@@ -1,0 +1,607 @@
+"""A local stand-in for Alibaba Cloud OSS that the real `alibabacloud-oss-v2` client (V4 signing) can talk to.
+
+It serves GetObject, PutObject (with x-oss-forbid-overwrite), HeadObject, DeleteObject, ListObjectsV2 and PutBucket,
+path-style (/bucket/key) or virtual-hosted (Host: bucket.<anything>), checks OSS4-HMAC-SHA256 signatures, dates
+and STS tokens the way OSS does, answers with OSS's headers and XML errors, records every request, and fails on
+demand (errors, delays, dropped connections) so a cache client can be tested against what OSS does on a bad day.
+
+    with OssStandIn() as oss_stand_in:
+        oss_stand_in.create_bucket("waba-cache")
+        cfg.endpoint, cfg.region, cfg.use_path_style = oss_stand_in.endpoint, oss_stand_in.region, True
+
+Faults can also be set from another process through an unsigned control plane under /_stand_in/ (path-style only;
+"_stand_in" can never be a bucket name, so no real OSS request reaches it):
+
+    curl -X POST http://127.0.0.1:9000/_stand_in/faults \\
+         -d '{"kind": "fail", "times": 2, "status": 503, "code": "ServiceUnavailable", "operation": "GetObject"}'
+    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "slow", "seconds": 2.5, "times": null}'
+    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "drop", "times": 1}'
+    curl -X DELETE http://127.0.0.1:9000/_stand_in/faults          # clear them all
+    curl http://127.0.0.1:9000/_stand_in/requests                  # what was asked and answered
+
+Run it on its own with `python -m waba_local.oss_stand_in --port 9000 --bucket waba-cache`. Secrets and signatures
+are never logged, recorded or printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+from waba_local.oss_protocol import (
+    OPERATIONS,
+    UNSUPPORTED,
+    KeyRing,
+    ListPage,
+    OssError,
+    OssRequest,
+    Resource,
+    check_content_md5,
+    check_names,
+    crc64ecma,
+    decode_token,
+    encode_token,
+    error_xml,
+    etag_of,
+    http_date,
+    iso_time,
+    list_v2_xml,
+    new_request_id,
+    operation,
+    resolve,
+    verify_v4,
+)
+
+DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalOssKey"
+DEFAULT_ACCESS_KEY_SECRET = "local-oss-secret"
+CONTROL_PREFIX = "/_stand_in/"
+MAX_BODY = 64 << 20  # enough for cache entries; refuse to buffer more
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    data: bytes
+    content_type: str
+    last_modified: float
+    etag: str
+    crc64: int  # computed once at upload: the pure-Python CRC costs ~1 s per MB
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One answered request. status 0 means the connection was dropped without an answer."""
+
+    operation: str
+    bucket: str | None
+    key: str | None
+    status: int
+    code: str  # the OSS error code, "" on success, "Dropped" for a dropped connection
+    request_id: str
+    access_key_id: str | None  # the id the request claimed (not a secret); None when it named none
+
+
+@dataclass
+class Fault:
+    """An injected misbehaviour; `times` None lasts until cleared."""
+
+    kind: str  # "fail", "slow" or "drop"
+    times: int | None = 1
+    status: int = 500
+    code: str = "InternalError"
+    seconds: float = 0.0
+    operation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("fail", "slow", "drop"):
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.operation is not None and self.operation not in OPERATIONS:
+            raise ValueError(f"unknown operation {self.operation!r}; one of {', '.join(OPERATIONS)}")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1, or None for until cleared")
+        if not 100 <= self.status <= 599 or self.seconds < 0:
+            raise ValueError("status must be an HTTP status and seconds not negative")
+
+
+@dataclass
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    drop: bool = False
+
+
+class OssStandIn:
+    """One OSS region on 127.0.0.1 with its buckets, AccessKeys and STS credentials.
+
+    `clock` (epoch seconds) judges x-oss-date and STS expiry; pass a skewed one to provoke RequestTimeTooSkewed.
+    """
+
+    def __init__(
+        self,
+        region: str = "ap-southeast-1",
+        credentials: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.region = region
+        static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
+        self._keys = KeyRing(static)
+        self._address = (host, port)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, dict[str, StoredObject]] = {}
+        self._faults: list[Fault] = []
+        self._records: list[RequestRecord] = []
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------------------------
+
+    def start(self) -> Self:
+        """Bind (port 0: any free port) and serve in a daemon thread."""
+        if self._server is None:
+            self._stopping.clear()
+            self._server = _Server(self._address, self)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="oss-stand-in", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._stopping.set()  # wakes handlers sleeping in a "slow" fault
+            self._server.shutdown()
+            self._server.server_close()
+            self._server.close_connections()
+            if self._thread is not None:
+                self._thread.join()
+            self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL, http://127.0.0.1:<port>, for the SDK's Config.endpoint."""
+        if self._server is None:
+            raise RuntimeError("the OSS stand-in is not started")
+        return f"http://{self._address[0]}:{self._server.server_port}"
+
+    # --- setup -----------------------------------------------------------------------------------------------
+
+    def create_bucket(self, name: str) -> None:
+        check_names(Resource(name, None))
+        with self._lock:
+            self._buckets.setdefault(name, {})
+
+    def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
+        """Accept STS credentials until `expires_at` (epoch seconds); requests must carry x-oss-security-token."""
+        with self._lock:
+            self._keys.sts[access_key_id] = (secret, token, expires_at)
+
+    def put(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
+        """Store an object directly (no request recorded), e.g. to seed a cache."""
+        with self._lock:
+            self._bucket(bucket)[key] = _stored(data, content_type, self._clock())
+
+    def objects(self, bucket: str) -> dict[str, bytes]:
+        """A copy of the bucket's objects, key -> bytes."""
+        with self._lock:
+            return {key: stored.data for key, stored in self._bucket(bucket).items()}
+
+    # --- faults ----------------------------------------------------------------------------------------------
+
+    def fail(
+        self, times: int | None = 1, status: int = 500, code: str = "InternalError", operation: str | None = None
+    ) -> None:
+        """Answer the next `times` requests (of `operation`, or any) with this OSS error."""
+        self._add_fault(Fault("fail", times, status=status, code=code, operation=operation))
+
+    def slow(self, seconds: float, times: int | None = None, operation: str | None = None) -> None:
+        """Wait `seconds` before answering the next `times` requests (None: until cleared)."""
+        self._add_fault(Fault("slow", times, seconds=seconds, operation=operation))
+
+    def drop(self, times: int | None = 1, operation: str | None = None) -> None:
+        """Close the connection without any answer for the next `times` requests."""
+        self._add_fault(Fault("drop", times, operation=operation))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return [Fault(**asdict(fault)) for fault in self._faults]
+
+    def _add_fault(self, fault: Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take_faults(self, op: str) -> tuple[Fault | None, Fault | None]:
+        """Consume the first matching slow fault and the first matching fail/drop fault."""
+        taken: dict[str, Fault] = {}
+        with self._lock:
+            for fault in list(self._faults):
+                group = "slow" if fault.kind == "slow" else "answer"
+                if group in taken or fault.operation not in (None, op):
+                    continue
+                taken[group] = fault
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+        return taken.get("slow"), taken.get("answer")
+
+    # --- records ---------------------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every OSS request so far (control plane excluded), in the order they were answered."""
+        with self._lock:
+            return list(self._records)
+
+    def count(self, operation: str | None = None, status: int | None = None) -> int:
+        return sum(
+            1
+            for record in self.requests
+            if (operation is None or record.operation == operation) and (status is None or record.status == status)
+        )
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    # --- the API ---------------------------------------------------------------------------------------------
+
+    def handle(self, request: OssRequest) -> Answer:
+        """Answer one OSS request and record it."""
+        request_id = new_request_id()
+        resource = resolve(request.header("host") or "", request.raw_path)
+        query = request.query()
+        op = operation(request.method, resource, query)
+        claimed = None
+        try:
+            # Faults come first, as from a failing front end: before names, signatures or the store are looked at.
+            slow, answer_fault = self._take_faults(op)
+            if slow is not None:
+                self._stopping.wait(slow.seconds)
+            if answer_fault is not None and answer_fault.kind == "drop":
+                self._record(RequestRecord(op, resource.bucket, resource.key, 0, "Dropped", request_id, None))
+                return Answer(0, {}, drop=True)
+            if answer_fault is not None:
+                raise OssError(answer_fault.code, status=answer_fault.status)
+            check_names(resource)
+            with self._lock:
+                keys = KeyRing(dict(self._keys.static), dict(self._keys.sts))
+            claimed = verify_v4(request, resource, keys, self.region, self._clock())
+            answer = self._serve(op, request, resource, query, request_id)
+        except OssError as error:
+            answer = self._error(error, request, resource, request_id)
+            code = error.code
+        else:
+            code = ""
+        self._record(RequestRecord(op, resource.bucket, resource.key, answer.status, code, request_id, claimed))
+        return answer
+
+    def _serve(
+        self, op: str, request: OssRequest, resource: Resource, query: dict[str, str], request_id: str
+    ) -> Answer:
+        bucket, key = resource.bucket or "", resource.key or ""
+        if op == UNSUPPORTED:
+            raise OssError("NotImplemented")
+        if op == "PutBucket":
+            with self._lock:
+                if bucket in self._buckets:
+                    raise OssError("BucketAlreadyExists", extras={"BucketName": bucket})
+                self._buckets[bucket] = {}
+            return self._answer(200, request_id, {"Location": f"/{bucket}"})
+        with self._lock:
+            objects = self._bucket(bucket)
+            if op == "ListObjectsV2":
+                page = _list_page(objects, query)
+            elif op == "PutObject":
+                stored = self._put_locked(objects, key, request)
+            elif op == "DeleteObject":
+                objects.pop(key, None)  # OSS answers 204 for a missing key too
+            elif key in objects:
+                stored = objects[key]
+            else:
+                raise OssError("NoSuchKey", extras={"Key": key})
+        if op == "ListObjectsV2":
+            body = list_v2_xml(bucket, query, page)
+            return self._answer(200, request_id, {"Content-Type": "application/xml"}, body)
+        if op == "DeleteObject":
+            return self._answer(204, request_id)
+        headers = {"ETag": stored.etag, "x-oss-hash-crc64ecma": str(stored.crc64), "Content-MD5": _md5_b64(stored.data)}
+        if op == "PutObject":
+            return self._answer(200, request_id, headers)
+        headers |= {
+            "Content-Type": stored.content_type,
+            "Last-Modified": http_date(stored.last_modified),
+            "x-oss-object-type": "Normal",
+            "x-oss-storage-class": "Standard",
+            "Accept-Ranges": "bytes",
+        }
+        return self._answer(200, request_id, headers, stored.data)
+
+    def _put_locked(self, objects: dict[str, StoredObject], key: str, request: OssRequest) -> StoredObject:
+        check_content_md5(request)
+        if (request.header("x-oss-forbid-overwrite") or "").lower() == "true" and key in objects:
+            raise OssError("FileAlreadyExists")
+        content_type = request.header("content-type") or "application/octet-stream"
+        objects[key] = _stored(request.body, content_type, self._clock())
+        return objects[key]
+
+    def _bucket(self, name: str) -> dict[str, StoredObject]:
+        if name not in self._buckets:
+            raise OssError("NoSuchBucket", extras={"BucketName": name})
+        return self._buckets[name]
+
+    def _answer(self, status: int, request_id: str, headers: dict[str, str] | None = None, body: bytes = b"") -> Answer:
+        return Answer(status, {"x-oss-request-id": request_id, **(headers or {})}, body)
+
+    def _error(self, error: OssError, request: OssRequest, resource: Resource, request_id: str) -> Answer:
+        host = f"oss-{self.region}.aliyuncs.com"
+        body = error_xml(error, request_id, f"{resource.bucket}.{host}" if resource.bucket else host)
+        headers = {"x-oss-request-id": request_id, "Content-Type": "application/xml"}
+        if error.ec:
+            headers["x-oss-ec"] = error.ec
+        if request.method == "HEAD":  # no body on HEAD: OSS sends the error document base64-encoded in x-oss-err
+            headers["x-oss-err"] = base64.b64encode(body).decode()
+            body = b""
+        return Answer(error.status, headers, body)
+
+    def _record(self, record: RequestRecord) -> None:
+        with self._lock:
+            self._records.append(record)
+
+
+def _stored(data: bytes, content_type: str, now: float) -> StoredObject:
+    return StoredObject(data, content_type, now, etag_of(data), crc64ecma(data))
+
+
+def _md5_b64(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _list_page(objects: dict[str, StoredObject], params: dict[str, str]) -> ListPage:
+    """Keys in byte order after the token (or start-after), under the prefix, folded at the delimiter."""
+    try:
+        max_keys = int(params.get("max-keys", "100"))
+    except ValueError:
+        max_keys = -1
+    if not 0 <= max_keys <= 1000:
+        raise OssError("InvalidArgument", "max-keys must be between 0 and 1000.")
+    prefix, delimiter = params.get("prefix", ""), params.get("delimiter", "")
+    after = (
+        decode_token(params["continuation-token"]) if "continuation-token" in params else params.get("start-after", "")
+    )
+    contents: list[list[tuple[str, str]]] = []
+    common: list[str] = []
+    last = None
+    for key in sorted(k for k in objects if k.startswith(prefix) and k > after):
+        rolled = (
+            key[: key.index(delimiter, len(prefix)) + len(delimiter)]
+            if delimiter and delimiter in key[len(prefix) :]
+            else None
+        )
+        if rolled is not None and common and common[-1] == rolled:
+            last = key
+            continue
+        if len(contents) + len(common) == max_keys:
+            return ListPage(max_keys, contents, common, encode_token(last or after))
+        if rolled is not None:
+            common.append(rolled)
+        else:
+            stored = objects[key]
+            contents.append(
+                [
+                    ("Key", key),
+                    ("LastModified", iso_time(stored.last_modified)),
+                    ("ETag", stored.etag),
+                    ("Type", "Normal"),
+                    ("Size", str(len(stored.data))),
+                    ("StorageClass", "Standard"),
+                ]
+            )
+        last = key
+    return ListPage(max_keys, contents, common, None)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a handler sleeping in a "slow" fault must not hold up stop()
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], stand_in: OssStandIn) -> None:
+        super().__init__(address, _Handler)
+        self.stand_in = stand_in
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # a client that timed out closed its end before the (slow) answer: not worth a traceback
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Cut kept-alive connections too: a stopped stand-in must not answer the SDK's pooled sockets."""
+        with self._open_lock:
+            for connection in self._open:
+                try:
+                    connection.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so the SDK's pooled connections are reused as against OSS
+    disable_nagle_algorithm = True
+    server: _Server
+
+    def version_string(self) -> str:
+        return "AliyunOSS"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the request log is the record; stderr lines could carry request lines into CI logs
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    do_PUT = do_HEAD = do_DELETE = do_POST = do_GET
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        headers = {name.lower(): self.headers.get_all(name, []) for name in set(self.headers.keys())}
+        # absolute-form ("GET http://bucket.host/key", as sent through a proxy) addresses by its Host header too
+        target = self.path
+        if "://" in target.partition("?")[0]:
+            target = "/" + (target.split("/", 3) + [""])[3]
+        request = OssRequest(self.command, target, headers, body)
+        stand_in = self.server.stand_in
+        if target.startswith(CONTROL_PREFIX) and resolve(request.header("host") or "", "/").bucket is None:
+            self._send(control_plane(stand_in, self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
+        else:
+            self._send(stand_in.handle(request))
+
+    def _read_body(self) -> bytes | None:
+        try:
+            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                return self._read_chunked()
+            length = int(self.headers.get("content-length") or 0)
+            if length < 0:
+                raise ValueError(length)
+            if length > MAX_BODY:
+                raise OssError("EntityTooLarge")
+        except ValueError:
+            self._refuse(OssError("InvalidArgument", "Bad Content-Length or chunk size."))
+            return None
+        except OssError as error:
+            self._refuse(error)
+            return None
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            total += size
+            if total > MAX_BODY:
+                raise OssError("EntityTooLarge")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
+
+    def _refuse(self, error: OssError) -> None:
+        """Answer a request whose body cannot be read, then close: the rest of the stream cannot be trusted."""
+        request_id = new_request_id()
+        body = error_xml(error, request_id, f"oss-{self.server.stand_in.region}.aliyuncs.com")
+        self.close_connection = True
+        headers = {"x-oss-request-id": request_id, "Content-Type": "application/xml", "Connection": "close"}
+        self._send(Answer(error.status, headers, body))
+
+    def _send(self, answer: Answer) -> None:
+        if answer.drop:
+            self.close_connection = True  # returning without writing closes the socket: no answer at all
+            return
+        self.send_response(answer.status)  # adds Date and Server: AliyunOSS
+        # On HEAD the length is the object's, as on GET; a 204 carries none.
+        headers = {} if answer.status == 204 else {"Content-Length": str(len(answer.body))}
+        for name, value in (headers | answer.headers).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)
+
+
+def control_plane(stand_in: OssStandIn, method: str, route: str, body: bytes) -> Answer:
+    """POST/DELETE/GET faults, GET/DELETE requests, POST buckets. JSON in, JSON out."""
+    try:
+        request = json.loads(body or b"{}")
+        if not isinstance(request, dict):
+            raise TypeError("the body must be a JSON object")
+        if (method, route) == ("POST", "faults"):
+            stand_in._add_fault(Fault(**request))
+        elif (method, route) == ("DELETE", "faults"):
+            stand_in.clear_faults()
+        elif (method, route) == ("DELETE", "requests"):
+            stand_in.clear_requests()
+        elif (method, route) == ("POST", "buckets"):
+            stand_in.create_bucket(str(request["name"]))
+        elif (method, route) == ("GET", "requests"):
+            return _json(200, [asdict(record) for record in stand_in.requests])
+        elif (method, route) != ("GET", "faults"):
+            return _json(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+    except (ValueError, TypeError, KeyError, OssError) as exc:  # json.JSONDecodeError is a ValueError too
+        return _json(400, {"error": str(exc)})
+    return _json(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
+
+
+def _json(status: int, payload: Any) -> Answer:
+    return Answer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+
+
+def main(argv: list[str] | None = None) -> None:
+    """CLI: serve until Ctrl-C, printing what a client needs (never the secret itself)."""
+    parser = argparse.ArgumentParser(prog="python -m waba_local.oss_stand_in", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=9000, help="port to bind, 0 for any free port (default 9000)")
+    parser.add_argument("--region", default="ap-southeast-1", help="region the signatures must name")
+    parser.add_argument("--bucket", action="append", default=[], help="bucket to create (repeatable)")
+    args = parser.parse_args(argv)
+    with OssStandIn(region=args.region, host=args.host, port=args.port) as stand_in:
+        for bucket in args.bucket:
+            stand_in.create_bucket(bucket)
+        faults = f"{stand_in.endpoint}{CONTROL_PREFIX}faults"
+        lines = [
+            f"OSS stand-in listening on {stand_in.endpoint} (region {stand_in.region}, path-style)",
+            f"OSS_ENDPOINT={stand_in.endpoint}",
+            f"OSS_REGION={stand_in.region}",
+            f"OSS_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY_ID}",
+            "OSS_ACCESS_KEY_SECRET: waba_local.oss_stand_in.DEFAULT_ACCESS_KEY_SECRET",
+            f"buckets: {', '.join(args.bucket) or '(none)'}",
+            f"""faults: curl -X POST {faults} -d '{{"kind": "fail", "times": 1, "status": 503, "code": "ServiceUnavailable"}}'""",
+            f"        curl -X DELETE {faults}",
+        ]
+        print("\n".join(lines), flush=True)
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
