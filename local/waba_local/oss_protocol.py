@@ -30,7 +30,7 @@ PRODUCT = "oss"
 TERMINATOR = "aliyun_v4_request"
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 MAX_SKEW_SECONDS = 15 * 60  # OSS answers RequestTimeTooSkewed beyond 900000 ms either way
-OPERATIONS = ("GetObject", "PutObject", "HeadObject", "DeleteObject", "ListObjectsV2", "PutBucket")
+OPERATIONS = ("GetObject", "PutObject", "HeadObject", "GetObjectMeta", "DeleteObject", "ListObjectsV2", "PutBucket")
 UNSUPPORTED = "Unsupported"  # recorded operation name of anything else
 
 # Code -> (HTTP status, message, EC or "").
@@ -173,6 +173,8 @@ def operation(method: str, resource: Resource, query: dict[str, str]) -> str:
         if method == "GET" and query.get("list-type") == "2":
             return "ListObjectsV2"
         return "PutBucket" if method == "PUT" and not query else UNSUPPORTED
+    if method == "HEAD" and set(query) == {"objectMeta"}:
+        return "GetObjectMeta"  # what the SDK's is_object_exist() asks
     if any(not name.startswith("response-") for name in query):
         return UNSUPPORTED  # a sub-resource (?acl, ?tagging, ...) this stand-in does not serve
     names = {"GET": "GetObject", "PUT": "PutObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}

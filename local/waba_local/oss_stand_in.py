@@ -1,9 +1,9 @@
 """A local stand-in for Alibaba Cloud OSS that the real `alibabacloud-oss-v2` client (V4 signing) can talk to.
 
-It serves GetObject, PutObject (with x-oss-forbid-overwrite), HeadObject, DeleteObject, ListObjectsV2 and PutBucket,
-path-style (/bucket/key) or virtual-hosted (Host: bucket.<anything>), checks OSS4-HMAC-SHA256 signatures, dates
-and STS tokens the way OSS does, answers with OSS's headers and XML errors, records every request, and fails on
-demand (errors, delays, dropped connections) so a cache client can be tested against what OSS does on a bad day.
+It serves GetObject, PutObject (with x-oss-forbid-overwrite), HeadObject, GetObjectMeta, DeleteObject, ListObjectsV2
+and PutBucket, path-style (/bucket/key) or virtual-hosted (Host: bucket.<anything>); checks OSS4-HMAC-SHA256
+signatures, dates and STS tokens the way OSS does; answers with OSS's headers and XML errors; records every request;
+and fails on demand (errors, delays, dropped connections) so a cache client can be tested against a bad day at OSS.
 
     with OssStandIn() as oss_stand_in:
         oss_stand_in.create_bucket("waba-cache")
@@ -335,6 +335,9 @@ class OssStandIn:
         headers = {"ETag": stored.etag, "x-oss-hash-crc64ecma": str(stored.crc64), "Content-MD5": _md5_b64(stored.data)}
         if op == "PutObject":
             return self._answer(200, request_id, headers)
+        if op == "GetObjectMeta":
+            headers |= {"Last-Modified": http_date(stored.last_modified)}
+            return self._answer(200, request_id, headers, stored.data)  # a HEAD: only the length is sent
         headers |= {
             "Content-Type": stored.content_type,
             "Last-Modified": http_date(stored.last_modified),

@@ -97,6 +97,9 @@ def test_put_get_head_list_delete_round_trip(stand_in: OssStandIn, client: oss.C
 
     head = client.head_object(oss.HeadObjectRequest(bucket=BUCKET, key="cache/cs-1.json"))
     assert (head.status_code, head.content_length, head.etag) == (200, len(body), f'"{md5}"')
+    meta = client.get_object_meta(oss.GetObjectMetaRequest(bucket=BUCKET, key="cache/cs-1.json"))
+    assert (meta.content_length, meta.etag, meta.hash_crc64) == (len(body), f'"{md5}"', str(crc64ecma(body)))
+    assert client.is_object_exist(BUCKET, "cache/cs-1.json") and not client.is_object_exist(BUCKET, "cache/none")
 
     listed = client.list_objects_v2(oss.ListObjectsV2Request(bucket=BUCKET, prefix="cache/"))
     assert [(o.key, o.size, o.etag) for o in listed.contents] == [("cache/cs-1.json", len(body), f'"{md5}"')]
@@ -110,11 +113,14 @@ def test_put_get_head_list_delete_round_trip(stand_in: OssStandIn, client: oss.C
         ("PutObject", 200),
         ("GetObject", 200),
         ("HeadObject", 200),
+        ("GetObjectMeta", 200),
+        ("GetObjectMeta", 200),
+        ("GetObjectMeta", 404),
         ("ListObjectsV2", 200),
         ("DeleteObject", 204),
         ("DeleteObject", 204),
     ]
-    assert stand_in.count("DeleteObject") == 2 and stand_in.count(status=200) == 4
+    assert stand_in.count("DeleteObject") == 2 and stand_in.count(status=200) == 6
 
 
 def test_crc64_is_ecma182_as_the_sdk_computes_it() -> None:
