@@ -13,6 +13,8 @@ import pytest
 from moto import mock_aws
 
 from waba_local.emulator import CamsEmulator
+from waba_local.fc_local import fc_environment
+from waba_local.oss_stand_in import OssStandIn
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
@@ -38,6 +40,13 @@ def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_ENDPOINT_URL_SQS",
         "AWS_ENDPOINT_URL_DYNAMODB",
         "AWS_PROFILE",
+        "FC_FUNCTION_NAME",
+        "FC_REGION",
+        "FC_ACCOUNT_ID",
+        "OSS_ENDPOINT",
+        "OSS_REGION",
+        "CACHE_BACKEND",
+        "ALIBABA_CLOUD_SECURITY_TOKEN",
     ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
@@ -122,6 +131,33 @@ def create_budget_table(dynamodb: Any, name: str) -> None:
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
         BillingMode="PAY_PER_REQUEST",
     )
+
+
+@dataclass
+class OssCache:
+    """The local OSS stand-in serving the cache bucket, as the FC function sees it."""
+
+    stand_in: OssStandIn
+    bucket: str
+
+    def cache_objects(self) -> dict[str, dict[str, Any]]:
+        """Every cache entry in the bucket, parsed."""
+        return {key: json.loads(data) for key, data in self.stand_in.objects(self.bucket).items()}
+
+
+@pytest.fixture
+def oss(monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]) -> Iterator[OssCache]:
+    """Function Compute's side: the instance's FC_* variables and an OSS stand-in with the cache bucket, accepting
+    the same key as the CAMS emulator (on FC both are the function role's). No shared budget: static shares."""
+    key_id, secret = emulator_credentials
+    with OssStandIn(credentials={key_id: secret}) as stand_in:
+        stand_in.create_bucket(BUCKET)
+        for name, value in fc_environment().items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("OSS_ENDPOINT", stand_in.endpoint)
+        monkeypatch.setenv("CACHE_BUCKET", BUCKET)
+        monkeypatch.delenv("CAMS_BUDGET_TABLE", raising=False)
+        yield OssCache(stand_in, BUCKET)
 
 
 @pytest.fixture

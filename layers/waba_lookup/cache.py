@@ -1,8 +1,9 @@
-"""The S3 cache: one JSON object per (account, CustSpaceId, IsvCode), never served across IsvCodes.
+"""The cache: one JSON object per (account, CustSpaceId, IsvCode) in S3 or OSS, never served across IsvCodes.
 
 The IsvCode is bound through a digest in the object key, so a different or missing IsvCode names another
-object; it is never stored in clear. A failing S3 never fails a lookup: reads miss, writes are dropped, and
-both are logged and counted.
+object; it is never stored in clear. A failing store never fails a lookup: reads miss, writes are dropped, and
+both are logged and counted. The stores themselves (s3.py, oss.py) sit behind the `ObjectStore` port and import
+their SDK only when built, so neither cloud's SDK is paid for on the other.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from waba_lookup.aws import fail_fast_client
 from waba_lookup.customer import Customer
 from waba_lookup.errors import Denied
 from waba_lookup.observability import count, logger
+from waba_lookup.settings import Settings
 
 SCHEMA = 1
 DENIED_TTL_SECONDS = 60  # a 403-class answer is cached briefly: permissions get fixed
@@ -30,7 +29,7 @@ class CacheEntry:
     fetched_at: float
     body: dict[str, Any] | None = None
     error: dict[str, str | None] | None = None
-    stored: bool = field(default=False, compare=False)  # whether the last write reached S3
+    stored: bool = field(default=False, compare=False)  # whether the last write reached the store
 
     @classmethod
     def denied(cls, error: Denied, fetched_at: float) -> CacheEntry:
@@ -78,14 +77,31 @@ class CacheEntry:
         return cls(float(document["FetchedAt"]), body if isinstance(body, dict) else None, error)
 
 
+class ObjectStoreError(Exception):
+    """The store failed (unreachable, slow, refused): the cache carries on without it."""
+
+    def __init__(self, code: str | None, error_type: str) -> None:
+        super().__init__(code or error_type)
+        self.code, self.error_type = code, error_type
+
+
+class ObjectStore(Protocol):
+    """One bucket of an object store, failing fast with no SDK retries."""
+
+    def read(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is no such object; ObjectStoreError on any other failure."""
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store a JSON object under the key; ObjectStoreError on failure."""
+
+
 class WabaCache:
     """Read and write cache entries in one bucket under a prefix and the account's scope."""
 
-    def __init__(self, bucket: str, prefix: str, account_scope: str, s3_client: Any = None) -> None:
-        self.bucket = bucket
+    def __init__(self, store: ObjectStore, prefix: str, account_scope: str) -> None:
+        self.store = store
         self.prefix = prefix
         self.account_scope = account_scope
-        self._s3 = s3_client
 
     def binding(self, customer: Customer) -> str:
         """The digest that binds an entry to its account, CustSpaceId and IsvCode (absent IsvCode included)."""
@@ -97,13 +113,14 @@ class WabaCache:
         return f"{self.prefix}{self.account_scope}/{space}/{self.binding(customer)}.json"
 
     def get(self, customer: Customer) -> CacheEntry | None:
-        """The entry, or None when there is none, it is unreadable, or S3 fails."""
+        """The entry, or None when there is none, it is unreadable, or the store fails."""
         key = self.object_key(customer)
         try:
-            raw = self._client().get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except (BotoCoreError, ClientError) as exc:
-            if _error_code(exc) not in ("NoSuchKey", "404"):
-                self._failed("read", key, exc)
+            raw = self.store.read(key)
+        except ObjectStoreError as error:
+            self._failed("read", key, error)
+            return None
+        if raw is None:
             return None
         try:
             return CacheEntry.from_json(raw, self.binding(customer))
@@ -112,34 +129,34 @@ class WabaCache:
             return None
 
     def put(self, customer: Customer, entry: CacheEntry) -> bool:
-        """Write the entry; an S3 failure is logged and counted, never raised. True when written."""
+        """Write the entry; a store failure is logged and counted, never raised. True when written."""
         key = self.object_key(customer)
         try:
-            self._client().put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=entry.to_json(self.binding(customer), customer),
-                ContentType="application/json",
-            )
-        except (BotoCoreError, ClientError) as exc:
-            self._failed("write", key, exc)
+            self.store.write(key, entry.to_json(self.binding(customer), customer))
+        except ObjectStoreError as error:
+            self._failed("write", key, error)
             return False
         return True
 
-    def _failed(self, operation: str, key: str, exc: BaseException) -> None:
+    def _failed(self, operation: str, key: str, error: ObjectStoreError) -> None:
         logger.warning(
             f"cache {operation} failed; continuing without the cache",
-            extra={"cache_key": key, "error_type": type(exc).__name__, "error_code": _error_code(exc)},
+            extra={"cache_key": key, "error_type": error.error_type, "error_code": error.code},
         )
         count("CacheFailures")
 
-    def _client(self) -> Any:
-        if self._s3 is None:
-            # a failed read falls through to CAMS; a failed refresh write goes back to the queue
-            self._s3 = fail_fast_client("s3")
-        return self._s3
 
+def cache_for(settings: Settings) -> WabaCache | None:
+    """The deployment's cache (S3 or OSS by CACHE_BACKEND), or None without CACHE_BUCKET. Clients are made lazily."""
+    if not settings.cache_bucket:
+        return None
+    store: ObjectStore
+    if settings.cache_backend == "oss":
+        from waba_lookup.oss import OssObjectStore
 
-def _error_code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        store = OssObjectStore(settings.cache_bucket, settings.oss_region or "", settings.oss_endpoint or "")
+    else:
+        from waba_lookup.s3 import S3ObjectStore
+
+        store = S3ObjectStore(settings.cache_bucket)
+    return WabaCache(store, settings.cache_prefix, settings.account_scope)

@@ -11,22 +11,25 @@ import json
 import socket
 from typing import Any
 
-from waba_lookup.credentials import AccessKey, access_key_from_secret
+from waba_lookup.credentials import AccessKey, Credentials, EnvironmentCredentials, SecretCredentials
 from waba_lookup.errors import UpstreamFailed, UpstreamTimeout, WabaLookupError, error_for_code
 from waba_lookup.settings import Settings
 
 ACTION = "QueryChatappBindWaba"
 VERSION = "2020-06-06"
 _MAX_MESSAGE = 300
+# codes with which CAMS refuses the credentials themselves: an expired STS token, a rotated or deleted key
+AUTH_CODE_PREFIXES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurityToken", "IncompleteSignature")
 
 
 class CamsClient:
     """Calls QueryChatappBindWaba and returns the CAMS body as CAMS sent it (unknown fields kept)."""
 
-    def __init__(self, settings: Settings, access_key: AccessKey | None = None, sdk_client: Any = None) -> None:
+    def __init__(self, settings: Settings, credentials: Credentials) -> None:
         self._settings = settings
-        self._access_key = access_key
-        self._sdk = sdk_client
+        self._credentials = credentials
+        self._sdk: Any = None
+        self._access_key: AccessKey | None = None  # what the SDK client was built with
 
     def query(self, cust_space_id: str | None, isv_code: str | None) -> dict[str, Any]:
         """One attempt (the SDK's own retries are off). Raises a WabaLookupError subclass on any failure."""
@@ -35,18 +38,24 @@ class CamsClient:
         from darabonba.runtime import RuntimeOptions
 
         query = {k: v for k, v in (("CustSpaceId", cust_space_id), ("IsvCode", isv_code)) if v}
-        secrets = [s for s in (isv_code, self._access_key and self._access_key.access_key_secret) if s]
+        key = self._access_key
+        secrets = [s for s in (isv_code, key and key.access_key_secret, key and key.security_token) if s]
         try:
             answer = sdk.call_api(query_params(), utils_models.OpenApiRequest(query=query), RuntimeOptions())
         except Exception as exc:  # noqa: BLE001 - whatever the SDK raises is classified, never passed on
             error = classify_exception(exc, secrets, self._settings.cams_timeout_ms)
         else:
             return _checked_body(answer.get("body"), secrets)
+        if error.code.startswith(AUTH_CODE_PREFIXES):
+            self._credentials.rejected()
+            self._sdk = None  # the next attempt reads the credentials again and builds a client with them
         raise error  # outside the except block, so the SDK exception is not chained as __context__
 
     def _client(self) -> Any:
-        if self._sdk is None:
-            self._sdk = build_sdk_client(self._settings, self._access_key)
+        """The SDK client, built again whenever the credentials changed (an STS token renewed, a key rotated)."""
+        key = self._credentials.current()
+        if self._sdk is None or key != self._access_key:
+            self._sdk, self._access_key = build_sdk_client(self._settings, key), key
         return self._sdk
 
 
@@ -94,11 +103,11 @@ def build_sdk_client(settings: Settings, access_key: AccessKey | None) -> Any:
 
 
 def client_from_settings(settings: Settings) -> CamsClient:
-    """A CamsClient with the settings' credentials: the Secrets Manager secret, else the ALIBABA_CLOUD_ACCESS_KEY_*
-    variables, else the SDK's default chain (profiles, OIDC, instance roles)."""
+    """A CamsClient with the settings' credentials: the Secrets Manager secret, else the ALIBABA_CLOUD_* variables
+    (on Function Compute, the function role's), else the SDK's default chain (profiles, OIDC, instance roles)."""
     if settings.cams_credentials_secret:
-        return CamsClient(settings, access_key_from_secret(settings.cams_credentials_secret))
-    return CamsClient(settings, settings.env_access_key)
+        return CamsClient(settings, SecretCredentials(settings.cams_credentials_secret))
+    return CamsClient(settings, EnvironmentCredentials())
 
 
 def _checked_body(body: Any, secrets: list[str]) -> dict[str, Any]:

@@ -1,11 +1,27 @@
-"""Where the Alibaba Cloud AccessKey comes from: a Secrets Manager secret, or the SDK's own chain."""
+"""Where the Alibaba Cloud credentials come from, read again when they change or are rejected.
+
+- `EnvironmentCredentials`: `ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN`, read at every use. On Function
+  Compute these are the function role's STS credentials, which the platform renews; an AccessKey works the same.
+- `SecretCredentials` (AWS): a Secrets Manager secret, cached, read again at most once a minute after CAMS
+  rejected the key it held, so a rotated key is picked up without a cold start.
+"""
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from waba_lookup.errors import ConfigurationError
+
+REREAD_AFTER_REJECTION_SECONDS = 60.0
+ENV_KEY_ID, ENV_KEY_SECRET, ENV_TOKEN = (
+    "ALIBABA_CLOUD_ACCESS_KEY_ID",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
+    "ALIBABA_CLOUD_SECURITY_TOKEN",
+)
 
 
 @dataclass(frozen=True)
@@ -15,18 +31,81 @@ class AccessKey:
     security_token: str | None = field(default=None, repr=False)
 
 
-def access_key_from_secret(secret_id: str, provider: Any = None) -> AccessKey:
-    """Read `{"AccessKeyId", "AccessKeySecret"[, "SecurityToken"]}` from Secrets Manager via Powertools.
+class Credentials(Protocol):
+    """A source of credentials: None means the SDK's own default chain."""
 
-    Called once per instance (the CAMS client that uses it is cached), so the secret is fetched once.
-    """
+    def current(self) -> AccessKey | None: ...
+
+    def rejected(self) -> None:
+        """CAMS (or OSS) refused the credentials last returned: read them again, within the source's limits."""
+
+
+@dataclass(frozen=True)
+class StaticCredentials:
+    """Credentials given once (tests, the benchmark's neighbour)."""
+
+    key: AccessKey | None
+
+    def current(self) -> AccessKey | None:
+        return self.key
+
+    def rejected(self) -> None:
+        pass
+
+
+def access_key_from_env(environ: Mapping[str, str]) -> AccessKey | None:
+    """The ALIBABA_CLOUD_* variables as they are now; ConfigurationError if only half a key is there."""
+    key_id, key_secret = environ.get(ENV_KEY_ID, "").strip(), environ.get(ENV_KEY_SECRET, "").strip()
+    if bool(key_id) != bool(key_secret):
+        raise ConfigurationError(f"{ENV_KEY_ID} and {ENV_KEY_SECRET} must be set together")
+    if not key_id:
+        return None
+    return AccessKey(key_id, key_secret, environ.get(ENV_TOKEN, "").strip() or None)
+
+
+@dataclass
+class EnvironmentCredentials:
+    """The ALIBABA_CLOUD_* variables, read at every use: renewed STS credentials are seen at once."""
+
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    def current(self) -> AccessKey | None:
+        return access_key_from_env(self.environ)
+
+    def rejected(self) -> None:
+        pass  # the next current() reads the variables again anyway
+
+
+@dataclass
+class SecretCredentials:
+    """A Secrets Manager secret, fetched once, then again at most once a minute after a rejection."""
+
+    secret_id: str
+    provider: Any = None
+    clock: Callable[[], float] = time.monotonic
+    _key: AccessKey | None = field(default=None, init=False, repr=False)
+    _read_at: float = field(default=-REREAD_AFTER_REJECTION_SECONDS, init=False)
+    _stale: bool = field(default=False, init=False)
+
+    def current(self) -> AccessKey:
+        if self._key is None or (self._stale and self.clock() - self._read_at >= REREAD_AFTER_REJECTION_SECONDS):
+            self._read_at, self._stale = self.clock(), False
+            self._key = access_key_from_secret(self.secret_id, self.provider, max_age=0 if self._key else 3600)
+        return self._key
+
+    def rejected(self) -> None:
+        self._stale = True
+
+
+def access_key_from_secret(secret_id: str, provider: Any = None, max_age: int = 3600) -> AccessKey:
+    """Read `{"AccessKeyId", "AccessKeySecret"[, "SecurityToken"]}` from Secrets Manager via Powertools."""
     from aws_lambda_powertools.utilities import parameters
 
     try:
         if provider is None:
-            value = parameters.get_secret(secret_id, transform="json", max_age=3600)
+            value = parameters.get_secret(secret_id, transform="json", max_age=max_age, force_fetch=max_age == 0)
         else:
-            value = provider.get(secret_id, transform="json", max_age=3600)
+            value = provider.get(secret_id, transform="json", max_age=max_age, force_fetch=max_age == 0)
     except parameters.exceptions.TransformParameterError:
         raise ConfigurationError(f"CAMS_CREDENTIALS_SECRET {secret_id!r} is not a JSON object") from None
     except parameters.exceptions.GetParameterError as exc:  # not found, denied, unreachable

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from waba_lookup.adaptive import CubicRate
 from waba_lookup.aws import FAIL_FAST_SECONDS
 from waba_lookup.budget import Budget, budget_for
-from waba_lookup.cache import CacheEntry, WabaCache
+from waba_lookup.cache import CacheEntry, WabaCache, cache_for
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, Denied, Throttled, UpstreamFailed, WabaLookupError
@@ -163,8 +163,5 @@ def deadline_within(
 def get_lookup() -> WabaLookup:
     """The instance's WabaLookup, built from its settings on first use (one budget client per instance)."""
     settings = get_settings()
-    cache = None
-    if settings.cache_bucket:
-        cache = WabaCache(settings.cache_bucket, settings.cache_prefix, settings.account_scope)
     cams = lru_cache(maxsize=1)(lambda: client_from_settings(settings))
-    return WabaLookup(settings, cams, lambda: budget_for(settings), cache)
+    return WabaLookup(settings, cams, lambda: budget_for(settings), cache_for(settings))

@@ -7,8 +7,6 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError, InvalidRequest, Throttled, UpstreamFailed
@@ -86,6 +84,8 @@ class RefreshQueue:
         return len(customers)
 
     def _send_batch(self, entries: list[dict[str, str]]) -> list[dict[str, str]]:
+        from botocore.exceptions import BotoCoreError, ClientError  # not at import: the FC layer has no botocore
+
         for _ in range(SEND_ATTEMPTS):
             try:
                 failed = self._client().send_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])

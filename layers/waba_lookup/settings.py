@@ -9,7 +9,7 @@ import os
 from collections.abc import Mapping
 from functools import lru_cache
 
-from waba_lookup.credentials import AccessKey
+from waba_lookup.credentials import access_key_from_env
 from waba_lookup.errors import ConfigurationError
 
 CAMS_MAX_QPS = 10  # CAMS's flow control for QueryChatappBindWaba, per account and second
@@ -33,15 +33,22 @@ class Settings:
     instances_capped: bool = False  # CAMS_MAX_INSTANCES was set: the platform caps this function's concurrency
     refresh_queue_url: str | None = None
     refresh_min_interval_seconds: int = 60
-    credential_source: str = "default-chain"  # the secret's name or the AccessKeyId: never the secret itself
-    # ALIBABA_CLOUD_ACCESS_KEY_* as read at start. The SDK's own chain reads them once, when it is imported;
-    # reading them here keeps configuration in one place and lets the SDK be imported late.
-    env_access_key: AccessKey | None = dataclasses.field(default=None, repr=False)
+    # the secret's name, the AccessKeyId, or the account for STS credentials (their key id changes at each renewal):
+    # never the secret itself
+    credential_source: str = "default-chain"
+    platform: str = "aws"  # "fc" on Function Compute (FC_FUNCTION_NAME is set)
+    cache_backend: str = "s3"
+    oss_region: str | None = None
+    oss_endpoint: str | None = None
 
     @property
     def calls_per_second(self) -> int:
         """This instance's static share of the quota (no shared budget): floor(budget / instances)."""
         return self.cams_qps_budget // self.cams_max_instances
+
+    @property
+    def on_fc(self) -> bool:
+        return self.platform == "fc"
 
     @property
     def account_scope(self) -> str:
@@ -85,20 +92,18 @@ class Settings:
                 "REFRESH_MIN_INTERVAL_SECONDS", cls.refresh_min_interval_seconds, low=0
             ),
         )
-        key_id, key_secret = (
-            env.optional("ALIBABA_CLOUD_ACCESS_KEY_ID"),
-            env.optional("ALIBABA_CLOUD_ACCESS_KEY_SECRET"),
+        platform, backend, oss_region, oss_endpoint = _platform(env)
+        settings = dataclasses.replace(
+            settings, platform=platform, cache_backend=backend, oss_region=oss_region, oss_endpoint=oss_endpoint
         )
-        if bool(key_id) != bool(key_secret):
-            raise ConfigurationError(
-                "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET must be set together"
-            )
-        if key_id and key_secret:
-            token = env.optional("ALIBABA_CLOUD_SECURITY_TOKEN")
-            settings = dataclasses.replace(settings, env_access_key=AccessKey(key_id, key_secret, token))
-        source = settings.cams_credentials_secret or key_id
-        if source:
-            settings = dataclasses.replace(settings, credential_source=source)
+        key = access_key_from_env(environ)
+        if settings.cams_credentials_secret:
+            settings = dataclasses.replace(settings, credential_source=settings.cams_credentials_secret)
+        elif key and key.security_token:  # STS: the key id is renewed with the token; the account is not
+            account = env.optional("FC_ACCOUNT_ID") or "sts"
+            settings = dataclasses.replace(settings, credential_source=f"account:{account}")
+        elif key:
+            settings = dataclasses.replace(settings, credential_source=key.access_key_id)
         if settings.cams_budget_table and settings.cams_interactive_reserve >= settings.cams_qps_budget:
             raise ConfigurationError(
                 f"CAMS_INTERACTIVE_RESERVE={settings.cams_interactive_reserve} must be below "
@@ -111,6 +116,22 @@ class Settings:
                 "each instance needs at least one call per second; lower CAMS_MAX_INSTANCES or raise the budget"
             )
         return settings
+
+
+def _platform(env: _Env) -> tuple[str, str, str | None, str | None]:
+    """Where the function runs, and the cache backend with its endpoint (OSS: the region's internal one on FC)."""
+    on_fc = env.optional("FC_FUNCTION_NAME") is not None
+    backend = env.choice("CACHE_BACKEND", "oss" if on_fc else "s3", ("s3", "oss"))
+    region = env.optional("OSS_REGION") or env.optional("FC_REGION")
+    endpoint = env.optional("OSS_ENDPOINT")
+    if backend == "oss" and env.optional("CACHE_BUCKET"):
+        if region is None:
+            raise ConfigurationError("OSS_REGION must be set for the OSS cache (FC_REGION is not set either)")
+        if endpoint is None:
+            endpoint = f"https://oss-{region}{'-internal' if on_fc else ''}.aliyuncs.com"
+        elif not endpoint.startswith(("http://", "https://")):
+            raise ConfigurationError(f"OSS_ENDPOINT must start with http:// or https://, not {endpoint!r}")
+    return "fc" if on_fc else "aws", backend, region, endpoint
 
 
 @lru_cache(maxsize=1)

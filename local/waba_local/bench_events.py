@@ -23,11 +23,13 @@ def neighbour(endpoint: str, rate: float, stop: threading.Event) -> None:
     import alibabacloud_cams20200606.client  # noqa: F401  # imported before its first tick, not during it
 
     from waba_lookup.cams import CamsClient
-    from waba_lookup.credentials import AccessKey
+    from waba_lookup.credentials import AccessKey, StaticCredentials
     from waba_lookup.errors import WabaLookupError
     from waba_lookup.settings import Settings
 
-    client = CamsClient(Settings(cams_endpoint=endpoint, cams_protocol="http"), AccessKey(*NEIGHBOUR_KEY))
+    client = CamsClient(
+        Settings(cams_endpoint=endpoint, cams_protocol="http"), StaticCredentials(AccessKey(*NEIGHBOUR_KEY))
+    )
     started = time.monotonic()
     sent = 0
     while not stop.is_set():
@@ -95,11 +97,13 @@ def prepopulate(local: stand_ins.StandIns, env: dict[str, str], customers: list[
     from waba_local.emulator_protocol import new_request_id, success_body
     from waba_lookup.cache import CacheEntry, WabaCache
     from waba_lookup.customer import Customer
+    from waba_lookup.s3 import S3ObjectStore
     from waba_lookup.settings import Settings
 
     settings = Settings.from_env(env)
     assert settings.cache_bucket
-    cache = WabaCache(settings.cache_bucket, settings.cache_prefix, settings.account_scope, local.client("s3"))
+    store = S3ObjectStore(settings.cache_bucket, local.client("s3"))
+    cache = WabaCache(store, settings.cache_prefix, settings.account_scope)
     for customer in customers:
         body = success_body(generated_waba(customer), new_request_id())
         cache.put(Customer(customer, expected_isv_code(customer)), CacheEntry(time.time(), body=body))

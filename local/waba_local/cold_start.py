@@ -145,6 +145,7 @@ def seed(endpoint: str, env: dict[str, str]) -> Callable[[], None]:
 
     from waba_lookup.cache import CacheEntry, WabaCache
     from waba_lookup.customer import Customer
+    from waba_lookup.s3 import S3ObjectStore
     from waba_lookup.settings import Settings
 
     s3 = boto3.client(
@@ -153,7 +154,7 @@ def seed(endpoint: str, env: dict[str, str]) -> Callable[[], None]:
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     settings = Settings.from_env(env)
     body = {"Code": "OK", "Success": True, "RequestId": "cold-start", "Data": {"Id": "1", "Name": "cold start"}}
-    cache = WabaCache(BUCKET, settings.cache_prefix, settings.account_scope, s3)
+    cache = WabaCache(S3ObjectStore(BUCKET, s3), settings.cache_prefix, settings.account_scope)
 
     def fresh_entry() -> None:
         if not cache.put(Customer(), CacheEntry(time.time(), body=body)):
@@ -184,9 +185,9 @@ def cold_hit(env: dict[str, str], warm: int = 0, options: tuple[str, ...] = ()) 
     return result
 
 
-def heavy_modules(modules: list[str]) -> list[str]:
+def heavy_modules(modules: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
     """The top-level heavy packages among these module names."""
-    return sorted({m.split(".")[0] for m in modules if m.startswith(HEAVY)})
+    return sorted({m.split(".")[0] for m in modules if m.startswith(heavy)})
 
 
 def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:

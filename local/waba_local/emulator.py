@@ -11,6 +11,7 @@ Run it on its own with `python -m waba_local.emulator --port 8787`.
 from __future__ import annotations
 
 import argparse
+import hmac
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,7 @@ class CamsEmulator:
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._accounts = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if accounts is None else dict(accounts)
+        self._sts: dict[str, tuple[str, float]] = {}  # STS AccessKeyId -> (security token, expiry, epoch seconds)
         self._directory = WabaDirectory(customers)
         self._address = (host, port)
         self._clock, self._wall_clock = clock, wall_clock
@@ -186,10 +188,21 @@ class CamsEmulator:
         self._log.record(call)
         return answer
 
+    def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
+        """Accept STS credentials (as a function role's) on this account until `expires_at` (epoch seconds)."""
+        self._accounts[access_key_id] = secret
+        self._sts[access_key_id] = (token, expires_at)
+
     def _authenticate(self, request: ApiRequest, arrived_at: float) -> None:
         check_route(request)
-        verify_signature(request, self._accounts)
+        access_key_id = verify_signature(request, self._accounts)
         check_timestamp(request, self._wall_clock())
+        if access_key_id in self._sts:
+            token, expires_at = self._sts[access_key_id]
+            if not hmac.compare_digest(request.header("x-acs-security-token") or "", token):
+                raise CamsError("InvalidSecurityToken.MismatchWithAccessKey")
+            if self._wall_clock() >= expires_at:
+                raise CamsError("InvalidSecurityToken.Expired")
         # Claimed only once the signature holds, so forged requests cannot burn a legitimate caller's nonce.
         if not self._nonces.claim(request.header("x-acs-signature-nonce") or "", arrived_at):
             raise CamsError("SignatureNonceUsed")

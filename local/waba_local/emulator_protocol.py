@@ -33,6 +33,8 @@ ERRORS: dict[str, tuple[int, str]] = {
     "IncompleteSignature": (400, "The request signature does not conform to Aliyun standards."),
     "SignatureDoesNotMatch": (400, "Specified signature does not match our calculation."),
     "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
+    "InvalidSecurityToken.Expired": (400, "Specified SecurityToken is expired."),
+    "InvalidSecurityToken.MismatchWithAccessKey": (400, "Specified SecurityToken mismatch with the AccessKey."),
     "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
     "InvalidTimeStamp.Format": (400, "Specified time stamp or date value is not well formatted."),
     "SignatureNonceUsed": (400, "Specified signature nonce was used already."),

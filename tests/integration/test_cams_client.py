@@ -6,7 +6,7 @@ import pytest
 
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
 from waba_lookup.cams import CamsClient, client_from_settings
-from waba_lookup.credentials import AccessKey
+from waba_lookup.credentials import AccessKey, StaticCredentials
 from waba_lookup.errors import Denied, Throttled, UpstreamFailed, UpstreamTimeout
 from waba_lookup.settings import get_settings
 
@@ -71,7 +71,7 @@ def test_a_bad_signature_is_refused_and_not_retried(
     # (the SDK's default chain caches what it read from the environment per process, so the key is given here)
     wrong = AccessKey(emulator_credentials[0], "not-the-secret")
     with pytest.raises(UpstreamFailed) as raised:
-        CamsClient(get_settings(), wrong).query(None, None)
+        CamsClient(get_settings(), StaticCredentials(wrong)).query(None, None)
     assert raised.value.code == "SignatureDoesNotMatch"
     assert len(cams_env.calls) == 1  # the SDK's own retries are off
 

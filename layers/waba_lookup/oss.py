@@ -1,0 +1,91 @@
+"""The OSS object store behind the cache port: alibabacloud-oss-v2, V4 signatures, one attempt, failing fast.
+
+Credentials are the ALIBABA_CLOUD_* variables, read at every request: on Function Compute they are the function
+role's STS credentials, renewed by the platform. The SDK (a quarter of a second of imports) is imported when the
+first request is made.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from waba_lookup.cache import ObjectStoreError
+from waba_lookup.credentials import Credentials, EnvironmentCredentials
+
+CONNECT_SECONDS, READ_SECONDS = 1, 2  # as for S3: FAIL_FAST_SECONDS in all
+
+
+class OssObjectStore:
+    """One OSS bucket. A failed read falls through to CAMS; a failed refresh write goes back to the queue."""
+
+    def __init__(
+        self, bucket: str, region: str, endpoint: str, credentials: Credentials | None = None, client: Any = None
+    ) -> None:
+        self.bucket, self.region, self.endpoint = bucket, region, endpoint
+        self._credentials = credentials or EnvironmentCredentials()
+        self._oss = client
+
+    def read(self, key: str) -> bytes | None:
+        import alibabacloud_oss_v2 as oss
+
+        try:
+            result = self._client().get_object(oss.GetObjectRequest(bucket=self.bucket, key=key))
+            with result.body as body:
+                data: bytes = body.read()
+        except Exception as exc:  # noqa: BLE001 - the SDK wraps every failure; each is classified here
+            error = _store_error(exc)
+            if error.code == "NoSuchKey":
+                return None
+            raise error from None
+        return data
+
+    def write(self, key: str, data: bytes) -> None:
+        import alibabacloud_oss_v2 as oss
+
+        request = oss.PutObjectRequest(bucket=self.bucket, key=key, body=data, content_type="application/json")
+        try:
+            self._client().put_object(request)
+        except Exception as exc:  # noqa: BLE001
+            raise _store_error(exc) from None
+
+    def _client(self) -> Any:
+        if self._oss is None:
+            self._oss = build_client(self.region, self.endpoint, self._credentials)
+        return self._oss
+
+
+def build_client(region: str, endpoint: str, credentials: Credentials) -> Any:
+    """An OSS client: V4 signing, no retries, short timeouts, credentials read at every request."""
+    import alibabacloud_oss_v2 as oss
+
+    def current() -> Any:
+        key = credentials.current()
+        if key is None:
+            raise ObjectStoreError("NoCredentials", "CredentialsEmptyError")
+        return oss.credentials.Credentials(key.access_key_id, key.access_key_secret, key.security_token)
+
+    config = oss.config.Config(
+        region=region,
+        endpoint=endpoint,
+        signature_version="v4",
+        credentials_provider=oss.credentials.CredentialsProviderFunc(current),
+        retryer=oss.retry.NopRetryer(),
+        connect_timeout=CONNECT_SECONDS,
+        readwrite_timeout=READ_SECONDS,
+    )
+    return oss.Client(config)
+
+
+def _store_error(exc: BaseException) -> ObjectStoreError:
+    """The OSS error code (NoSuchKey, SignatureDoesNotMatch, …) or the failure's type, nothing more: the SDK's
+    messages carry the request's endpoint and, for signatures, the string that was signed."""
+    if isinstance(exc, ObjectStoreError):
+        return exc
+    cause: BaseException = exc
+    unwrap = getattr(exc, "unwrap", None)
+    if callable(unwrap) and isinstance(unwrap(), BaseException):
+        cause = unwrap()
+    if isinstance(cause, ObjectStoreError):
+        return cause
+    code = getattr(cause, "code", None)
+    return ObjectStoreError(code if isinstance(code, str) and code else None, type(cause).__name__)

@@ -1,0 +1,183 @@
+"""One contract for the cache on every store: S3 (moto) and OSS (the stand-in), each through its real client.
+
+What a user relies on: the same keys and IsvCode binding on both clouds, a missing object is a quiet miss, and a
+store that fails, however it fails, is a logged miss or a dropped write, never an exception into a read.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import BUCKET, AwsStandIn, OssCache
+from waba_lookup.cache import CacheEntry, ObjectStore, WabaCache
+from waba_lookup.credentials import AccessKey, StaticCredentials
+from waba_lookup.customer import Customer
+from waba_lookup.oss import OssObjectStore
+from waba_lookup.s3 import S3ObjectStore
+
+BODY = {"Code": "OK", "Success": True, "RequestId": "r-1", "Data": {"Id": "waba-1", "Name": "Acme"}, "New": [1]}
+SUB = Customer("cs-acme-001", "isv-cs-acme-001")
+SCOPE = "0123456789abcdef"
+
+
+@dataclass
+class Backend:
+    """A cache over one store, the raw objects in its bucket, and how to make that store fail."""
+
+    cache: WabaCache
+    objects: Callable[[], dict[str, bytes]]
+    store_for: Callable[[str], ObjectStore]  # the same store pointed at another bucket, or "down": nothing listening
+
+
+@pytest.fixture(params=["s3", "oss"])
+def backend(request: pytest.FixtureRequest, emulator_credentials: tuple[str, str]) -> Iterator[Backend]:
+    if request.param == "s3":
+        aws: AwsStandIn = request.getfixturevalue("aws")
+
+        def s3_store(bucket: str) -> ObjectStore:
+            if bucket == "down":
+                from waba_lookup.aws import fail_fast_client
+
+                request.getfixturevalue("monkeypatch").setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
+                return S3ObjectStore(BUCKET, fail_fast_client("s3"))
+            return S3ObjectStore(bucket, aws.s3)
+
+        def s3_objects() -> dict[str, bytes]:
+            return {k: json.dumps(v).encode() for k, v in aws.cache_objects().items()}
+
+        yield Backend(WabaCache(s3_store(BUCKET), "waba/", SCOPE), s3_objects, s3_store)
+    else:
+        oss: OssCache = request.getfixturevalue("oss")
+        key = StaticCredentials(AccessKey(*emulator_credentials))
+
+        def oss_store(bucket: str) -> ObjectStore:
+            endpoint = "http://127.0.0.1:9" if bucket == "down" else oss.stand_in.endpoint
+            return OssObjectStore(BUCKET if bucket == "down" else bucket, oss.stand_in.region, endpoint, key)
+
+        yield Backend(WabaCache(oss_store(BUCKET), "waba/", SCOPE), lambda: oss.stand_in.objects(BUCKET), oss_store)
+
+
+def test_a_missing_entry_is_a_quiet_miss(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    assert backend.cache.get(SUB) is None
+    assert "failed" not in caplog.text
+
+
+def test_an_entry_round_trips_with_unknown_fields(backend: Backend) -> None:
+    fetched_at = time.time()
+    assert backend.cache.put(SUB, CacheEntry(fetched_at, body=BODY))
+    entry = backend.cache.get(SUB)
+    assert entry is not None and entry.body == BODY and entry.fetched_at == pytest.approx(fetched_at)
+
+
+def test_keys_are_the_same_on_every_store_and_never_hold_the_isv_code(backend: Backend) -> None:
+    backend.cache.put(SUB, CacheEntry(time.time(), body=BODY))
+    [key] = backend.objects()
+    assert key == f"waba/{SCOPE}/cs-acme-001/{backend.cache.binding(SUB)}.json"
+    assert "isv-cs-acme-001" not in key and b"isv-cs-acme-001" not in b"".join(backend.objects().values())
+
+
+@pytest.mark.parametrize("other", [Customer("cs-acme-001", "isv-wrong"), Customer("cs-acme-001", None)])
+def test_an_entry_is_never_served_to_another_isv_code(backend: Backend, other: Customer) -> None:
+    backend.cache.put(SUB, CacheEntry(time.time(), body=BODY))
+    assert backend.cache.get(other) is None
+
+
+def test_a_denied_answer_is_kept_as_the_entry(backend: Backend) -> None:
+    from waba_lookup.errors import Denied
+
+    backend.cache.put(SUB, CacheEntry.denied(Denied("no", "Ram.PermissionDeny", "r-2"), time.time()))
+    entry = backend.cache.get(SUB)
+    assert (
+        entry is not None
+        and entry.body is None
+        and entry.error
+        == {
+            "Code": "Ram.PermissionDeny",
+            "Message": "no",
+            "RequestId": "r-2",
+        }
+    )
+
+
+@pytest.mark.parametrize("bucket", ["no-such-bucket-here", "down"])
+def test_a_failing_store_is_a_logged_miss_and_a_dropped_write(
+    backend: Backend, bucket: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = WabaCache(backend.store_for(bucket), "waba/", SCOPE)
+    started = time.monotonic()
+    assert cache.get(SUB) is None
+    assert cache.put(SUB, CacheEntry(time.time(), body=BODY)) is False
+    assert time.monotonic() - started < 8  # one attempt each, with short timeouts: no SDK retries
+    assert "cache read failed" in caplog.text and "cache write failed" in caplog.text
+
+
+def test_an_unreadable_object_is_a_miss(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    backend.cache.store.write(backend.cache.object_key(SUB), b"{not json")
+    assert backend.cache.get(SUB) is None
+    assert "unreadable cache entry" in caplog.text
+
+
+def oss_failure(oss: OssCache, emulator_credentials: tuple[str, str], how: str) -> OssObjectStore:
+    """An OSS store whose requests fail the way `how` says."""
+    key_id, secret = emulator_credentials
+    stand_in, credentials = oss.stand_in, AccessKey(key_id, secret)
+    if how == "wrong signature":
+        credentials = AccessKey(key_id, "not-the-secret")
+    elif how == "unknown key":
+        credentials = AccessKey("LTAI5tNobodyKnowsMe", secret)
+    elif how == "expired STS token":
+        stand_in.add_sts("STS.expired", "sts-secret", "sts-token", expires_at=time.time() - 1)
+        credentials = AccessKey("STS.expired", "sts-secret", "sts-token")
+    elif how == "500":
+        stand_in.fail(times=2, status=500, code="InternalError")
+    elif how == "dropped connection":
+        stand_in.drop(times=2)
+    elif how == "slow":
+        stand_in.slow(2.5, times=2)
+    return OssObjectStore(BUCKET, stand_in.region, stand_in.endpoint, StaticCredentials(credentials))
+
+
+@pytest.mark.parametrize(
+    "how", ["wrong signature", "unknown key", "expired STS token", "500", "dropped connection", "slow"]
+)
+def test_every_oss_failure_is_a_logged_miss(
+    oss: OssCache, emulator_credentials: tuple[str, str], how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = WabaCache(oss_failure(oss, emulator_credentials, how), "waba/", SCOPE)
+    assert cache.get(SUB) is None
+    assert cache.put(SUB, CacheEntry(time.time(), body=BODY)) is False
+    assert oss.stand_in.objects(BUCKET) == {}
+    logged = [json.loads(r.message) if r.message.startswith("{") else r.__dict__ for r in caplog.records]
+    assert "cache read failed" in caplog.text
+    assert all("sts-token" not in str(line) and "not-the-secret" not in str(line) for line in logged)
+
+
+def test_renewed_sts_credentials_are_used_at_the_next_request(oss: OssCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the function role's STS credentials in the environment, as FC sets them
+    stand_in = oss.stand_in
+    for n in (1, 2):
+        stand_in.add_sts(f"STS.key{n}", f"secret{n}", f"token{n}", expires_at=time.time() + 3600)
+    env: dict[str, Any] = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.key1",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret1",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "token1",
+    }
+    from waba_lookup.credentials import EnvironmentCredentials
+
+    cache = WabaCache(OssObjectStore(BUCKET, stand_in.region, stand_in.endpoint, EnvironmentCredentials(env)), "", "s")
+    assert cache.put(SUB, CacheEntry(time.time(), body=BODY))
+    # When FC renews them and the first token expires
+    env |= {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "STS.key2",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "secret2",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "token2",
+    }
+    stand_in.add_sts("STS.key1", "secret1", "token1", expires_at=time.time() - 1)
+    # Then the same client carries on with the new ones
+    assert cache.get(SUB) is not None

@@ -1,0 +1,126 @@
+"""Credentials that change under a running instance: the FC role's STS credentials (renewed in the environment),
+and a rotated AccessKey (re-read after CAMS rejects the old one)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+from http_api import app
+
+from tests.conftest import REGION, OssCache, load_event
+from waba_local.emulator import CamsEmulator
+from waba_local.fc_local import LocalFcContext
+from waba_lookup.cams import CamsClient
+from waba_lookup.credentials import AccessKey, SecretCredentials
+from waba_lookup.customer import Customer
+from waba_lookup.errors import UpstreamFailed
+from waba_lookup.lookup import get_lookup
+from waba_lookup.settings import get_settings
+
+
+def use_sts(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """The variables FC sets from the function role's STS credentials (renewal n)."""
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", f"STS.role{n}")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", f"sts-secret-{n}")
+    monkeypatch.setenv("ALIBABA_CLOUD_SECURITY_TOKEN", f"sts-token-{n}")
+
+
+def fc_call(case: str) -> dict[str, object]:
+    response: dict[str, object] = app.handler(json.dumps(load_event(f"fc-http-{case}")).encode(), LocalFcContext())
+    return response
+
+
+def test_on_fc_cams_and_oss_are_called_with_the_roles_sts_credentials_and_renewals_are_seen(
+    cams_env: CamsEmulator, oss: OssCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the role's STS credentials, accepted by CAMS and OSS alike, and no AccessKey anywhere
+    for n in (1, 2):
+        cams_env.add_sts(f"STS.role{n}", f"sts-secret-{n}", f"sts-token-{n}", expires_at=time.time() + 3600)
+        oss.stand_in.add_sts(f"STS.role{n}", f"sts-secret-{n}", f"sts-token-{n}", expires_at=time.time() + 3600)
+    use_sts(monkeypatch, 1)
+    assert fc_call("own")["statusCode"] == 200
+    scope = get_settings().account_scope
+    # When FC renews them, the first token expires, and the instance serves its next requests
+    use_sts(monkeypatch, 2)
+    cams_env.add_sts("STS.role1", "sts-secret-1", "sts-token-1", expires_at=time.time() - 1)
+    oss.stand_in.add_sts("STS.role1", "sts-secret-1", "sts-token-1", expires_at=time.time() - 1)
+    own, sub = fc_call("own"), fc_call("sub")
+    # Then every call succeeds at its first attempt, with the new credentials, under the same cache partition
+    assert (own["statusCode"], own["headers"]["X-Cache"]) == (200, "HIT")  # type: ignore[index]
+    assert (sub["statusCode"], sub["headers"]["X-Cache"]) == (200, "MISS")  # type: ignore[index]
+    assert [c.access_key_id for c in cams_env.calls] == ["STS.role1", "STS.role2"]
+    assert all(c.status == 200 for c in cams_env.calls)
+    assert get_settings().account_scope == scope and scope == get_lookup().settings.account_scope
+
+
+@dataclass
+class Rotating:
+    """A credentials source holding an old key until told it was rejected."""
+
+    keys: list[AccessKey]
+    rejections: list[float] = field(default_factory=list)
+
+    def current(self) -> AccessKey:
+        return self.keys[0]
+
+    def rejected(self) -> None:
+        self.rejections.append(time.monotonic())
+        if len(self.keys) > 1:
+            self.keys.pop(0)
+
+
+def test_a_rejected_key_is_dropped_and_the_next_attempt_uses_the_source_again(
+    cams_env: CamsEmulator, emulator_credentials: tuple[str, str]
+) -> None:
+    key_id, secret = emulator_credentials
+    source = Rotating([AccessKey(key_id, "rotated-away"), AccessKey(key_id, secret)])
+    client = CamsClient(get_settings(), source)
+    with pytest.raises(UpstreamFailed) as raised:
+        client.query(None, None)
+    assert raised.value.code == "SignatureDoesNotMatch" and len(source.rejections) == 1
+    assert client.query(None, None)["Code"] == "OK"
+    assert [c.status for c in cams_env.calls] == [400, 200]
+
+
+def test_a_read_through_the_lookup_survives_a_rotation_with_one_failed_attempt(
+    cams_env: CamsEmulator, emulator_credentials: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_id, secret = emulator_credentials
+    lookup = get_lookup()
+    source = Rotating([AccessKey(key_id, "rotated-away"), AccessKey(key_id, secret)])
+    client = CamsClient(lookup.settings, source)
+    monkeypatch.setattr(lookup, "_cams", lambda: client)
+    body = lookup.fetch(Customer(), time.monotonic() + 10)
+    assert body["Code"] == "OK" and [c.status for c in cams_env.calls] == [400, 200]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_rotated_secret_is_read_again_at_most_once_a_minute_after_a_rejection(aws: object) -> None:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    secrets = boto3.client("secretsmanager", region_name=REGION)
+    secrets.create_secret(Name="cams-key", SecretString=json.dumps({"AccessKeyId": "A", "AccessKeySecret": "a"}))
+    clock = Clock()
+    source = SecretCredentials("cams-key", SecretsProvider(), clock)
+    assert source.current().access_key_id == "A"
+    secrets.put_secret_value(SecretId="cams-key", SecretString=json.dumps({"AccessKeyId": "B", "AccessKeySecret": "b"}))
+    assert source.current().access_key_id == "A"  # no rejection: the cached key is used, no read
+    source.rejected()
+    clock.now += 30
+    assert source.current().access_key_id == "A"  # rejected, but read less than a minute ago
+    clock.now += 31
+    assert source.current().access_key_id == "B"
+    source.rejected()
+    clock.now += 1
+    assert source.current().access_key_id == "B"
