@@ -1,14 +1,18 @@
-"""HTTP reads of WABAs: API Gateway HTTP API (v2), REST API (v1) and function URL events, one behaviour."""
+"""HTTP reads of WABAs, one router for every trigger: API Gateway HTTP API (v2), REST API (v1) and function URL
+events on AWS (`lambda_handler`), and Function Compute's HTTP trigger (`handler`)."""
 
 from __future__ import annotations
 
 import json
+import time
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from waba_lookup import fc
 from waba_lookup.customer import Customer
 from waba_lookup.errors import (
     BudgetUnavailable,
@@ -101,3 +105,14 @@ rest_api.include_router(router)
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
     app = http_api if event.get("version") == "2.0" else rest_api
     return app.resolve(event, context)
+
+
+def handler(event: bytes, context: Any) -> dict[str, Any]:
+    """Function Compute's HTTP trigger: its event through the same router, as an API Gateway v2 event."""
+    started = time.monotonic()
+    return fc.http_answer(_resolve_fc(fc.http_event(event), fc.FcContext.of(context, started)))
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+def _resolve_fc(event: dict[str, Any], context: fc.FcContext) -> dict[str, Any]:
+    return http_api.resolve(event, context)  # type: ignore[arg-type]  # FcContext reads as a LambdaContext

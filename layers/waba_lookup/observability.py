@@ -1,8 +1,13 @@
-"""The one Logger, Metrics and Tracer of the package (service name from POWERTOOLS_SERVICE_NAME)."""
+"""The one Logger, Metrics and Tracer of the package (service name from POWERTOOLS_SERVICE_NAME).
+
+Logs are JSON lines on stdout on both platforms (Function Compute ships them to Simple Log Service). EMF metrics and
+X-Ray are AWS's: on Function Compute nothing is counted and the tracer is never built (it is off outside Lambda).
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any, TypeVar, cast
@@ -63,14 +68,22 @@ metrics = Metrics(namespace="WabaLookup", service=SERVICE)
 tracer = LazyTracer(SERVICE)
 
 
+def counting() -> bool:
+    """Whether metrics are recorded: not on Function Compute (no EMF there, and nothing would flush them), nor when
+    Powertools' own POWERTOOLS_METRICS_DISABLED says so."""
+    return "FC_FUNCTION_NAME" not in os.environ and not is_metrics_disabled()
+
+
 def count(name: str, value: int = 1) -> None:
     """Add one to a counter metric."""
+    if not counting():
+        return
     metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def count_error(code: str) -> None:
     """Count a CAMS error under its code, as its own metric line so the dimension stays with it."""
-    if is_metrics_disabled():  # single_metric flushes at once and does not check POWERTOOLS_METRICS_DISABLED
+    if not counting():  # single_metric flushes at once and does not check POWERTOOLS_METRICS_DISABLED
         return
     with single_metric(name="CamsErrors", unit=MetricUnit.Count, value=1, namespace="WabaLookup") as metric:
         metric.add_dimension(name="Code", value=code)

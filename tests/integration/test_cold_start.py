@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from waba_local.cold_start import HEAVY, cold_hit, deployed_env, moto_server, seed
+from waba_local.cold_start_fc import HEAVY_ON_FC, cold_fc_hit, local_oss
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +79,21 @@ def received(daemon: socket.socket) -> Iterator[str]:
             yield daemon.recv(65536).decode()
         except TimeoutError:
             return
+
+
+@pytest.fixture(scope="module")
+def cold_fc() -> dict[str, Any]:
+    """A fresh FC instance's first answer, OSS on the stand-in, the role's STS credentials in its environment."""
+    with local_oss() as (env, fresh_entry):
+        fresh_entry()
+        return cold_fc_hit(env)
+
+
+def test_a_cold_hit_on_fc_is_answered_from_oss(cold_fc: dict[str, Any]) -> None:
+    assert (cold_fc["status"], cold_fc["cache"]) == (200, "HIT")
+    assert "alibabacloud_oss_v2" in cold_fc["modules"]
+
+
+@pytest.mark.parametrize("package", HEAVY_ON_FC)
+def test_a_cold_hit_on_fc_never_loads(cold_fc: dict[str, Any], package: str) -> None:
+    assert [m for m in cold_fc["modules"] if m.startswith(package)] == []

@@ -1,15 +1,19 @@
-"""The HTTP function end to end: API Gateway events in, the real SDK to the emulator, moto's S3 and SQS."""
+"""The HTTP function end to end on both platforms, through the same tests: API Gateway events in with moto's S3,
+SQS and DynamoDB (AWS), or Function Compute HTTP events in with the OSS stand-in (FC); the real SDKs to the
+emulator and the stand-ins over HTTP."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from http_api import app
 
-from tests.conftest import AwsStandIn, FakeLambdaContext, load_event
+from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache, load_event
 from waba_local.emulator import CamsEmulator
+from waba_local.fc_local import LocalFcContext
 from waba_lookup.lookup import get_lookup
 from waba_lookup.settings import get_settings
 
@@ -17,9 +21,47 @@ SUB = "cs-acme-001"
 ISV = "isv-cs-acme-001"
 
 
+@dataclass
+class Stack:
+    """One platform's HTTP function with its stand-ins. `call(case)` sends the platform's event for that case
+    (events/http-v2-<case>.json on AWS, events/fc-http-<case>.json on FC) through the platform's entry point."""
+
+    platform: str
+    cams: CamsEmulator
+    cache: AwsStandIn | OssCache
+    aws: AwsStandIn | None  # SQS and the DynamoDB budget: AWS only until SMQ and Tablestore exist
+
+    def call(self, case: str, **overrides: Any) -> dict[str, Any]:
+        response: dict[str, Any]
+        if self.platform == "aws":
+            response = app.lambda_handler(load_event(f"http-v2-{case}", **overrides), FakeLambdaContext())
+        else:
+            event = json.dumps(load_event(f"fc-http-{case}", **overrides)).encode()
+            response = app.handler(event, LocalFcContext())
+        return response
+
+    def break_cache(self, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+        """The cache bucket missing, or its store unreachable (nothing listening)."""
+        if how == "missing":
+            monkeypatch.setenv("CACHE_BUCKET", "no-such-bucket-here")
+        else:
+            monkeypatch.setenv(
+                "AWS_ENDPOINT_URL_S3" if self.platform == "aws" else "OSS_ENDPOINT", "http://127.0.0.1:9"
+            )
+
+
+@pytest.fixture(params=["aws", "fc"])
+def stack(request: pytest.FixtureRequest, cams_env: CamsEmulator) -> Stack:
+    if request.param == "aws":
+        aws: AwsStandIn = request.getfixturevalue("aws")
+        return Stack("aws", cams_env, aws, aws)
+    return Stack("fc", cams_env, request.getfixturevalue("oss"), None)
+
+
 @pytest.fixture
-def stack(cams_env: CamsEmulator, aws: AwsStandIn) -> tuple[CamsEmulator, AwsStandIn]:
-    return cams_env, aws
+def aws_stack(cams_env: CamsEmulator, aws: AwsStandIn) -> Stack:
+    """AWS only: the DynamoDB budget, SQS and the REST API's events."""
+    return Stack("aws", cams_env, aws, aws)
 
 
 def call(name: str, context: FakeLambdaContext | None = None, **overrides: Any) -> dict[str, Any]:
@@ -37,99 +79,94 @@ def header(response: dict[str, Any], name: str) -> str | None:
     return headers.get(name.lower()) or multi.get(name.lower())
 
 
-def test_miss_then_hit_spends_one_cams_call(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
-    cams, aws = stack
-    first, second = call("http-v2-sub"), call("http-v2-sub")
+def test_miss_then_hit_spends_one_cams_call(stack: Stack) -> None:
+    cams, cache = stack.cams, stack.cache
+    first, second = stack.call("sub"), stack.call("sub")
     assert first["statusCode"] == second["statusCode"] == 200
     assert (header(first, "X-Cache"), header(second, "X-Cache")) == ("MISS", "HIT")
     assert header(first, "Content-Type") == "application/json"
     assert body(first) == body(second) and body(first)["Data"]["Id"]
     assert "ThroughputTier" in body(second)["Data"]  # unknown CAMS fields survive the cache
     assert cams.count(cust_space_id=SUB) == 1
-    assert len(aws.cache_objects()) == 1
+    assert len(cache.cache_objects()) == 1
 
 
-def test_age_counts_seconds_since_fetched(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    assert header(call("http-v2-own"), "Age") == "0"
+def test_age_counts_seconds_since_fetched(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert header(stack.call("own"), "Age") == "0"
     lookup = get_lookup()
     monkeypatch.setattr(lookup, "_wall", lambda: __import__("time").time() + 42)
-    hit = call("http-v2-own")
+    hit = stack.call("own")
     assert header(hit, "X-Cache") == "HIT" and header(hit, "Age") in ("42", "43")
 
 
-@pytest.mark.parametrize("event", ["http-v2-sub-refresh", "http-v2-sub-no-cache", "rest-v1-sub-no-cache"])
-def test_refresh_and_no_cache_skip_a_fresh_entry(stack: tuple[CamsEmulator, AwsStandIn], event: str) -> None:
-    cams, _ = stack
-    call("http-v2-sub")
-    forced = call(event)
+@pytest.mark.parametrize("case", ["sub-refresh", "sub-no-cache"])
+def test_refresh_and_no_cache_skip_a_fresh_entry(stack: Stack, case: str) -> None:
+    stack.call("sub")
+    forced = stack.call(case)
     assert header(forced, "X-Cache") == "MISS"
-    assert cams.count(cust_space_id=SUB) == 2
+    assert stack.cams.count(cust_space_id=SUB) == 2
 
 
-@pytest.mark.parametrize("event", ["http-v2-sub-wrong-isv", "http-v2-sub-no-isv"])
-def test_a_wrong_or_missing_isv_code_never_gets_the_cached_entry(
-    stack: tuple[CamsEmulator, AwsStandIn], event: str
-) -> None:
-    cams, aws = stack
-    cached = call("http-v2-sub")
-    denied = call(event)
+def test_no_cache_in_a_rest_api_event_skips_a_fresh_entry(aws_stack: Stack) -> None:
+    aws_stack.call("sub")
+    assert header(call("rest-v1-sub-no-cache"), "X-Cache") == "MISS"
+    assert aws_stack.cams.count(cust_space_id=SUB) == 2
+
+
+@pytest.mark.parametrize("case", ["sub-wrong-isv", "sub-no-isv"])
+def test_a_wrong_or_missing_isv_code_never_gets_the_cached_entry(stack: Stack, case: str) -> None:
+    cams, cache = stack.cams, stack.cache
+    cached = stack.call("sub")
+    denied = stack.call(case)
     assert denied["statusCode"] == 403
     assert body(denied)["Code"] == "Ram.PermissionDeny"
     assert body(cached)["Data"]["Id"] not in denied["body"]
     assert cams.count(cust_space_id=SUB) == 2  # CAMS was asked, not the other IsvCode's entry
-    keys = " ".join(aws.cache_objects())
-    assert ISV not in keys and ISV not in json.dumps(list(aws.cache_objects().values()))
+    keys = " ".join(cache.cache_objects())
+    assert ISV not in keys and ISV not in json.dumps(list(cache.cache_objects().values()))
 
 
 @pytest.mark.parametrize("code", ["Ram.PermissionDeny", "Product.Unsubscript", "Unknown.ResourceOwnerId"])
-def test_permanent_cams_codes_are_403_and_cached_briefly(stack: tuple[CamsEmulator, AwsStandIn], code: str) -> None:
-    cams, aws = stack
+def test_permanent_cams_codes_are_403_and_cached_briefly(stack: Stack, code: str) -> None:
+    cams, cache = stack.cams, stack.cache
     cams.set_behaviour(SUB, f"error:{code}")
-    first, second = call("http-v2-sub"), call("http-v2-sub")
+    first, second = stack.call("sub"), stack.call("sub")
     assert first["statusCode"] == second["statusCode"] == 403
     assert body(first)["Code"] == body(second)["Code"] == code
     assert set(body(first)) == {"Code", "Message", "RequestId"}
     assert cams.count(cust_space_id=SUB) == 1
-    [entry] = aws.cache_objects().values()
+    [entry] = cache.cache_objects().values()
     assert entry["Result"] == "DENIED" and entry["Error"]["Code"] == code
 
 
 @pytest.mark.parametrize(("behaviour", "status"), [("5xx", 502), ("garbage", 502), ("slow:1.5", 504)])
-def test_upstream_failures_without_a_cached_entry(
-    stack: tuple[CamsEmulator, AwsStandIn], behaviour: str, status: int
-) -> None:
-    cams, _ = stack
+def test_upstream_failures_without_a_cached_entry(stack: Stack, behaviour: str, status: int) -> None:
+    cams = stack.cams
     cams.set_behaviour(SUB, behaviour)
-    response = call("http-v2-sub")
+    response = stack.call("sub")
     assert response["statusCode"] == status
     assert set(body(response)) == {"Code", "Message", "RequestId"} and body(response)["RequestId"]
     assert "Traceback" not in response["body"]
 
 
 @pytest.mark.parametrize("behaviour", ["5xx", "slow:1.5", "error:System.LimitControl", "garbage"])
-def test_a_stale_entry_is_served_when_cams_fails(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch, behaviour: str
-) -> None:
-    cams, _ = stack
+def test_a_stale_entry_is_served_when_cams_fails(stack: Stack, monkeypatch: pytest.MonkeyPatch, behaviour: str) -> None:
+    cams = stack.cams
     monkeypatch.setenv("CACHE_TTL_SECONDS", "0")  # every entry is past fresh at once, well within stale
-    fresh = call("http-v2-sub")
+    fresh = stack.call("sub")
     cams.set_behaviour(SUB, behaviour)
-    stale = call("http-v2-sub")
+    stale = stack.call("sub")
     assert stale["statusCode"] == 200 and header(stale, "X-Cache") == "STALE"
     assert body(stale) == body(fresh)
 
 
-def test_an_entry_past_the_stale_window_is_not_served(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cams, _ = stack
+def test_an_entry_past_the_stale_window_is_not_served(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    cams = stack.cams
     monkeypatch.setenv("CACHE_TTL_SECONDS", "0")
     monkeypatch.setenv("CACHE_STALE_SECONDS", "0")
-    call("http-v2-sub")
+    stack.call("sub")
     cams.set_behaviour(SUB, "5xx")
-    assert call("http-v2-sub")["statusCode"] == 502
+    assert stack.call("sub")["statusCode"] == 502
 
 
 def new_instance_without_the_budget_store(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,107 +177,93 @@ def new_instance_without_the_budget_store(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def test_the_budget_store_down_with_nothing_cached_is_503_and_spends_nothing(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+    aws_stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cams, _ = stack
+    cams = aws_stack.cams
     new_instance_without_the_budget_store(monkeypatch)
-    response = call("http-v2-sub")
+    response = aws_stack.call("sub")
     assert response["statusCode"] == 503 and body(response)["Code"] == "BudgetUnavailable"
     assert int(header(response, "Retry-After") or 0) >= 1
     assert cams.calls == []
 
 
 def test_the_budget_store_down_serves_a_stale_entry_and_fresh_hits_never_ask_it(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+    aws_stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cams, _ = stack
-    call("http-v2-sub")
+    cams = aws_stack.cams
+    aws_stack.call("sub")
     new_instance_without_the_budget_store(monkeypatch)
-    hit = call("http-v2-sub")
+    hit = aws_stack.call("sub")
     assert header(hit, "X-Cache") == "HIT" and get_lookup().budget.stats.store_requests == 0
-    stale = call("http-v2-sub-refresh")
+    stale = aws_stack.call("sub-refresh")
     assert stale["statusCode"] == 200 and header(stale, "X-Cache") == "STALE"
     assert cams.count(cust_space_id=SUB) == 1
 
 
-def test_throttled_with_nothing_cached_is_429_with_retry_after(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
-    cams, _ = stack
+def test_throttled_with_nothing_cached_is_429_with_retry_after(stack: Stack) -> None:
+    cams = stack.cams
     cams.set_behaviour(SUB, "error:System.LimitControl")
-    response = call("http-v2-sub")
+    response = stack.call("sub")
     assert response["statusCode"] == 429
     assert body(response)["Code"] == "System.LimitControl"
     assert int(header(response, "Retry-After") or 0) >= 1
 
 
-def test_no_permit_within_the_wait_bound_is_429(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    cams, _ = stack
+def test_no_permit_within_the_wait_bound_is_429(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    cams = stack.cams
     monkeypatch.setenv("CAMS_QPS_BUDGET", "1")
     monkeypatch.setenv("CAMS_INTERACTIVE_RESERVE", "0")
     monkeypatch.setattr(app, "HTTP_SLOT_WAIT_SECONDS", 0.3)
-    assert call("http-v2-own")["statusCode"] == 200
+    assert stack.call("own")["statusCode"] == 200
     # the one slot is held until a second after that answer; this read may queue for 0.3 s only
-    response = call("http-v2-sub")
+    response = stack.call("sub")
     assert response["statusCode"] == 429 and body(response)["Code"] == "Throttling.Pacing"
     assert header(response, "Retry-After") is not None
     assert len(cams.calls) == 1
 
 
 @pytest.mark.parametrize(
-    "event",
-    [
-        "http-v2-invalid-cust-space-id",
-        "http-v2-invalid-isv-code",
-        "rest-v1-invalid-cust-space-id",
-        "http-v2-refresh-malformed",
-        "http-v2-refresh-empty",
-        "http-v2-refresh-not-json",
-        "rest-v1-refresh-malformed",
-    ],
+    "case",
+    ["invalid-cust-space-id", "invalid-isv-code", "refresh-malformed", "refresh-empty", "refresh-not-json"],
 )
-def test_invalid_input_is_400_and_spends_nothing(stack: tuple[CamsEmulator, AwsStandIn], event: str) -> None:
-    cams, aws = stack
-    response = call(event)
+def test_invalid_input_is_400_and_spends_nothing(stack: Stack, case: str) -> None:
+    response = stack.call(case)
     assert response["statusCode"] == 400
     assert set(body(response)) == {"Code", "Message", "RequestId"}
-    assert cams.calls == []
-    assert aws.cache_objects() == {}
-    assert get_lookup.cache_info().currsize == 0 or get_lookup().cache._s3 is None  # type: ignore[union-attr]
-    assert aws.sqs.receive_message(QueueUrl=aws.queue_url).get("Messages", []) == []
+    assert stack.cams.calls == []
+    assert stack.cache.cache_objects() == {}
+    assert get_lookup.cache_info().currsize == 0  # no client was made, for the cache or anything else
+    assert_nothing_queued(stack)
 
 
-def test_a_refresh_body_over_1000_items_is_400(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
-    _, aws = stack
+def test_a_refresh_body_over_1000_items_is_400(stack: Stack) -> None:
     items = json.dumps({"Items": [{"CustSpaceId": f"cs-{i}"} for i in range(1001)]})
-    assert call("http-v2-refresh", body=items)["statusCode"] == 400
-    assert aws.sqs.receive_message(QueueUrl=aws.queue_url).get("Messages", []) == []
+    assert stack.call("refresh", body=items)["statusCode"] == 400
+    assert_nothing_queued(stack)
 
 
-def test_s3_down_still_answers_from_cams(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+def assert_nothing_queued(stack: Stack) -> None:
+    if stack.aws is not None:
+        assert stack.aws.sqs.receive_message(QueueUrl=stack.aws.queue_url).get("Messages", []) == []
+
+
+@pytest.mark.parametrize("how", ["missing", "unreachable"])
+def test_the_cache_store_failing_still_answers_from_cams(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    cams, _ = stack
-    monkeypatch.setenv("CACHE_BUCKET", "no-such-bucket-here")
-    first, second = call("http-v2-sub"), call("http-v2-sub")
+    stack.break_cache(monkeypatch, how)
+    first, second = stack.call("sub"), stack.call("sub")
     assert first["statusCode"] == second["statusCode"] == 200
     assert header(second, "X-Cache") == "MISS"
-    assert cams.count(cust_space_id=SUB) == 2
-
-
-def test_s3_unreachable_still_answers_from_cams(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "http://127.0.0.1:9")
-    response = call("http-v2-own")
-    assert response["statusCode"] == 200 and header(response, "X-Cache") == "MISS"
+    assert stack.cams.count(cust_space_id=SUB) == 2
+    assert "cache read failed" in caplog.text and "cache write failed" in caplog.text
 
 
 @pytest.mark.parametrize(
     "case",
     ["own", "sub", "sub-wrong-isv", "invalid-cust-space-id", "invalid-isv-code", "refresh", "refresh-malformed"],
 )
-def test_rest_v1_and_http_v2_events_are_answered_alike(stack: tuple[CamsEmulator, AwsStandIn], case: str) -> None:
+def test_rest_v1_and_http_v2_events_are_answered_alike(aws_stack: Stack, case: str) -> None:
     v2, v1 = call(f"http-v2-{case}"), call(f"rest-v1-{case}")
     assert v1["statusCode"] == v2["statusCode"]
     strip = lambda r: {k: v for k, v in body(r).items() if k != "RequestId"}
@@ -251,10 +274,10 @@ def test_rest_v1_and_http_v2_events_are_answered_alike(stack: tuple[CamsEmulator
     assert (header(v2, "X-Cache"), header(v1, "X-Cache")) in ((None, None), ("MISS", "HIT"))
 
 
-def test_bulk_refresh_enqueues_exactly_the_items(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
-    cams, aws = stack
+def test_bulk_refresh_enqueues_exactly_the_items(aws_stack: Stack) -> None:
+    cams, aws = aws_stack.cams, aws_stack.aws
     items = [{"CustSpaceId": f"cs-bulk-{i}", "IsvCode": f"isv-cs-bulk-{i}"} for i in range(23)] + [{}]
-    response = call("http-v2-refresh", body=json.dumps({"Items": items}))
+    response = aws_stack.call("refresh", body=json.dumps({"Items": items}))
     assert response["statusCode"] == 202 and body(response) == {"Queued": 24}
     received = []
     while batch := aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get("Messages", []):
