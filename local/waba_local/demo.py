@@ -1,8 +1,10 @@
-"""`make demo`: the whole job against the local stand-ins. No cloud account, no credentials, nothing to set.
+"""`make demo`: the whole job against the local stand-ins, on both platforms. No cloud account, nothing to set.
 
 1. the CAMS client: the official SDK, signed requests, to the emulator;
-2. HTTP reads through the API function: MISS, HIT, STALE, and errors;
-3. a bulk refresh: POST /waba/refresh, then the queue worker drains SQS the way Lambda's poller would.
+2. AWS: HTTP reads through the API function (API Gateway events, S3): MISS, HIT, STALE, and errors;
+3. AWS: a bulk refresh: POST /waba/refresh, then the queue worker drains SQS the way Lambda's poller would;
+4. Function Compute: the same reads through the same function's FC entry point (FC HTTP trigger events, OSS,
+   the function role's STS credentials).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from waba_local import stand_ins
 from waba_local.apigw import http_event, load_handler
 from waba_local.console import heading, progress, table
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
+from waba_local.fc_local import fc_invocation
 from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, PollStats
 
 SUB, (SUB_ISV, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
@@ -26,8 +30,8 @@ BULK = 36
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep tables and progress in order
     heading("Starting the local stand-ins")
-    local = stand_ins.start(visibility_timeout=5, max_receive_count=3)
-    assert local.emulator is not None
+    local = stand_ins.start(visibility_timeout=5, max_receive_count=3, with_oss=True)
+    assert local.emulator is not None and local.oss is not None
     os.environ.update(local.environment())
     os.environ.update(
         {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true", "CAMS_TIMEOUT_MS": "1500"}
@@ -39,10 +43,25 @@ def main() -> None:
         f"  S3, SQS, DynamoDB  {local.aws_endpoint}  (moto server, one request at a time: bucket {local.bucket}, "
         f"queue + dead-letter queue, the shared budget's table {local.budget_table})"
     )
+    print(f"  OSS                {local.oss.endpoint}  (checks OSS4-HMAC-SHA256 signatures and STS tokens)")
     try:
         cams_client_part(local.emulator)
-        http_part(local.emulator)
+        api = load_handler("http_api")
+        http_part(
+            local.emulator,
+            "2. AWS Lambda: HTTP reads through the API function (API Gateway HTTP API events, cache: S3)",
+            lambda method, path, headers: api.lambda_handler(
+                http_event(method, path, headers), LocalLambdaContext(10_000)
+            ),
+        )
         bulk_part(local)
+        become_fc_instance(local)
+        http_part(
+            local.emulator,
+            "4. Function Compute: the same reads through `handler` (FC HTTP trigger events, cache: OSS, "
+            "CAMS and OSS called with the function role's STS credentials)",
+            lambda method, path, headers: api.handler(*fc_invocation(method, path, headers)),
+        )
     finally:
         local.stop()
     print("\nDone. `make serve` runs the same API on localhost for curl; `make test` runs the tests.")
@@ -67,9 +86,8 @@ def cams_client_part(emulator: CamsEmulator) -> None:
     print(f"  calls the emulator saw: {len(emulator.calls)}")
 
 
-def http_part(emulator: CamsEmulator) -> None:
-    heading("2. HTTP reads through the API function (cache: S3)")
-    api = load_handler("http_api")
+def http_part(emulator: CamsEmulator, title: str, invoke: Callable[[str, str, dict[str, str]], Any]) -> None:
+    heading(title)
     sub_headers = {"X-Isv-Code": SUB_ISV}
     steps: list[tuple[str, str, str, dict[str, str], str | None]] = [
         ("first read", "GET", f"/waba/{SUB}", sub_headers, None),
@@ -92,7 +110,7 @@ def http_part(emulator: CamsEmulator) -> None:
         if behaviour:
             emulator.set_behaviour("*", behaviour)
         before = len(emulator.calls)
-        response = api.lambda_handler(http_event(method, path, headers), LocalLambdaContext(10_000))
+        response = invoke(method, path, headers)
         body, out = json.loads(response["body"]), response.get("headers", {})
         what = body.get("Data", {}).get("Id") or body.get("Code")
         rows.append(
@@ -110,7 +128,7 @@ def http_part(emulator: CamsEmulator) -> None:
 
 
 def bulk_part(local: stand_ins.StandIns) -> None:
-    heading(f"3. Bulk refresh: POST /waba/refresh with {BULK + 3} items, drained by the queue worker")
+    heading(f"3. AWS: bulk refresh: POST /waba/refresh with {BULK + 3} items, drained by the queue worker")
     assert local.emulator is not None
     from waba_lookup.lookup import get_lookup  # after main() set POWERTOOLS_LOG_LEVEL: it is read at import
 
@@ -151,6 +169,18 @@ def bulk_part(local: stand_ins.StandIns) -> None:
     progress(total, total, "drained")
     elapsed = time.monotonic() - started
     summarise(local, stats, elapsed, local.emulator.calls[calls_before:], get_lookup().budget.stats)
+
+
+def become_fc_instance(local: stand_ins.StandIns) -> None:
+    """From here on the process is an FC instance: FC's variables instead of AWS's, and a fresh lookup."""
+    from waba_lookup.lookup import get_lookup
+    from waba_lookup.settings import get_settings
+
+    for name in local.environment():
+        os.environ.pop(name, None)
+    os.environ.update(local.fc_environment())
+    get_settings.cache_clear()
+    get_lookup.cache_clear()
 
 
 def clear_cache(local: stand_ins.StandIns) -> None:

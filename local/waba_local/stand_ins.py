@@ -1,25 +1,33 @@
-"""The local stand-ins for the cloud: the CAMS emulator and moto's server (S3, SQS, DynamoDB, Secrets Manager).
+"""The local stand-ins for the clouds: the CAMS emulator, moto's server (S3, SQS, DynamoDB, Secrets Manager) and
+the OSS stand-in.
 
 Started together for the demo, `make serve` and the benchmark; `environment()` gives the settings that point
-the package at them (the same variables a deployment sets, the shared budget's table included). moto's server
+the package at them as AWS sets them (the shared budget's table included), `fc_environment()` as Function Compute
+does (FC_*, and the function role's STS credentials, which both the emulator and the OSS stand-in accept). moto's server
 answers one request at a time (local_aws.py), so a race in the stand-in can never pass for one in the product.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
 
 from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, CamsEmulator
+from waba_local.fc_local import fc_environment
 from waba_local.local_aws import LocalAws
+from waba_local.oss_stand_in import OssStandIn
 
 REGION = "ap-southeast-1"
 BUCKET = "waba-lookup-local-cache"
 BUDGET_TABLE = "waba-lookup-local-budget"
 INTERACTIVE_RESERVE = "2"  # the template's default
+# the FC function role's STS credentials, as FC puts them in the instance's environment (local, and never real)
+ROLE = ("STS.LocalFunctionRole", "local-function-role-secret", "local-function-role-security-token")
+ROLE_VALID_SECONDS = 36 * 3600
 
 
 @dataclass
@@ -30,6 +38,7 @@ class StandIns:
     queue_url: str
     dlq_url: str
     budget_table: str = BUDGET_TABLE
+    oss: OssStandIn | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -67,9 +76,26 @@ class StandIns:
             }
         return env
 
+    def fc_environment(self, cams: bool = True) -> dict[str, str]:
+        """The settings of the FC HTTP function: FC's own variables, OSS (the stand-in), and CAMS (the emulator) with
+        the role's STS credentials. No shared budget yet on FC: static shares."""
+        assert self.oss is not None
+        env = fc_environment() | {"OSS_ENDPOINT": self.oss.endpoint, "CACHE_BUCKET": self.bucket}
+        if cams and self.emulator is not None:
+            env |= {
+                "CAMS_ENDPOINT": self.emulator.endpoint,
+                "CAMS_PROTOCOL": "http",
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": ROLE[0],
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": ROLE[1],
+                "ALIBABA_CLOUD_SECURITY_TOKEN": ROLE[2],
+            }
+        return env
+
     def stop(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
+        if self.oss is not None:
+            self.oss.stop()
         self.aws.stop()
 
 
@@ -79,11 +105,19 @@ def start(
     with_emulator: bool = True,
     accounts: dict[str, str] | None = None,
     aws_own_process: bool = False,
+    with_oss: bool = False,
 ) -> StandIns:
     """Start the emulator (unless real CAMS is used) and a moto server with the cache bucket, the queues and
-    the shared budget's table."""
+    the shared budget's table; with_oss, the OSS stand-in too, with the cache bucket."""
     emulator = CamsEmulator(accounts=accounts).start() if with_emulator else None
-    stand_ins = StandIns(emulator, LocalAws(aws_own_process).start(), BUCKET, "", "")
+    oss = None
+    if with_oss:
+        oss = OssStandIn(credentials={}).start()
+        oss.create_bucket(BUCKET)
+        oss.add_sts(*ROLE, expires_at=time.time() + ROLE_VALID_SECONDS)
+        if emulator is not None:
+            emulator.add_sts(*ROLE, expires_at=time.time() + ROLE_VALID_SECONDS)
+    stand_ins = StandIns(emulator, LocalAws(aws_own_process).start(), BUCKET, "", "", oss=oss)
     s3, sqs = stand_ins.client("s3"), stand_ins.client("sqs")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     stand_ins.dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
