@@ -58,8 +58,9 @@ build-fc: $(STAMP) ## build .fc-build/ for Function Compute (layer.zip, the func
 bench: $(STAMP) ## measure CAMS throughput and flow-control rejections (figures to bench-results/)
 	$(PY) -m waba_local.bench
 
-serve: $(STAMP) ## serve the HTTP API on localhost:3000 like `sam local start-api`, backed by local stand-ins
-	$(PY) -m waba_local.serve
+PLATFORM ?= aws
+serve: $(STAMP) ## serve the HTTP API on localhost:3000 like `sam local start-api` (PLATFORM=fc: like an FC HTTP trigger)
+	$(PY) -m waba_local.serve --platform $(PLATFORM)
 
 clean: ## remove build output and virtualenvs
-	rm -rf $(VENV) $(TOOLS) .aws-sam .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results
+	rm -rf $(VENV) $(TOOLS) .aws-sam .fc-build .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results

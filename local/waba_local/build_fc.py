@@ -42,8 +42,15 @@ assert callable(getattr(module, name, None)), f"{handler} is not callable"
 for extra in imports:
     importlib.import_module(extra)
 assert "boto3" not in sys.modules, "boto3 was imported: it is not in the FC layer"
+if len(sys.argv) > 4:  # an event that needs no cloud: the router, the error mapping and the adapter end to end
+    class Function: name, memory, timeout, qualifier = "probe", 512, 20, "LATEST"
+    class Context: request_id, function, region, account_id = "1-probe", Function(), "ap-southeast-1", "1"
+    answer = getattr(module, name)(open(sys.argv[4], "rb").read(), Context())
+    assert answer["statusCode"] == 400 and json.loads(answer["body"])["Code"] == "InvalidParameter", answer
 print(module.__file__)
 """
+# an event per function that the built function must answer without reaching any cloud
+PROBE_EVENTS = {"http_api": ROOT / "events" / "fc-http-invalid-cust-space-id.json"}
 
 
 def build_layer() -> None:
@@ -93,8 +100,10 @@ def check_function(name: str, handler: str, python: str, opt: Path, results: lis
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "FC_FUNCTION_NAME": f"waba-lookup-{name}"}
     env |= {"FC_REGION": "ap-southeast-1", "FC_FUNCTION_HANDLER": handler, "POWERTOOLS_SERVICE_NAME": "waba-lookup"}
     argv = [python, "-I", "-S", "-c", PROBE, json.dumps([str(code), str(opt / "python")]), handler]
-    run = subprocess.run([*argv, json.dumps(LAZY_IMPORTS)], check=False, capture_output=True, text=True, env=env)
+    argv += [json.dumps(LAZY_IMPORTS), *([str(PROBE_EVENTS[name])] if name in PROBE_EVENTS else [])]
+    run = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
     detail = f"{name}: {handler} imports in an isolated python3.12 from .fc-build/{name} and the layer alone"
+    detail += " and answers a sample event" if name in PROBE_EVENTS else ""
     results.append((run.returncode == 0, detail + ("" if run.returncode == 0 else "\n" + _last_lines(run.stderr))))
 
 
