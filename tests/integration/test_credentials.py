@@ -124,3 +124,26 @@ def test_a_rotated_secret_is_read_again_at_most_once_a_minute_after_a_rejection(
     source.rejected()
     clock.now += 1
     assert source.current().access_key_id == "B"
+
+
+@pytest.mark.parametrize("how", ["wrong secret", "unknown key", "expired STS token", "missing bucket"])
+def test_on_fc_an_oss_that_refuses_the_function_is_a_miss_never_a_500(
+    cams_env: CamsEmulator, oss: OssCache, monkeypatch: pytest.MonkeyPatch, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given CAMS accepting the role's STS credentials, and OSS refusing them (or missing the bucket)
+    cams_env.add_sts("STS.role1", "sts-secret-1", "sts-token-1", expires_at=time.time() + 3600)
+    use_sts(monkeypatch, 1)
+    if how == "wrong secret":
+        oss.stand_in.add_sts("STS.role1", "another-secret", "sts-token-1", expires_at=time.time() + 3600)
+    elif how == "expired STS token":
+        oss.stand_in.add_sts("STS.role1", "sts-secret-1", "sts-token-1", expires_at=time.time() - 1)
+    elif how == "missing bucket":
+        oss.stand_in.add_sts("STS.role1", "sts-secret-1", "sts-token-1", expires_at=time.time() + 3600)
+        monkeypatch.setenv("CACHE_BUCKET", "no-such-bucket-here")
+    # When the function reads twice
+    first, second = fc_call("sub"), fc_call("sub")
+    # Then both are answered by CAMS, and the refusals are in the logs, not in the answers
+    assert [r["statusCode"] for r in (first, second)] == [200, 200]
+    assert [r["headers"]["X-Cache"] for r in (first, second)] == ["MISS", "MISS"]  # type: ignore[index]
+    assert "cache read failed" in caplog.text and "cache write failed" in caplog.text
+    assert oss.cache_objects() == {}
