@@ -19,7 +19,7 @@ from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
 from waba_lookup.observability import metrics
-from waba_lookup.refresh import get_refresh_queue
+from waba_lookup.refresh_queue import get_refresh_queue
 from waba_lookup.settings import get_settings
 from waba_lookup.sliding_log import LogRecord
 

@@ -26,7 +26,8 @@ from waba_lookup.errors import (
 from waba_lookup.errors import WabaLookupError as LookupError_
 from waba_lookup.lookup import HTTP_SLOT_WAIT_SECONDS, deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.refresh import get_refresh_queue, parse_refresh_request
+from waba_lookup.refresh import parse_refresh_request
+from waba_lookup.refresh_queue import get_refresh_queue
 
 router = Router()
 STATUS = {

@@ -67,7 +67,7 @@ for _ in range(int(sys.argv[2])):
     warm.append(time.perf_counter() - begun)
 looped = time.perf_counter() - answered
 from waba_lookup.lookup import get_lookup
-from waba_lookup.refresh import get_refresh_queue
+from waba_lookup.refresh_queue import get_refresh_queue
 sdk_started = time.perf_counter()
 import alibabacloud_cams20200606.client, alibabacloud_tea_openapi.utils_models, darabonba.runtime
 sdk = time.perf_counter() - sdk_started
