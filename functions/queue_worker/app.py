@@ -1,17 +1,21 @@
-"""Background refreshes from SQS, paced under the CAMS quota, with partial batch responses."""
+"""Background refreshes, paced under the CAMS quota: from SQS with partial batch responses (`lambda_handler`), and
+from SMQ through Function Compute's EventBridge trigger (`handler`)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from waba_lookup import fc
 from waba_lookup.errors import WabaLookupError
 from waba_lookup.lookup import SETTLE_RESERVE_SECONDS, deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.refresh import PoisonMessage, refresh_message
+from waba_lookup.redelivery import Delivery, Redelivery, redelivery_queues
+from waba_lookup.refresh import OutOfTime, PoisonMessage, refresh_message
 
 # An all-failed batch (CAMS down, throttled) is answered with every record in batchItemFailures rather than by
 # raising: the records return to the queue after the visibility timeout either way, and a raised error would
@@ -45,3 +49,32 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
     # static shares end the invocation holding no CAMS slot (see Pacer.settle); the shared budget needs no wait
     get_lookup().budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
     return response
+
+
+def handler(event: bytes, context: Any) -> dict[str, int]:
+    """Function Compute's SMQ trigger (EventBridge, CloudEvents): the same item logic, with failed items sent on
+    (re-sent with a delay, or dead-lettered) before returning, since a batch there succeeds or fails whole."""
+    started = time.monotonic()
+    return _refresh_fc(fc.queue_messages(event), fc.FcContext.of(context, started))
+
+
+@logger.inject_lambda_context
+def _refresh_fc(messages: list[fc.QueueMessage], context: fc.FcContext) -> dict[str, int]:
+    lookup, plan = get_lookup(), Redelivery()
+    queue, dead_letter_queue = redelivery_queues(lookup.settings)  # configuration errors fail the invocation
+    deadline = deadline_within(context.get_remaining_time_in_millis(), reserve_seconds=SETTLE_RESERVE_SECONDS)
+    for message in messages:
+        delivery = Delivery.read(message.body)
+        try:
+            refresh_message(lookup, delivery.body, deadline, time.monotonic())
+        except PoisonMessage as error:
+            logger.error("unprocessable message", extra={"message_id": message.message_id, "reason": error.message})
+            plan.dead_letter(delivery, error.code)
+        except OutOfTime:
+            plan.not_attempted(delivery)
+        except WabaLookupError as error:
+            logger.info("refresh deferred", extra={"message_id": message.message_id, "code": error.code})
+            plan.failed(delivery, error.code)
+    plan.send(queue, dead_letter_queue)  # raises if it cannot: the trigger then retries the whole batch
+    lookup.budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
+    return {"received": len(messages), "resent": len(plan.retries), "deadLettered": len(plan.dead)}

@@ -1,4 +1,5 @@
-"""Function Compute 3.0 adapters: the HTTP trigger's event in and its answer out, and FC's context as Lambda's.
+"""Function Compute 3.0 adapters: the HTTP trigger's event in and its answer out, the SMQ trigger's CloudEvents,
+and FC's context as Lambda's.
 
 The HTTP function keeps one router: an FC HTTP event (JSON bytes, `version: v1`) becomes the API Gateway HTTP API
 (v2) event the router already takes, and the router's answer becomes FC's. Both shapes join several values of a
@@ -58,6 +59,28 @@ def http_answer(response: Mapping[str, Any]) -> dict[str, Any]:
         "headers": dict(response.get("headers") or {}),
         "isBase64Encoded": bool(response.get("isBase64Encoded")),
     }
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    """One SMQ message as the EventBridge trigger delivers it: a CloudEvent whose data holds the message."""
+
+    message_id: str
+    body: str
+
+
+def queue_messages(event: bytes | str | Mapping[str, Any] | list[Any]) -> list[QueueMessage]:
+    """The messages of an SMQ trigger's event: a JSON array of CloudEvents (batched) or a single one."""
+    parsed = json.loads(event) if isinstance(event, (bytes, str)) else event
+    events = parsed if isinstance(parsed, list) else [parsed]
+    messages = []
+    for cloud_event in events:
+        data = cloud_event.get("data") if isinstance(cloud_event, Mapping) else None
+        if not isinstance(data, Mapping):
+            raise TypeError("an SMQ trigger event must be CloudEvents with a data object")  # the trigger's, not ours
+        body = data.get("messageBody")
+        messages.append(QueueMessage(str(data.get("messageId") or cloud_event.get("id") or ""), str(body or "")))
+    return messages
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,10 @@ def refresh_queue_for(settings: Settings) -> RefreshQueue:
     """SQS on AWS, SMQ on Function Compute, at REFRESH_QUEUE_URL."""
     if not settings.refresh_queue_url:
         raise ConfigurationError("REFRESH_QUEUE_URL is not set: bulk refresh needs a queue")
+    if settings.on_fc:
+        from waba_lookup.smq import SmqQueue
+
+        return RefreshQueue(SmqQueue(settings.refresh_queue_url))
     from waba_lookup.sqs import SqsBatches
 
     return RefreshQueue(SqsBatches(settings.refresh_queue_url))

@@ -32,6 +32,7 @@ class Settings:
     cams_max_instances: int = 1
     instances_capped: bool = False  # CAMS_MAX_INSTANCES was set: the platform caps this function's concurrency
     refresh_queue_url: str | None = None
+    refresh_dlq_url: str | None = None  # FC: where a refresh goes after its last attempt (SQS redrives by itself)
     refresh_min_interval_seconds: int = 60
     # the secret's name, the AccessKeyId, or the account for STS credentials (their key id changes at each renewal):
     # never the secret itself
@@ -88,6 +89,7 @@ class Settings:
             cams_max_instances=env.integer("CAMS_MAX_INSTANCES", cls.cams_max_instances, low=1),
             instances_capped=env.optional("CAMS_MAX_INSTANCES") is not None,
             refresh_queue_url=env.optional("REFRESH_QUEUE_URL"),
+            refresh_dlq_url=env.optional("REFRESH_DLQ_URL"),
             refresh_min_interval_seconds=env.integer(
                 "REFRESH_MIN_INTERVAL_SECONDS", cls.refresh_min_interval_seconds, low=0
             ),
