@@ -4,11 +4,13 @@ events on AWS (`lambda_handler`), and Function Compute's HTTP trigger (`handler`
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -30,6 +32,12 @@ from waba_lookup.refresh import parse_refresh_request
 from waba_lookup.refresh_queue import get_refresh_queue
 
 router = Router()
+# every route as (method, path pattern): a known path with another method is a 405, not a 404
+ROUTES = (
+    ("GET", re.compile(r"/waba")),
+    ("GET", re.compile(r"/waba/[^/]+")),
+    ("POST", re.compile(r"/waba/refresh")),
+)
 STATUS = {
     InvalidRequest: 400,
     Denied: 403,
@@ -52,7 +60,8 @@ def sub_customer_waba(custSpaceId: str) -> Response[str]:
 
 @router.post("/waba/refresh")
 def bulk_refresh() -> Response[str]:
-    customers = parse_refresh_request(router.current_event.decoded_body)
+    event = router.current_event
+    customers = parse_refresh_request(event.body, event.is_base64_encoded)
     deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis())
     queued = get_refresh_queue().send(customers, deadline)
     return _json(202, {"Queued": queued})
@@ -60,9 +69,7 @@ def bulk_refresh() -> Response[str]:
 
 def _answer(customer: Customer) -> Response[str]:
     event = router.current_event
-    refresh = (event.get_query_string_value("refresh") or "").lower() == "true" or "no-cache" in (
-        event.headers.get("Cache-Control") or ""
-    ).lower()
+    refresh = _refresh_asked(event.get_query_string_value("refresh"), event.headers.get("Cache-Control"))
     deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis(), HTTP_SLOT_WAIT_SECONDS)
     answer = get_lookup().read(customer, deadline, refresh=refresh)
     tracer.put_annotation("cache", answer.cache)
@@ -82,6 +89,32 @@ def lookup_failed(error: LookupError_) -> Response[str]:
 def misconfigured(error: ConfigurationError) -> Response[str]:
     logger.error("configuration error", extra={"reason": str(error)})  # names the variable; not for callers
     return _error(500, "ConfigurationError", "the function is misconfigured; its logs say how", None)
+
+
+@router.exception_handler(NotFoundError)
+def no_route(_: NotFoundError) -> Response[str]:
+    """Powertools raises NotFoundError for an unknown path and for a known path with another method."""
+    event = router.current_event
+    allowed = sorted({method for method, pattern in ROUTES if pattern.fullmatch(event.path)})
+    if allowed:
+        headers = {"Allow": ", ".join(allowed)}
+        return _error(405, "MethodNotAllowed", f"{event.http_method} is not allowed here", None, headers)
+    return _error(404, "NotFound", "no such route", None)
+
+
+@router.exception_handler(Exception)
+def unexpected(error: Exception) -> Response[str]:
+    """Any other failure: our 500, never a platform page or a traceback (the logs have it)."""
+    logger.exception("unexpected failure", extra={"error_type": type(error).__name__})
+    count("Http500")
+    return _error(500, "InternalError", "the request failed unexpectedly; the function's logs say why", None)
+
+
+def _refresh_asked(refresh: str | None, cache_control: str | None) -> bool:
+    """`?refresh=true|false` (nothing else) or `Cache-Control: no-cache` skips a fresh entry."""
+    if refresh not in (None, "true", "false"):
+        raise InvalidRequest("refresh must be true or false")
+    return refresh == "true" or "no-cache" in (cache_control or "").lower()
 
 
 def _error(

@@ -22,19 +22,22 @@ class Customer:
 
     @classmethod
     def parse(cls, cust_space_id: Any, isv_code: Any) -> Customer:
-        """Validate raw values (from a path, a header, a JSON body); raise InvalidRequest naming the field."""
-        space = _checked("CustSpaceId", cust_space_id, CUST_SPACE_ID)
-        code = _checked("IsvCode", isv_code, ISV_CODE)
-        return cls(space, code)
+        """Validate raw values (from a path, a header, a JSON body); None is absent, anything else must match.
+        Raise InvalidRequest naming the field."""
+        return cls(_checked("CustSpaceId", cust_space_id, CUST_SPACE_ID), _checked("IsvCode", isv_code, ISV_CODE))
 
     @classmethod
     def from_item(cls, item: Any) -> Customer:
-        """Validate one `{"CustSpaceId"?, "IsvCode"?}` object (a queue message or a bulk refresh item)."""
+        """Validate one `{"CustSpaceId"?, "IsvCode"?}` object (a queue message or a bulk refresh item): a field that
+        is there must be a valid string (not null, not empty)."""
         if not isinstance(item, dict):
             raise InvalidRequest("each item must be a JSON object")
         unknown = sorted(set(item) - {"CustSpaceId", "IsvCode"})
         if unknown:
-            raise InvalidRequest(f"unknown field(s): {', '.join(unknown)[:100]}")
+            raise InvalidRequest(f"unknown field(s): {', '.join(map(str, unknown))[:100]}")
+        for name, value in item.items():
+            if not isinstance(value, str):
+                raise InvalidRequest(f"{name} must be a string")
         return cls.parse(item.get("CustSpaceId"), item.get("IsvCode"))
 
     def as_item(self) -> dict[str, str]:
@@ -43,7 +46,7 @@ class Customer:
 
 
 def _checked(name: str, value: Any, pattern: re.Pattern[str]) -> str | None:
-    if value is None or value == "":
+    if value is None:
         return None
     if not isinstance(value, str):
         raise InvalidRequest(f"{name} must be a string")
