@@ -16,6 +16,7 @@ from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import fc_environment
 from waba_local.oss_stand_in import OssStandIn
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
+from waba_local.smq_stand_in import SmqStandIn
 from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
 from waba_lookup.observability import metrics
@@ -158,6 +159,46 @@ def oss(monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]) 
         monkeypatch.setenv("CACHE_BUCKET", BUCKET)
         monkeypatch.delenv("CAMS_BUDGET_TABLE", raising=False)
         yield OssCache(stand_in, BUCKET)
+
+
+@dataclass
+class SmqQueues:
+    """The local SMQ stand-in with the refresh queue and its dead-letter queue, as the FC functions see them."""
+
+    stand_in: SmqStandIn
+    queue: str
+    dlq: str
+    key: tuple[str, str]
+
+    def bodies(self, which: str = "queue") -> list[str]:
+        """The bodies of every message in the queue ("queue") or the dead-letter queue ("dlq"), visible or not."""
+        return [m.body for m in self.stand_in.messages(self.queue if which == "queue" else self.dlq)]
+
+    def sender(self, which: str = "queue") -> Any:
+        """The library's SMQ client for one of the queues."""
+        from waba_lookup.credentials import AccessKey, StaticCredentials
+        from waba_lookup.smq import SmqQueue
+
+        name = self.queue if which == "queue" else self.dlq
+        return SmqQueue(self.stand_in.queue_url(name), StaticCredentials(AccessKey(*self.key)))
+
+    def receiver(self, which: str = "queue") -> Any:
+        """An SDK queue client (plain bodies), as the trigger reads the queue."""
+        from waba_lookup.credentials import AccessKey, StaticCredentials
+        from waba_lookup.smq import build_queue
+
+        name = self.queue if which == "queue" else self.dlq
+        return build_queue(self.stand_in.endpoint, name, StaticCredentials(AccessKey(*self.key)))
+
+
+@pytest.fixture
+def smq(monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]) -> Iterator[SmqQueues]:
+    """SMQ for the FC functions: the refresh queue and the dead-letter queue, accepting the CAMS emulator's key (on
+    FC all three are called with the function role's credentials)."""
+    with SmqStandIn(credentials=dict([emulator_credentials])) as stand_in:
+        monkeypatch.setenv("REFRESH_QUEUE_URL", stand_in.create_queue("waba-refresh", visibility_timeout=5))
+        monkeypatch.setenv("REFRESH_DLQ_URL", stand_in.create_queue("waba-refresh-dlq"))
+        yield SmqQueues(stand_in, "waba-refresh", "waba-refresh-dlq", emulator_credentials)
 
 
 @pytest.fixture

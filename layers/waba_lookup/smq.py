@@ -2,7 +2,8 @@
 
 A queue is named by its URL, `http(s)://{account}.mns.{region}.aliyuncs.com/queues/{name}`. Credentials are the
 ALIBABA_CLOUD_* variables, read at every request (on Function Compute, the function role's, renewed by FC). The
-SDK keeps one HTTP connection per client, so each thread has its own client; it has no retries of its own.
+SDK keeps one HTTP connection per client, so each thread has its own client. It has no retry policy, but sends a
+request once more when the connection closed without an answer; a refresh is idempotent, so a duplicate is harmless.
 """
 
 from __future__ import annotations
@@ -79,7 +80,10 @@ def build_queue(endpoint: str, name: str, credentials: Credentials) -> Any:
             return SmqCredentials(key.access_key_id, key.access_key_secret, key.security_token or "")
 
     account = Account(endpoint, credentials_provider=Current())
-    account.mns_client.http.set_connection_timeout(TIMEOUT_SECONDS)
+    http = account.mns_client.http
+    http.set_connection_timeout(TIMEOUT_SECONDS)
+    if http.is_https:  # the SDK's HTTPS connection ignores set_connection_timeout; http.client reads .timeout
+        http.conn.timeout = TIMEOUT_SECONDS
     queue = account.get_queue(name)
     queue.set_encoding(False)
     return queue

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from http_api import app
 
-from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache, load_event
+from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
 from waba_lookup.lookup import get_lookup
@@ -29,7 +29,20 @@ class Stack:
     platform: str
     cams: CamsEmulator
     cache: AwsStandIn | OssCache
-    aws: AwsStandIn | None  # SQS and the DynamoDB budget: AWS only until SMQ and Tablestore exist
+    aws: AwsStandIn | None  # SQS and the DynamoDB budget (AWS)
+    smq: SmqQueues | None = None  # the refresh queue (FC); no shared budget there until Tablestore
+
+    def queued(self) -> list[Any]:
+        """The bodies of the messages in the refresh queue, parsed (SQS's are received and deleted)."""
+        if self.smq is not None:
+            return [json.loads(body) for body in self.smq.bodies()]
+        assert self.aws is not None
+        received, sqs, url = [], self.aws.sqs, self.aws.queue_url
+        while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
+            received += [json.loads(m["Body"]) for m in batch]
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+            sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        return received
 
     def call(self, case: str, **overrides: Any) -> dict[str, Any]:
         response: dict[str, Any]
@@ -55,7 +68,7 @@ def stack(request: pytest.FixtureRequest, cams_env: CamsEmulator) -> Stack:
     if request.param == "aws":
         aws: AwsStandIn = request.getfixturevalue("aws")
         return Stack("aws", cams_env, aws, aws)
-    return Stack("fc", cams_env, request.getfixturevalue("oss"), None)
+    return Stack("fc", cams_env, request.getfixturevalue("oss"), None, request.getfixturevalue("smq"))
 
 
 @pytest.fixture
@@ -243,8 +256,7 @@ def test_a_refresh_body_over_1000_items_is_400(stack: Stack) -> None:
 
 
 def assert_nothing_queued(stack: Stack) -> None:
-    if stack.aws is not None:
-        assert stack.aws.sqs.receive_message(QueueUrl=stack.aws.queue_url).get("Messages", []) == []
+    assert stack.queued() == []
 
 
 @pytest.mark.parametrize("how", ["missing", "unreachable"])
@@ -274,17 +286,9 @@ def test_rest_v1_and_http_v2_events_are_answered_alike(aws_stack: Stack, case: s
     assert (header(v2, "X-Cache"), header(v1, "X-Cache")) in ((None, None), ("MISS", "HIT"))
 
 
-def test_bulk_refresh_enqueues_exactly_the_items(aws_stack: Stack) -> None:
-    cams, aws = aws_stack.cams, aws_stack.aws
+def test_bulk_refresh_enqueues_exactly_the_items(stack: Stack) -> None:
     items = [{"CustSpaceId": f"cs-bulk-{i}", "IsvCode": f"isv-cs-bulk-{i}"} for i in range(23)] + [{}]
-    response = aws_stack.call("refresh", body=json.dumps({"Items": items}))
+    response = stack.call("refresh", body=json.dumps({"Items": items}))
     assert response["statusCode"] == 202 and body(response) == {"Queued": 24}
-    received = []
-    while batch := aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get("Messages", []):
-        received += [json.loads(m["Body"]) for m in batch]
-        aws.sqs.delete_message_batch(
-            QueueUrl=aws.queue_url,
-            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)],
-        )
-    assert sorted(map(json.dumps, received)) == sorted(map(json.dumps, items))
-    assert cams.calls == []  # queuing spends no CAMS call
+    assert sorted(map(json.dumps, stack.queued())) == sorted(map(json.dumps, items))
+    assert stack.cams.calls == []  # queuing spends no CAMS call
