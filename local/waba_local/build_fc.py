@@ -7,7 +7,9 @@
   here for another platform), and layers/waba_lookup;
 - .fc-build/<function>/: a copy of functions/<function>/ (s.yaml's `code:`; fc3 zips it at deploy).
 Then it unpacks the zip and imports each handler under python3.12 in a fresh, isolated process (-I -S) that sees
-only the function's code and the layer, with FC's own variables set. Exits 1 if anything failed.
+only the function's code and the layer, with FC's own variables set, and has it answer an event that needs no cloud:
+an invalid HTTP request (400), and an empty SMQ trigger batch (nothing to refresh, nothing to send). Exits 1 if
+anything failed.
 """
 
 from __future__ import annotations
@@ -27,10 +29,17 @@ BUILD = ROOT / ".fc-build"
 LAYER_ZIP = BUILD / "layer.zip"
 REQUIREMENTS = ROOT / "layers" / "requirements-fc.txt"
 LIBRARY = ROOT / "layers" / "waba_lookup"
-FUNCTIONS = {"http_api": "app.handler"}  # code directory under functions/ -> s.yaml's handler
+FUNCTIONS = {"http_api": "app.handler", "queue_worker": "app.handler"}  # code under functions/ -> s.yaml's handler
 PLATFORM = ["--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", "3.12"]
-# Imported by the handler only when first needed (CAMS, credentials, OSS): import them too, to load their natives.
-LAZY_IMPORTS = ("alibabacloud_cams20200606.client", "alibabacloud_credentials.client", "alibabacloud_oss_v2")
+# Imported by the handlers only when first needed (CAMS, credentials, OSS, SMQ's sends): import them too, so that a
+# dependency missing from the layer, or a native that does not load, fails here and not at the first refresh.
+LAZY_IMPORTS = (
+    "alibabacloud_cams20200606.client",
+    "alibabacloud_credentials.client",
+    "alibabacloud_oss_v2",
+    "mns.account",
+    "mns.queue",
+)
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 PROBE = """
 import importlib, json, sys
@@ -42,15 +51,28 @@ assert callable(getattr(module, name, None)), f"{handler} is not callable"
 for extra in imports:
     importlib.import_module(extra)
 assert "boto3" not in sys.modules, "boto3 was imported: it is not in the FC layer"
-if len(sys.argv) > 4:  # an event that needs no cloud: the router, the error mapping and the adapter end to end
+if len(sys.argv) > 4:  # an event that needs no cloud: the adapter, the handler's logic and its answer end to end
     class Function: name, memory, timeout, qualifier = "probe", 512, 20, "LATEST"
     class Context: request_id, function, region, account_id = "1-probe", Function(), "ap-southeast-1", "1"
     answer = getattr(module, name)(open(sys.argv[4], "rb").read(), Context())
-    assert answer["statusCode"] == 400 and json.loads(answer["body"])["Code"] == "InvalidParameter", answer
+    if sys.argv[5] == "http":  # an invalid request: the router and the error mapping
+        assert answer["statusCode"] == 400 and json.loads(answer["body"])["Code"] == "InvalidParameter", answer
+    else:  # an empty batch: the queues are configured, nothing is refreshed, re-sent or dead-lettered
+        assert answer == {"received": 0, "resent": 0, "deadLettered": 0}, answer
 print(module.__file__)
 """
-# an event per function that the built function must answer without reaching any cloud
-PROBE_EVENTS = {"http_api": ROOT / "events" / "fc-http-invalid-cust-space-id.json"}
+# an event per function that the built function must answer without reaching any cloud, and what kind of answer
+PROBE_EVENTS: dict[str, tuple[str, Path | bytes]] = {
+    "http_api": ("http", ROOT / "events" / "fc-http-invalid-cust-space-id.json"),
+    "queue_worker": ("queue", b"[]"),  # the SMQ trigger's CloudEvents array, empty
+}
+# The worker needs its queues' URLs before it reads a batch (unset fails the invocation): addresses never called.
+PROBE_ENVIRONMENT = {
+    "queue_worker": {
+        "REFRESH_QUEUE_URL": "http://127.0.0.1:9/queues/x",
+        "REFRESH_DLQ_URL": "http://127.0.0.1:9/queues/y",
+    }
+}
 
 
 def build_layer() -> None:
@@ -99,11 +121,17 @@ def check_function(name: str, handler: str, python: str, opt: Path, results: lis
     code = BUILD / name
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "FC_FUNCTION_NAME": f"waba-lookup-{name}"}
     env |= {"FC_REGION": "ap-southeast-1", "FC_FUNCTION_HANDLER": handler, "POWERTOOLS_SERVICE_NAME": "waba-lookup"}
+    env |= PROBE_ENVIRONMENT.get(name, {})
     argv = [python, "-I", "-S", "-c", PROBE, json.dumps([str(code), str(opt / "python")]), handler]
-    argv += [json.dumps(LAZY_IMPORTS), *([str(PROBE_EVENTS[name])] if name in PROBE_EVENTS else [])]
+    argv.append(json.dumps(LAZY_IMPORTS))
+    if name in PROBE_EVENTS:
+        kind, event = PROBE_EVENTS[name]
+        event_file = opt.parent / f"{name}-event.json"
+        event_file.write_bytes(event if isinstance(event, bytes) else event.read_bytes())
+        argv += [str(event_file), kind]
     run = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
     detail = f"{name}: {handler} imports in an isolated python3.12 from .fc-build/{name} and the layer alone"
-    detail += " and answers a sample event" if name in PROBE_EVENTS else ""
+    detail += f" and answers a sample {PROBE_EVENTS[name][0]} event" if name in PROBE_EVENTS else ""
     results.append((run.returncode == 0, detail + ("" if run.returncode == 0 else "\n" + _last_lines(run.stderr))))
 
 
