@@ -4,7 +4,8 @@
 2. AWS: HTTP reads through the API function (API Gateway events, S3): MISS, HIT, STALE, and errors;
 3. AWS: a bulk refresh: POST /waba/refresh, then the queue worker drains SQS the way Lambda's poller would;
 4. Function Compute: the same reads through the same function's FC entry point (FC HTTP trigger events, OSS,
-   the function role's STS credentials).
+   the function role's STS credentials);
+5. Function Compute: a bulk refresh through SMQ, drained by the FC worker the way the EventBridge trigger would.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from waba_local import stand_ins
 from waba_local.apigw import http_event, load_handler
 from waba_local.console import heading, progress, table
+from waba_local.demo_fc import bulk_fc_part
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
 from waba_local.fc_local import fc_invocation
 from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, PollStats
@@ -30,7 +32,7 @@ BULK = 36
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep tables and progress in order
     heading("Starting the local stand-ins")
-    local = stand_ins.start(visibility_timeout=5, max_receive_count=3, with_oss=True)
+    local = stand_ins.start(visibility_timeout=5, max_receive_count=3, with_fc=True)
     assert local.emulator is not None and local.oss is not None
     os.environ.update(local.environment())
     os.environ.update(
@@ -44,6 +46,10 @@ def main() -> None:
         f"queue + dead-letter queue, the shared budget's table {local.budget_table})"
     )
     print(f"  OSS                {local.oss.endpoint}  (checks OSS4-HMAC-SHA256 signatures and STS tokens)")
+    assert local.smq is not None
+    print(
+        f"  SMQ                {local.smq.endpoint}  (checks MNS signatures and STS tokens: queue + dead-letter queue)"
+    )
     try:
         cams_client_part(local.emulator)
         api = load_handler("http_api")
@@ -62,6 +68,7 @@ def main() -> None:
             "CAMS and OSS called with the function role's STS credentials)",
             lambda method, path, headers: api.handler(*fc_invocation(method, path, headers)),
         )
+        bulk_fc_part(local)
     finally:
         local.stop()
     print("\nDone. `make serve` runs the same API on localhost for curl; `make test` runs the tests.")
@@ -174,13 +181,14 @@ def bulk_part(local: stand_ins.StandIns) -> None:
 def become_fc_instance(local: stand_ins.StandIns) -> None:
     """From here on the process is an FC instance: FC's variables instead of AWS's, and a fresh lookup."""
     from waba_lookup.lookup import get_lookup
+    from waba_lookup.refresh_queue import get_refresh_queue
     from waba_lookup.settings import get_settings
 
     for name in local.environment():
         os.environ.pop(name, None)
     os.environ.update(local.fc_environment())
-    get_settings.cache_clear()
-    get_lookup.cache_clear()
+    for instance_cache in (get_settings, get_lookup, get_refresh_queue):
+        instance_cache.cache_clear()
 
 
 def clear_cache(local: stand_ins.StandIns) -> None:

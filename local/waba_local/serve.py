@@ -63,7 +63,7 @@ def main() -> None:
     local_cams, local_cloud = not any(os.environ.get(k) for k in REAL_CAMS), not os.environ.get("CACHE_BUCKET")
     fc = args.platform == "fc"
     if local_cams or local_cloud:
-        local = stand_ins.start(with_emulator=local_cams, with_oss=fc)
+        local = stand_ins.start(with_emulator=local_cams, with_fc=fc)
         if fc:
             env = local.fc_environment(cams=local_cams)
             if not local_cloud:  # the user's own bucket: the real OSS endpoint, not the stand-in's

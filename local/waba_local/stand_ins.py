@@ -1,9 +1,9 @@
-"""The local stand-ins for the clouds: the CAMS emulator, moto's server (S3, SQS, DynamoDB, Secrets Manager) and
-the OSS stand-in.
+"""The local stand-ins for the clouds: the CAMS emulator, moto's server (S3, SQS, DynamoDB, Secrets Manager), and
+for Function Compute the OSS and SMQ stand-ins.
 
 Started together for the demo, `make serve` and the benchmark; `environment()` gives the settings that point
 the package at them as AWS sets them (the shared budget's table included), `fc_environment()` as Function Compute
-does (FC_*, and the function role's STS credentials, which both the emulator and the OSS stand-in accept). moto's server
+does (FC_*, and the function role's STS credentials, which the emulator and the OSS and SMQ stand-ins accept). moto's server
 answers one request at a time (local_aws.py), so a race in the stand-in can never pass for one in the product.
 """
 
@@ -20,6 +20,7 @@ from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET
 from waba_local.fc_local import fc_environment
 from waba_local.local_aws import LocalAws
 from waba_local.oss_stand_in import OssStandIn
+from waba_local.smq_stand_in import SmqStandIn
 
 REGION = "ap-southeast-1"
 BUCKET = "waba-lookup-local-cache"
@@ -28,6 +29,7 @@ INTERACTIVE_RESERVE = "2"  # the template's default
 # the FC function role's STS credentials, as FC puts them in the instance's environment (local, and never real)
 ROLE = ("STS.LocalFunctionRole", "local-function-role-secret", "local-function-role-security-token")
 ROLE_VALID_SECONDS = 36 * 3600
+FC_QUEUE, FC_DLQ = "waba-lookup-refresh", "waba-lookup-refresh-dlq"
 
 
 @dataclass
@@ -39,6 +41,7 @@ class StandIns:
     dlq_url: str
     budget_table: str = BUDGET_TABLE
     oss: OssStandIn | None = None
+    smq: SmqStandIn | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -79,8 +82,9 @@ class StandIns:
     def fc_environment(self, cams: bool = True) -> dict[str, str]:
         """The settings of the FC HTTP function: FC's own variables, OSS (the stand-in), and CAMS (the emulator) with
         the role's STS credentials. No shared budget yet on FC: static shares."""
-        assert self.oss is not None
+        assert self.oss is not None and self.smq is not None
         env = fc_environment() | {"OSS_ENDPOINT": self.oss.endpoint, "CACHE_BUCKET": self.bucket}
+        env |= {"REFRESH_QUEUE_URL": self.smq.queue_url(FC_QUEUE), "REFRESH_DLQ_URL": self.smq.queue_url(FC_DLQ)}
         if cams and self.emulator is not None:
             env |= {
                 "CAMS_ENDPOINT": self.emulator.endpoint,
@@ -94,8 +98,9 @@ class StandIns:
     def stop(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
-        if self.oss is not None:
-            self.oss.stop()
+        for fc_stand_in in (self.oss, self.smq):
+            if fc_stand_in is not None:
+                fc_stand_in.stop()
         self.aws.stop()
 
 
@@ -105,19 +110,22 @@ def start(
     with_emulator: bool = True,
     accounts: dict[str, str] | None = None,
     aws_own_process: bool = False,
-    with_oss: bool = False,
+    with_fc: bool = False,
 ) -> StandIns:
     """Start the emulator (unless real CAMS is used) and a moto server with the cache bucket, the queues and
-    the shared budget's table; with_oss, the OSS stand-in too, with the cache bucket."""
+    the shared budget's table; with_fc, the OSS stand-in with the bucket and the SMQ stand-in with the queues too."""
     emulator = CamsEmulator(accounts=accounts).start() if with_emulator else None
-    oss = None
-    if with_oss:
-        oss = OssStandIn(credentials={}).start()
+    oss = smq = None
+    if with_fc:
+        expires = time.time() + ROLE_VALID_SECONDS
+        oss, smq = OssStandIn(credentials={}).start(), SmqStandIn(credentials={}).start()
         oss.create_bucket(BUCKET)
-        oss.add_sts(*ROLE, expires_at=time.time() + ROLE_VALID_SECONDS)
-        if emulator is not None:
-            emulator.add_sts(*ROLE, expires_at=time.time() + ROLE_VALID_SECONDS)
-    stand_ins = StandIns(emulator, LocalAws(aws_own_process).start(), BUCKET, "", "", oss=oss)
+        smq.create_queue(FC_QUEUE, visibility_timeout=max(visibility_timeout, 60))  # outlasts the worker's timeout
+        smq.create_queue(FC_DLQ)
+        for stand_in in (oss, smq, emulator):
+            if stand_in is not None:
+                stand_in.add_sts(*ROLE, expires_at=expires)
+    stand_ins = StandIns(emulator, LocalAws(aws_own_process).start(), BUCKET, "", "", oss=oss, smq=smq)
     s3, sqs = stand_ins.client("s3"), stand_ins.client("sqs")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     stand_ins.dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]

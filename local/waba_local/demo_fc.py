@@ -1,0 +1,82 @@
+"""`make demo`, part 5: a bulk refresh on Function Compute. POST /waba/refresh through the FC entry point sends to
+SMQ; the local EventBridge trigger drains the queue into the FC worker; failed items come back as delayed re-sends,
+and what can never succeed ends in the dead-letter queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from waba_local import stand_ins
+from waba_local.apigw import load_handler
+from waba_local.console import heading, progress, table
+from waba_local.eventbridge import LocalSmqTrigger, TriggerStats
+from waba_local.fc_local import fc_invocation
+
+BULK = 30
+
+
+def bulk_fc_part(local: stand_ins.StandIns) -> None:
+    """POST /waba/refresh on FC, drained by the FC worker, with a summary of where every message ended."""
+    assert local.emulator is not None and local.smq is not None and local.oss is not None
+    from waba_lookup.credentials import EnvironmentCredentials
+    from waba_lookup.smq import build_queue
+
+    heading(f"5. Function Compute: bulk refresh of {BULK + 2} items, SMQ drained by the FC worker")
+    api, worker = load_handler("http_api"), load_handler("queue_worker")
+    items: list[dict[str, Any]] = [
+        {"CustSpaceId": f"cs-fc-{i:03d}", "IsvCode": f"isv-cs-fc-{i:03d}"} for i in range(BULK)
+    ]
+    items += [{"CustSpaceId": "cs-fc-flaky", "IsvCode": "isv-cs-fc-flaky"}, {"CustSpaceId": "cs-fc-down"}]
+    local.emulator.clear_behaviours()
+    local.emulator.set_behaviour("cs-fc-flaky", "5xx", times=3)  # fails one whole invocation: a delayed re-send
+    local.emulator.set_behaviour("cs-fc-down", "error:Product.Unsubscript")
+    body = json.dumps({"Items": items})
+    response = api.handler(*fc_invocation("POST", "/waba/refresh", {"Content-Type": "application/json"}, body))
+    print(f"  POST /waba/refresh -> {response['statusCode']} {response['body']}  (BatchSendMessage to SMQ)")
+    local.smq.send(stand_ins.FC_QUEUE, "not json", encode=False)
+    print("  + 1 unprocessable message sent straight to the queue (it must end in the dead-letter queue)")
+    credentials = EnvironmentCredentials()  # the role's, as the trigger reads the queue with its own role
+    queue = build_queue(local.smq.endpoint, stand_ins.FC_QUEUE, credentials)
+    dead_letters = build_queue(local.smq.endpoint, stand_ins.FC_DLQ, credentials)
+    trigger = LocalSmqTrigger(queue, dead_letters, worker.handler, batch_size=16, batch_window_seconds=1.0)
+    total, calls_before, started = len(items) + 1, len(local.emulator.calls), time.monotonic()
+    last_answer = [started]
+
+    def show(stats: TriggerStats) -> None:
+        last_answer[0] = time.monotonic()
+        done = stats.outcomes.get("received", 0) - stats.outcomes.get("resent", 0) + stats.dead_lettered_events
+        note = f"invocations {stats.invocations}, re-sent {stats.outcomes.get('resent', 0)}"
+        progress(min(done, total), total, note + ("  (waiting out a 10 s re-send delay)" if done < total else ""))
+
+    stats = trigger.drain(until_empty_for=12, on_batch=show)
+    print()
+    summarise(local, stats, last_answer[0] - started, local.emulator.calls[calls_before:])
+
+
+def summarise(local: stand_ins.StandIns, stats: TriggerStats, elapsed: float, calls: list[Any]) -> None:
+    assert local.oss is not None and local.smq is not None
+    entries = [json.loads(data) for key, data in local.oss.objects(local.bucket).items() if "/cs-fc-" in key]
+    dead = [json.loads(m.body) for m in local.smq.messages(stand_ins.FC_DLQ)]
+    arrivals = sorted(c.arrived_at for c in calls)
+    busiest = max((sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals), default=0)
+    rows = [
+        ["OSS entries with a WABA", sum(1 for e in entries if e["Result"] == "OK")],
+        ["OSS entries with a 403-class answer", sum(1 for e in entries if e["Result"] == "DENIED")],
+        ["messages in the dead-letter queue", f"{len(dead)} ({', '.join(d.get('LastError', '?') for d in dead)})"],
+        ["worker invocations / items re-sent", f"{stats.invocations} / {stats.outcomes.get('resent', 0)}"],
+        [
+            "CAMS calls / rejected by flow control",
+            f"{len(calls)} / {sum(1 for c in calls if c.code == 'System.LimitControl')}",
+        ],
+        ["most CAMS calls in any sliding second", f"{busiest} (static share: {local_share()} per instance)"],
+        ["time to drain (the request to the last answer)", f"{elapsed:.1f} s, of which 10 s is the re-send delay"],
+    ]
+    print(table(["FC bulk refresh summary", "value"], rows))
+
+
+def local_share() -> int:
+    from waba_lookup.settings import get_settings
+
+    return get_settings().calls_per_second
