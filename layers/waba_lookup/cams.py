@@ -8,8 +8,11 @@ but the CAMS code, message and request id.
 from __future__ import annotations
 
 import json
+import logging
+import re
 import socket
 from typing import Any
+from urllib.parse import quote
 
 from waba_lookup.credentials import AccessKey, Credentials, EnvironmentCredentials, SecretCredentials
 from waba_lookup.errors import UpstreamFailed, UpstreamTimeout, WabaLookupError, error_for_code
@@ -18,6 +21,12 @@ from waba_lookup.settings import Settings
 ACTION = "QueryChatappBindWaba"
 VERSION = "2020-06-06"
 _MAX_MESSAGE = 300
+# the SDK's debug dump (DEBUG=sdk) and urllib3's request lines: loggers whose records we redact
+SDK_LOGGERS = ("darabonba-core", "alibabacloud-tea", "urllib3.connectionpool")
+_SECRET_HEADER = re.compile(
+    r"^([<>] [\w-]*(?:authorization|token|signature|secret|credential)[\w-]* : ).*$", re.IGNORECASE | re.MULTILINE
+)
+_SECRET_PARAM = re.compile(r"((?:IsvCode|SecurityToken|Signature|AccessKeySecret)=)[^&\s\"']*", re.IGNORECASE)
 # codes with which CAMS refuses the credentials themselves: an expired STS token, a rotated or deleted key
 AUTH_CODE_PREFIXES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurityToken", "IncompleteSignature")
 
@@ -79,6 +88,7 @@ def query_params() -> Any:
 
 def build_sdk_client(settings: Settings, access_key: AccessKey | None) -> Any:
     """The SDK client: region, endpoint override, protocol, timeouts, no SDK retries, credentials."""
+    guard_sdk_logs()
     from alibabacloud_cams20200606.client import Client
     from alibabacloud_tea_openapi import utils_models
 
@@ -162,10 +172,35 @@ def _is_requests_timeout(exc: BaseException) -> bool:
 
 
 def _safe_message(message: Any, secrets: list[str]) -> str:
+    """CAMS's message with each secret masked where it stands as a whole token (an IsvCode `i` must not turn
+    "failed" into "fa***led"), in clear or URL-encoded, then cut short."""
     text = str(message) if message is not None else "no message"
-    for secret in secrets:
-        text = text.replace(secret, "***")
+    for secret in {form for s in secrets for form in (s, quote(s, safe=""))}:
+        before = r"(?<![A-Za-z0-9])" if secret[0].isalnum() else ""
+        after = r"(?![A-Za-z0-9])" if secret[-1].isalnum() else ""
+        text = re.sub(f"{before}{re.escape(secret)}{after}", "***", text)
     return text[:_MAX_MESSAGE]
+
+
+class _RedactSdkRecords(logging.Filter):
+    """Masks credentials in the SDK's debug dump of each request (DEBUG=sdk prints every header, Authorization and
+    x-acs-security-token among them) and the IsvCode in request lines (CAMS takes it in the query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        record.msg, record.args = _SECRET_PARAM.sub(r"\1***", _SECRET_HEADER.sub(r"\1***", text)), ()
+        return True
+
+
+_REDACT = _RedactSdkRecords()
+
+
+def guard_sdk_logs() -> None:
+    """Put the redacting filter on the SDK's loggers (once; before the SDK makes them, getLogger makes them)."""
+    for name in SDK_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        if _REDACT not in sdk_logger.filters:
+            sdk_logger.addFilter(_REDACT)
 
 
 def _text_or_none(value: Any) -> str | None:
