@@ -133,7 +133,7 @@ http_api.include_router(router)
 rest_api.include_router(router)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
@@ -147,6 +147,6 @@ def handler(event: bytes, context: Any) -> dict[str, Any]:
     return fc.http_answer(_resolve_fc(fc.http_event(event), fc.FcContext.of(context, started)))
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)
 def _resolve_fc(event: dict[str, Any], context: fc.FcContext) -> dict[str, Any]:
     return http_api.resolve(event, context)  # type: ignore[arg-type]  # FcContext reads as a LambdaContext
