@@ -1,4 +1,6 @@
-"""The one Logger, Metrics and Tracer of the package (service name from POWERTOOLS_SERVICE_NAME).
+"""The one Logger, Metrics and Tracer of the package: service name from POWERTOOLS_SERVICE_NAME (default
+`waba-lookup`), metrics namespace from POWERTOOLS_METRICS_NAMESPACE (default `WabaLookup`), read by Powertools when
+each is made, as it always does.
 
 Logs are JSON lines on stdout on both platforms (Function Compute ships them to Simple Log Service). EMF metrics and
 X-Ray are AWS's: on Function Compute nothing is counted and the tracer is never built (it is off outside Lambda).
@@ -16,7 +18,9 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-SERVICE = "waba-lookup"
+SERVICE, NAMESPACE = "waba-lookup", "WabaLookup"
+# Tracer's default patches every module X-Ray knows, requests among them: a trace header on each CAMS and OSS call
+TRACED_MODULES = ("botocore",)
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
@@ -28,7 +32,7 @@ class LazyTracer:
     POWERTOOLS_TRACE_DISABLED, outside Lambda, SAM local), handlers run undecorated and annotations are dropped.
     """
 
-    def __init__(self, service: str) -> None:
+    def __init__(self, service: str | None = None) -> None:
         self.service = service
 
     @cached_property
@@ -36,7 +40,9 @@ class LazyTracer:
         """The real Tracer, or None when tracing is off (decided once per instance)."""
         if Tracer._is_tracer_disabled():
             return None
-        return Tracer(service=self.service)
+        return Tracer(
+            service=self.service or _powertools("POWERTOOLS_SERVICE_NAME", SERVICE), patch_modules=TRACED_MODULES
+        )
 
     def capture_lambda_handler(self, *, capture_response: bool | None = None) -> Callable[[Handler], Handler]:
         """Tracer.capture_lambda_handler, applied at the first invocation when tracing is on."""
@@ -63,9 +69,17 @@ class LazyTracer:
             self.tracer.put_annotation(key, value)
 
 
-logger = Logger(service=SERVICE)
-metrics = Metrics(namespace="WabaLookup", service=SERVICE)
-tracer = LazyTracer(SERVICE)
+def _powertools(variable: str, default: str) -> str:
+    """A Powertools variable's value, or this package's default (Powertools' own default is "service_undefined")."""
+    return os.environ.get(variable) or default
+
+
+logger = Logger(service=_powertools("POWERTOOLS_SERVICE_NAME", SERVICE))
+metrics = Metrics(
+    namespace=_powertools("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+    service=_powertools("POWERTOOLS_SERVICE_NAME", SERVICE),
+)
+tracer = LazyTracer()
 
 
 def counting() -> bool:
@@ -85,5 +99,7 @@ def count_error(code: str) -> None:
     """Count a CAMS error under its code, as its own metric line so the dimension stays with it."""
     if not counting():  # single_metric flushes at once and does not check POWERTOOLS_METRICS_DISABLED
         return
-    with single_metric(name="CamsErrors", unit=MetricUnit.Count, value=1, namespace="WabaLookup") as metric:
+    namespace, service = metrics.provider.namespace, metrics.provider.service
+    with single_metric(name="CamsErrors", unit=MetricUnit.Count, value=1, namespace=namespace) as metric:
         metric.add_dimension(name="Code", value=code)
+        metric.add_dimension(name="service", value=str(service))  # the alarm reads (Code, service)
