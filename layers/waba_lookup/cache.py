@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +22,7 @@ from waba_lookup.settings import Settings
 
 SCHEMA = 1
 DENIED_TTL_SECONDS = 60  # a 403-class answer is cached briefly: permissions get fixed
+FUTURE_SKEW_SECONDS = 60  # how far ahead of this instance's clock a FetchedAt may be (another instance's clock)
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,13 @@ class CacheEntry:
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes, binding: str) -> CacheEntry | None:
-        document = json.loads(raw)
+    def from_json(cls, raw: bytes, binding: str, now: float | None = None) -> CacheEntry | None:
+        """The entry, or None when it is another schema or binding. ValueError or TypeError when it cannot be trusted:
+        not JSON, or a FetchedAt that is not a finite time at most a minute past `now` (default: the wall clock)."""
+        try:
+            document = json.loads(raw)
+        except RecursionError:
+            raise ValueError("the entry is nested too deeply") from None
         if not isinstance(document, dict):
             return None
         if document.get("SchemaVersion") != SCHEMA or document.get("IsvBinding") != binding:
@@ -74,7 +82,21 @@ class CacheEntry:
         body, error = document.get("Body"), document.get("Error")
         if not isinstance(body, dict) and not isinstance(error, dict):
             return None
-        return cls(float(document["FetchedAt"]), body if isinstance(body, dict) else None, error)
+        fetched_at = _fetched_at(document.get("FetchedAt"), time.time() if now is None else now)
+        return cls(fetched_at, body if isinstance(body, dict) else None, error)
+
+
+def _fetched_at(value: Any, now: float) -> float:
+    # An Infinity, or a time far ahead (a bad clock, a hand-edited object), would keep an entry fresh forever.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError("FetchedAt is not a number")
+    try:
+        fetched_at = float(value)
+    except OverflowError:
+        raise ValueError("FetchedAt is out of range") from None
+    if not math.isfinite(fetched_at) or fetched_at > now + FUTURE_SKEW_SECONDS:
+        raise ValueError("FetchedAt is not a finite time at most a minute ahead")
+    return fetched_at
 
 
 class ObjectStoreError(Exception):
