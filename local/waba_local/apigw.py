@@ -3,6 +3,7 @@ and load a function's handler module from functions/<name>/app.py."""
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import time
 import uuid
@@ -24,9 +25,11 @@ def load_handler(name: str) -> ModuleType:
 
 
 def http_event(
-    method: str, target: str, headers: dict[str, str] | None = None, body: str | None = None
+    method: str, target: str, headers: dict[str, str] | None = None, body: str | bytes | None = None
 ) -> dict[str, object]:
-    """The payload-2.0 event for `METHOD /path?query` with these headers and body."""
+    """The payload-2.0 event for `METHOD /path?query` with these headers and body. A body in bytes is passed as
+    text when it is UTF-8, else base64-encoded with isBase64Encoded, as API Gateway passes a binary body."""
+    body, encoded = body_as_text(body)
     url = urlsplit(target)
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
     event: dict[str, object] = {
@@ -51,10 +54,20 @@ def http_event(
             "stage": "$default",
             "timeEpoch": int(time.time() * 1000),
         },
-        "isBase64Encoded": False,
+        "isBase64Encoded": encoded,
     }
     if url.query:
         event["queryStringParameters"] = dict(parse_qsl(url.query, keep_blank_values=True))
     if body:
         event["body"] = body
     return event
+
+
+def body_as_text(body: str | bytes | None) -> tuple[str | None, bool]:
+    """(the body as an event carries it, whether that is base64)."""
+    if not isinstance(body, bytes):
+        return body, False
+    try:
+        return body.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), True

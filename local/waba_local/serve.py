@@ -11,14 +11,16 @@ CAMS_CREDENTIALS_SECRET for CAMS; CACHE_BUCKET for the cache.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
+import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
 from waba_local import stand_ins
-from waba_local.apigw import http_event, load_handler
-from waba_local.emulator import SEEDED_CUSTOMERS
+from waba_local.apigw import body_as_text, http_event, load_handler
+from waba_local.emulator import CONTROL_PREFIX, SEEDED_CUSTOMERS
 from waba_local.fc_local import fc_invocation
 from waba_local.poller import LocalLambdaContext
 
@@ -26,31 +28,62 @@ REAL_CAMS = ("CAMS_ENDPOINT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "CAMS_CREDENTIALS_S
 
 
 class ApiGatewayHandler(BaseHTTPRequestHandler):
+    """Every method reaches the function, as API Gateway's `$default` route and FC's HTTP trigger pass them; the
+    function answers unknown routes and methods itself. A failure outside it is a 500 with the JSON error body, as
+    the platforms answer a crashed invocation (never a dropped connection)."""
+
     api: Any = None
-    timeout_ms = 10_000
+    timeout_ms = 20_000  # the template's and s.yaml's HTTP function timeout
     platform = "aws"
 
     def do_GET(self) -> None:
         self._invoke()
 
-    def do_POST(self) -> None:
-        self._invoke()
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
 
     def _invoke(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length).decode() if length else None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
+        except ValueError:
+            self._answer(_error(400, "InvalidParameter", "bad Content-Length"))
+            return
+        body = self.rfile.read(length) if length else None
+        try:
+            response = self._call(body)
+        except Exception as error:  # noqa: BLE001 - what the platform does with a crashed invocation
+            self.log_error("the function raised %s: %s", type(error).__name__, error)
+            response = _error(500, "InternalError", "the function failed; its output says why")
+        self._answer(response)
+
+    def _call(self, body: bytes | None) -> dict[str, Any]:
+        headers = dict(self.headers.items())
         if self.platform == "fc":
-            response = self.api.handler(*fc_invocation(self.command, self.path, dict(self.headers.items()), body))
-        else:
-            event = http_event(self.command, self.path, dict(self.headers.items()), body)
-            response = self.api.lambda_handler(event, LocalLambdaContext(self.timeout_ms))
+            text, encoded = body_as_text(body)
+            event, context = fc_invocation(self.command, self.path, headers, text)
+            if encoded:  # FC passes a body that is not text base64-encoded too
+                event = json.dumps(json.loads(event) | {"isBase64Encoded": True}).encode()
+            return dict(self.api.handler(event, context))
+        event_v2 = http_event(self.command, self.path, headers, body)
+        return dict(self.api.lambda_handler(event_v2, LocalLambdaContext(self.timeout_ms)))
+
+    def _answer(self, response: dict[str, Any]) -> None:
         payload = (response.get("body") or "").encode()
-        self.send_response(response["statusCode"])
+        if response.get("isBase64Encoded"):
+            payload = base64.b64decode(payload)
+        self.send_response(int(response["statusCode"]))
         for name, value in (response.get("headers") or {}).items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
-        self.wfile.write(payload)
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+
+def _error(status: int, code: str, message: str) -> dict[str, Any]:
+    body = {"Code": code, "Message": message, "RequestId": str(uuid.uuid4())}
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
 
 
 def main() -> None:
@@ -76,26 +109,7 @@ def main() -> None:
     ApiGatewayHandler.platform = args.platform
     # one request at a time, as one Lambda instance serves them (Powertools keeps the current event per resolver)
     server = HTTPServer((args.host, args.port), ApiGatewayHandler)
-    base = f"http://{args.host}:{args.port}"
-    trigger = "an FC HTTP trigger" if fc else "API Gateway (HTTP API)"
-    print(f"waba-lookup HTTP API on {base}, as {trigger} would call it  (Ctrl-C to stop)")
-    if local and local.emulator:
-        space, (isv, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
-        print(f"  CAMS: local emulator at {local.emulator.endpoint}")
-    if local and local_cloud and fc and local.oss is not None:
-        print(f"  OSS: the local stand-in at {local.oss.endpoint} (bucket {local.bucket}); static CAMS shares")
-    elif local and local_cloud:
-        print(f"  S3/SQS/DynamoDB: moto at {local.aws_endpoint} (shared CAMS budget in table {local.budget_table})")
-    if local and local.emulator:
-        print("  try:")
-        print(f"    curl -i {base}/waba")
-        print(f"    curl -i -H 'X-Isv-Code: {isv}' {base}/waba/{space}")
-        if fc:  # the FC queue (SMQ) and its worker are not there yet
-            print("  (POST /waba/refresh needs REFRESH_QUEUE_URL: the FC queue is not built yet)")
-        else:
-            print(
-                f"    curl -i -H 'Content-Type: application/json' -d '{json.dumps({'Items': [{'CustSpaceId': space, 'IsvCode': isv}]})}' {base}/waba/refresh"
-            )
+    print_banner(f"http://{args.host}:{server.server_port}", local, fc, local_cloud)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -104,6 +118,42 @@ def main() -> None:
         server.server_close()
         if local:
             local.stop()
+
+
+def print_banner(base: str, local: stand_ins.StandIns | None, fc: bool, local_cloud: bool) -> None:
+    """Where it listens, what stands in for what, the README's four examples and the emulator's fault controls."""
+    trigger = "an FC HTTP trigger" if fc else "API Gateway (HTTP API)"
+    print(f"waba-lookup HTTP API on {base}, as {trigger} would call it  (Ctrl-C to stop)")
+    if local and local_cloud and fc and local.oss is not None:
+        print(f"  OSS: the local stand-in at {local.oss.endpoint} (bucket {local.bucket}); static CAMS shares")
+        if local.smq is not None:
+            print(f"  SMQ: the local stand-in at {local.smq.endpoint} (refreshes are queued there; nothing drains it)")
+    elif local and local_cloud:
+        print(f"  S3/SQS/DynamoDB: moto at {local.aws_endpoint} (shared CAMS budget in table {local.budget_table};")
+        print("  refreshes are queued in SQS; nothing drains it)")
+    if local and local.emulator:
+        space, (isv, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
+        control = f"http://{local.emulator.endpoint}{CONTROL_PREFIX}"
+        items = json.dumps({"Items": [{"CustSpaceId": space, "IsvCode": isv}]})
+        print(f"  CAMS: the local emulator at {local.emulator.endpoint}")
+        print("  try:")
+        print(f"    curl -i {base}/waba")
+        print(f"    curl -i -H 'X-Isv-Code: {isv}' {base}/waba/{space}")
+        print(f"    curl -i -H 'X-Isv-Code: {isv}' '{base}/waba/{space}?refresh=true'")
+        if os.environ.get("REFRESH_QUEUE_URL"):
+            print(f"    curl -i -H 'Content-Type: application/json' -d '{items}' {base}/waba/refresh")
+        else:
+            print("  (POST /waba/refresh needs REFRESH_QUEUE_URL)")
+        behaviour = f"curl -s -X POST {control}behaviour -d"
+        print("  faults (the emulator's control plane; CustSpaceId null is the account's own WABA):")
+        print(f"""    {behaviour} '{{"CustSpaceId": null, "Behaviour": "error:System.LimitControl"}}'""")
+        print("      then ?refresh=true answers 429 with Retry-After; with an entry past CACHE_TTL_SECONDS (start")
+        print("      with CACHE_TTL_SECONDS=5 to see it soon) it answers 200 with X-Cache: STALE")
+        print(f"""    {behaviour} '{{"CustSpaceId": "{space}", "Behaviour": "5xx", "Times": 3}}'""")
+        print("      other behaviours: error:Ram.PermissionDeny (403), 500, garbage (502), slow:6 (504), drop, ok")
+        print(f"    curl -s {control}calls      # every call CAMS saw")
+        print(f"    curl -s -X POST {control}reset   # back to normal")
+    print("Ready", flush=True)
 
 
 if __name__ == "__main__":
