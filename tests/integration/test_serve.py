@@ -66,7 +66,9 @@ def start_serve(platform: str) -> tuple[subprocess.Popen[str], Served]:
         assert process.poll() is None, banner
         time.sleep(0.1)
     match = re.search(r"http://([\d.]+):(\d+)", banner[0] if banner else "")
-    assert match and int(match[2]) > 0, banner
+    if not (match and int(match[2]) > 0 and any(line.startswith("Ready") for line in banner)):
+        process.kill()
+        pytest.fail(f"make serve did not start: {banner}")
     return process, Served(match[1], int(match[2]), banner)
 
 
