@@ -162,6 +162,8 @@ def main() -> None:
     parser.add_argument("--aws-in-process", action="store_true", help="run moto's server in this process")
     parser.add_argument("--logs", type=Path, help="keep the instances' log streams (Powertools) in this directory")
     parser.add_argument("--no-cold-start", dest="cold_start", action="store_false", help="skip the cold-start figures")
+    parser.add_argument("--no-fc", dest="fc", action="store_false", help="skip the FC worker's drain")
+    parser.add_argument("--fc-items", type=int, default=300, help="refreshes in the FC worker's backlog")
     args = parser.parse_args()
     results: Results = {}
     for name in args.scenarios.split(","):
@@ -173,17 +175,23 @@ def main() -> None:
                 figures = one_run(scenario, variant, run, not args.aws_in_process, args.time_limit, args.logs)
                 print(f"    {summary(figures)}")
                 results.setdefault((name, variant), []).append(figures)
-    report_cold = ""
+    report_fc = report_cold = ""
+    if args.fc:
+        from waba_local import bench_fc
+
+        heading(f"Function Compute: {args.fc_items} refreshes drained by the FC worker (s.yaml's static shares)")
+        report_fc = bench_fc.measure(args.fc_items)
+        print(report_fc)
     if args.cold_start:
         from waba_local import cold_start, cold_start_fc
 
         heading("Cold start of the HTTP function, AWS then Function Compute (fresh processes, medians of 7)")
         report_cold = table(["what", "ms", "note"], cold_start.measure() + cold_start_fc.measure())
         print(report_cold)
-    report(args, results, report_cold)
+    report(args, results, "\n\n".join(t for t in (report_fc, report_cold) if t))
 
 
-def report(args: argparse.Namespace, results: Results, report_cold: str) -> None:
+def report(args: argparse.Namespace, results: Results, report_more: str) -> None:
     rows = [(SCENARIOS[name], variant, median_run(runs)) for (name, variant), runs in results.items()]
     shared = {s.name: m for s, variant, m in rows if variant == "shared"}
     specifics = specifics_table(rows) if any(s.readers or s.hits or s.kill for s, _, _ in rows) else ""
@@ -196,7 +204,7 @@ def report(args: argparse.Namespace, results: Results, report_cold: str) -> None
     charts = write_charts(results, stamp)
     scenarios = "\n".join(f"- {s.name}: {s.title} ({s.describe()})" for s in dict.fromkeys(s for s, _, _ in rows))
     scenarios += "\n\n" + (bench_scenarios.__doc__ or "").split("\n\n", 1)[-1].strip()
-    blocks = "\n\n".join(f"```\n{t}\n```" for t in [*text, report_cold] if t)
+    blocks = "\n\n".join(f"```\n{t}\n```" for t in [*text, *report_more.split("\n\n")] if t)
     images = "\n".join(f"![{p.stem}]({p.name})" for p in charts)
     (RESULTS / f"bench-{stamp}.md").write_text(f"# make bench, {stamp}\n\n{scenarios}\n\n{blocks}\n\n{images}\n")
     raw = {f"{n}/{v}": [asdict(r) for r in runs] for (n, v), runs in results.items()}

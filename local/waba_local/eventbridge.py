@@ -68,11 +68,15 @@ class LocalSmqTrigger:
         self.stats = TriggerStats()
 
     def drain(
-        self, until_empty_for: float = 3.0, on_batch: Callable[[TriggerStats], None] | None = None
+        self,
+        until_empty_for: float = 3.0,
+        on_batch: Callable[[TriggerStats], None] | None = None,
+        time_limit: float = float("inf"),
     ) -> TriggerStats:
-        """Run until the queue has had nothing to deliver for `until_empty_for` seconds (delayed re-sends count)."""
-        quiet_since = time.monotonic()
-        while time.monotonic() - quiet_since < until_empty_for:
+        """Run until the queue has had nothing to deliver for `until_empty_for` seconds (a delayed re-send counts once
+        it is visible), or until the time limit."""
+        started = quiet_since = time.monotonic()
+        while time.monotonic() - quiet_since < until_empty_for and time.monotonic() - started < time_limit:
             batch = self._collect()
             if not batch:
                 continue
