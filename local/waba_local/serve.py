@@ -36,10 +36,10 @@ class ApiGatewayHandler(BaseHTTPRequestHandler):
     timeout_ms = 20_000  # the template's and s.yaml's HTTP function timeout
     platform = "aws"
 
-    def do_GET(self) -> None:
-        self._invoke()
-
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = do_GET
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("do_"):  # do_GET, do_PUT, do_TRACE...: http.server's dispatch, for any method
+            return self._invoke
+        raise AttributeError(name)
 
     def _invoke(self) -> None:
         try:

@@ -89,7 +89,7 @@ def test_the_banner_shows_the_readme_s_four_examples_and_the_fault_controls(serv
     assert "/_emulator/behaviour" in text and "error:System.LimitControl" in text  # how to see a 429 or a STALE
 
 
-@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS", "TRACE"])
 def test_every_method_reaches_the_function_and_gets_its_json(served: Served, method: str) -> None:
     status, headers, body = served.request(method, "/waba")
     assert status == 405 and headers["allow"] == "GET"
