@@ -35,7 +35,7 @@ router = Router()
 # every route as (method, path pattern): a known path with another method is a 405, not a 404
 ROUTES = (
     ("GET", re.compile(r"/waba")),
-    ("GET", re.compile(r"/waba/[^/]+")),
+    ("GET", re.compile(r"/waba/(?!refresh$)[^/]+")),  # the literal /waba/refresh wins, as in openapi.yaml
     ("POST", re.compile(r"/waba/refresh")),
 )
 STATUS = {
@@ -55,6 +55,8 @@ def own_waba() -> Response[str]:
 
 @router.get("/waba/<custSpaceId>")
 def sub_customer_waba(custSpaceId: str) -> Response[str]:
+    if custSpaceId == "refresh":
+        raise NotFoundError  # GET /waba/refresh: the refresh route's path, with a method it does not take (405)
     return _answer(Customer.parse(custSpaceId, router.current_event.headers.get("X-Isv-Code")))
 
 
