@@ -11,7 +11,7 @@ TOOLS_STAMP := $(TOOLS)/.installed
 PY312 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/$(shell pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools demo test lint lint-template build build-fc bench serve clean
+.PHONY: help setup tools demo test lint lint-template build build-fc bench serve fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench: $(STAMP) ## measure CAMS throughput and flow-control rejections (figures 
 PLATFORM ?= aws
 serve: $(STAMP) ## serve the HTTP API on localhost:3000 like `sam local start-api` (PLATFORM=fc: like an FC HTTP trigger)
 	$(PY) -m waba_local.serve --platform $(PLATFORM)
+
+fuzz: $(STAMP) ## Schemathesis (st run, all checks, fixed seed) against make serve on each platform, from openapi.yaml
+	WABA_FUZZ=1 $(PY) -m pytest -p no:cacheprovider -s -q tests/integration/test_fuzz_api.py
 
 clean: ## remove build output and virtualenvs
 	rm -rf $(VENV) $(TOOLS) .aws-sam .fc-build .pytest_cache .mypy_cache .ruff_cache .hypothesis bench-results
