@@ -17,6 +17,7 @@ from waba_local.fc_local import fc_environment
 from waba_local.oss_stand_in import OssStandIn
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_local.smq_stand_in import SmqStandIn
+from waba_local.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
 from waba_lookup.observability import metrics
@@ -199,6 +200,21 @@ def smq(monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]) 
         monkeypatch.setenv("REFRESH_QUEUE_URL", stand_in.create_queue("waba-refresh", visibility_timeout=5))
         monkeypatch.setenv("REFRESH_DLQ_URL", stand_in.create_queue("waba-refresh-dlq"))
         yield SmqQueues(stand_in, "waba-refresh", "waba-refresh-dlq", emulator_credentials)
+
+
+FC_BUDGET_TABLE = "waba_budget_test"
+
+
+@pytest.fixture
+def tablestore(monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]) -> Iterator[TablestoreStandIn]:
+    """The shared budget on FC: a Tablestore stand-in with the budget's table, accepting the emulator's key (the
+    function role's, on FC)."""
+    with TablestoreStandIn(credentials=dict([emulator_credentials])) as stand_in:
+        stand_in.create_table(FC_BUDGET_TABLE)
+        monkeypatch.setenv("CAMS_BUDGET_TABLE", FC_BUDGET_TABLE)
+        monkeypatch.setenv("TABLESTORE_ENDPOINT", stand_in.endpoint)
+        monkeypatch.setenv("TABLESTORE_INSTANCE", stand_in.instance)
+        yield stand_in
 
 
 @pytest.fixture

@@ -56,13 +56,23 @@ class Budget(Protocol):
 
 
 def budget_for(settings: Settings) -> Budget:
-    """The shared budget when CAMS_BUDGET_TABLE is set, else static shares of CAMS_QPS_BUDGET."""
+    """The shared budget when CAMS_BUDGET_TABLE is set (DynamoDB on AWS, Tablestore on FC), else static shares of
+    CAMS_QPS_BUDGET."""
     from waba_lookup.pacing import Pacer
 
     if not settings.cams_budget_table:
         return Pacer(settings.calls_per_second)
-    from waba_lookup.dynamodb import DynamoLogStore
     from waba_lookup.fallback import FallbackBudget
+    from waba_lookup.log_store import LogStore
 
-    store = DynamoLogStore(settings.cams_budget_table, settings.account_scope)
+    store: LogStore
+    if settings.on_fc:  # Tablestore
+        from waba_lookup.ots import TablestoreLogStore
+
+        endpoint, instance = settings.tablestore_endpoint or "", settings.tablestore_instance or ""
+        store = TablestoreLogStore(endpoint, instance, settings.cams_budget_table, settings.account_scope)
+    else:
+        from waba_lookup.dynamodb import DynamoLogStore
+
+        store = DynamoLogStore(settings.cams_budget_table, settings.account_scope)
     return FallbackBudget.from_settings(store, settings)

@@ -1,7 +1,5 @@
-"""The shared budget's record in DynamoDB: one item per CAMS account (key `pk`), one attribute per slot field.
-
-Item: `pk`, `v` (version), `ns`, `rm`, `ta`, `ra`, `rw`, `su` (the record's times and rate), and per slot i
-`h{i}` (holder), `s{i}` (sent), `e{i}` (expires), `a{i}` (answered), `c{i}` (interactive). Whole-record writes are
+"""The shared budget's record in DynamoDB: one item per CAMS account (key `pk`), the record's columns as attributes
+(log_store.to_columns). Whole-record writes are
 PutItem conditional on `v`, returning the current item when the condition fails; an answer is an UpdateItem of one
 slot conditional on its holder, so it never races with admissions of other slots.
 """
@@ -13,17 +11,8 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from waba_lookup.aws import fail_fast_client
-from waba_lookup.log_store import StoreUnavailable
-from waba_lookup.sliding_log import LogRecord, Slot
-
-_FIELDS = {
-    "ns": "next_send",
-    "rm": "rate_max",
-    "ta": "throttled_at",
-    "ra": "reads_at",
-    "rw": "reads_waiting_until",
-    "su": "static_until",
-}
+from waba_lookup.log_store import Column, StoreUnavailable, from_columns, to_columns
+from waba_lookup.sliding_log import LogRecord
 
 
 class DynamoLogStore:
@@ -95,41 +84,33 @@ class _ConditionFailed(Exception):
         self.item = item
 
 
-def _number(value: float) -> dict[str, str]:
-    return {"N": repr(round(value, 6))}
-
-
 def encode(record: LogRecord) -> dict[str, Any]:
-    item: dict[str, Any] = {"v": {"S": record.version}}
-    item |= {name: _number(getattr(record, field)) for name, field in _FIELDS.items()}
-    for i, slot in enumerate(record.slots):
-        if slot.holder:
-            item |= {
-                f"h{i}": {"S": slot.holder},
-                f"s{i}": _number(slot.sent),
-                f"e{i}": _number(slot.expires),
-                f"a{i}": {"BOOL": slot.answered},
-                f"c{i}": {"BOOL": slot.interactive},
-            }
-    return item
+    """The record's columns as DynamoDB attribute values."""
+    return {name: _attribute(value) for name, value in to_columns(record).items()}
 
 
 def decode(item: dict[str, Any] | None) -> LogRecord:
     """The record in an item; an empty record (version "") for no item."""
     if not item:
         return LogRecord()
-    default = LogRecord()
-    slots = [
-        Slot(
-            item[f"h{i}"]["S"],
-            float(item[f"s{i}"]["N"]),
-            float(item[f"e{i}"]["N"]),
-            item[f"a{i}"]["BOOL"],
-            item[f"c{i}"]["BOOL"],
-        )
-        if f"h{i}" in item
-        else empty
-        for i, empty in enumerate(default.slots)
-    ]
-    times = {field: float(item[name]["N"]) for name, field in _FIELDS.items() if name in item}
-    return LogRecord(version=item["v"]["S"], slots=tuple(slots), **times)
+    return from_columns({name: _value(attribute) for name, attribute in item.items() if name != "pk"})
+
+
+def _attribute(value: Column) -> dict[str, Any]:
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, float):
+        return _number(value)
+    return {"S": value}
+
+
+def _value(attribute: dict[str, Any]) -> Column:
+    if "BOOL" in attribute:
+        return bool(attribute["BOOL"])
+    if "N" in attribute:
+        return float(attribute["N"])
+    return str(attribute["S"])
+
+
+def _number(value: float) -> dict[str, str]:
+    return {"N": repr(round(value, 6))}

@@ -1,4 +1,5 @@
-"""Where the shared budget's record lives: the port (DynamoDB on AWS, Tablestore on FC) and an in-memory store."""
+"""Where the shared budget's record lives: the port (DynamoDB on AWS, Tablestore on FC), the record's columns as
+both stores keep them, and an in-memory store."""
 
 from __future__ import annotations
 
@@ -6,7 +7,56 @@ import threading
 from dataclasses import replace
 from typing import Protocol
 
-from waba_lookup.sliding_log import LogRecord
+from waba_lookup.sliding_log import LogRecord, Slot
+
+# one column per record field: `v` (version), `ns`, `rm`, `ta`, `ra`, `rw`, `su` (times and rate); per slot i
+# `h{i}` (holder), `s{i}` (sent), `e{i}` (expires), `a{i}` (answered), `c{i}` (interactive)
+RECORD_FIELDS = {
+    "ns": "next_send",
+    "rm": "rate_max",
+    "ta": "throttled_at",
+    "ra": "reads_at",
+    "rw": "reads_waiting_until",
+    "su": "static_until",
+}
+Column = str | float | bool
+
+
+def to_columns(record: LogRecord) -> dict[str, Column]:
+    """The record as columns: a slot nobody holds has none (a whole-record write removes them)."""
+    columns: dict[str, Column] = {"v": record.version}
+    columns |= {name: round(float(getattr(record, field)), 6) for name, field in RECORD_FIELDS.items()}
+    for i, slot in enumerate(record.slots):
+        if slot.holder:
+            columns |= {
+                f"h{i}": slot.holder,
+                f"s{i}": round(slot.sent, 6),
+                f"e{i}": round(slot.expires, 6),
+                f"a{i}": slot.answered,
+                f"c{i}": slot.interactive,
+            }
+    return columns
+
+
+def from_columns(columns: dict[str, Column] | None) -> LogRecord:
+    """The record in these columns; an empty record (version "") for none."""
+    if not columns:
+        return LogRecord()
+    default = LogRecord()
+    slots = [
+        Slot(
+            str(columns[f"h{i}"]),
+            float(columns[f"s{i}"]),
+            float(columns[f"e{i}"]),
+            bool(columns[f"a{i}"]),
+            bool(columns[f"c{i}"]),
+        )
+        if f"h{i}" in columns
+        else empty
+        for i, empty in enumerate(default.slots)
+    ]
+    times = {field: float(columns[name]) for name, field in RECORD_FIELDS.items() if name in columns}
+    return LogRecord(version=str(columns["v"]), slots=tuple(slots), **times)
 
 
 class StoreUnavailable(Exception):

@@ -28,6 +28,8 @@ class Settings:
     cache_stale_seconds: int = 86400
     cams_qps_budget: int = CAMS_MAX_QPS
     cams_budget_table: str | None = None
+    tablestore_endpoint: str | None = None  # FC: where CAMS_BUDGET_TABLE lives
+    tablestore_instance: str | None = None
     cams_interactive_reserve: int = 2
     cams_max_instances: int = 1
     instances_capped: bool = False  # CAMS_MAX_INSTANCES was set: the platform caps this function's concurrency
@@ -83,6 +85,8 @@ class Settings:
             cache_stale_seconds=env.integer("CACHE_STALE_SECONDS", cls.cache_stale_seconds, low=0),
             cams_qps_budget=env.integer("CAMS_QPS_BUDGET", cls.cams_qps_budget, low=1, high=CAMS_MAX_QPS),
             cams_budget_table=env.optional("CAMS_BUDGET_TABLE"),
+            tablestore_endpoint=env.optional("TABLESTORE_ENDPOINT"),
+            tablestore_instance=env.optional("TABLESTORE_INSTANCE"),
             cams_interactive_reserve=env.integer(
                 "CAMS_INTERACTIVE_RESERVE", cls.cams_interactive_reserve, low=0, high=CAMS_MAX_QPS - 1
             ),
@@ -106,6 +110,15 @@ class Settings:
             settings = dataclasses.replace(settings, credential_source=f"account:{account}")
         elif key:
             settings = dataclasses.replace(settings, credential_source=key.access_key_id)
+        if settings.on_fc and settings.cams_budget_table:
+            for name, value in (
+                ("TABLESTORE_ENDPOINT", settings.tablestore_endpoint),
+                ("TABLESTORE_INSTANCE", settings.tablestore_instance),
+            ):
+                if not value:
+                    raise ConfigurationError(
+                        f"{name} must be set on Function Compute: CAMS_BUDGET_TABLE is a Tablestore table"
+                    )
         if settings.cams_budget_table and settings.cams_interactive_reserve >= settings.cams_qps_budget:
             raise ConfigurationError(
                 f"CAMS_INTERACTIVE_RESERVE={settings.cams_interactive_reserve} must be below "

@@ -30,7 +30,7 @@ class Stack:
     cams: CamsEmulator
     cache: AwsStandIn | OssCache
     aws: AwsStandIn | None  # SQS and the DynamoDB budget (AWS)
-    smq: SmqQueues | None = None  # the refresh queue (FC); no shared budget there until Tablestore
+    smq: SmqQueues | None = None  # the refresh queue (FC); its budget is in the Tablestore stand-in
 
     def queued(self) -> list[Any]:
         """The bodies of the messages in the refresh queue, parsed (SQS's are received and deleted)."""
@@ -68,12 +68,14 @@ def stack(request: pytest.FixtureRequest, cams_env: CamsEmulator) -> Stack:
     if request.param == "aws":
         aws: AwsStandIn = request.getfixturevalue("aws")
         return Stack("aws", cams_env, aws, aws)
-    return Stack("fc", cams_env, request.getfixturevalue("oss"), None, request.getfixturevalue("smq"))
+    oss = request.getfixturevalue("oss")  # before the budget: the FC fixtures' environment, then Tablestore's
+    request.getfixturevalue("tablestore")
+    return Stack("fc", cams_env, oss, None, request.getfixturevalue("smq"))
 
 
 @pytest.fixture
 def aws_stack(cams_env: CamsEmulator, aws: AwsStandIn) -> Stack:
-    """AWS only: the DynamoDB budget, SQS and the REST API's events."""
+    """AWS only: the REST API's events."""
     return Stack("aws", cams_env, aws, aws)
 
 
@@ -184,31 +186,31 @@ def test_an_entry_past_the_stale_window_is_not_served(stack: Stack, monkeypatch:
 
 def new_instance_without_the_budget_store(monkeypatch: pytest.MonkeyPatch) -> None:
     """The next request runs in a fresh instance whose budget table cannot be reached."""
-    monkeypatch.setenv("CAMS_BUDGET_TABLE", "no-such-budget-table")
+    monkeypatch.setenv("CAMS_BUDGET_TABLE", "no_such_budget_table")  # a valid name on DynamoDB and Tablestore
     get_settings.cache_clear()
     get_lookup.cache_clear()
 
 
 def test_the_budget_store_down_with_nothing_cached_is_503_and_spends_nothing(
-    aws_stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cams = aws_stack.cams
+    cams = stack.cams
     new_instance_without_the_budget_store(monkeypatch)
-    response = aws_stack.call("sub")
+    response = stack.call("sub")
     assert response["statusCode"] == 503 and body(response)["Code"] == "BudgetUnavailable"
     assert int(header(response, "Retry-After") or 0) >= 1
     assert cams.calls == []
 
 
 def test_the_budget_store_down_serves_a_stale_entry_and_fresh_hits_never_ask_it(
-    aws_stack: Stack, monkeypatch: pytest.MonkeyPatch
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cams = aws_stack.cams
-    aws_stack.call("sub")
+    cams = stack.cams
+    stack.call("sub")
     new_instance_without_the_budget_store(monkeypatch)
-    hit = aws_stack.call("sub")
+    hit = stack.call("sub")
     assert header(hit, "X-Cache") == "HIT" and get_lookup().budget.stats.store_requests == 0
-    stale = aws_stack.call("sub-refresh")
+    stale = stack.call("sub-refresh")
     assert stale["statusCode"] == 200 and header(stale, "X-Cache") == "STALE"
     assert cams.count(cust_space_id=SUB) == 1
 

@@ -1,4 +1,5 @@
-"""One contract for every LogStore: the in-memory one and DynamoDB (boto3 against moto), the same behaviour."""
+"""One contract for every LogStore: the in-memory one, DynamoDB (boto3 against moto) and Tablestore (OTSClient
+against the stand-in), the same behaviour."""
 
 from __future__ import annotations
 
@@ -11,15 +12,24 @@ from botocore.config import Config
 from moto import mock_aws
 
 from tests.conftest import REGION, create_budget_table
+from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
+from waba_lookup.credentials import AccessKey, StaticCredentials
 from waba_lookup.dynamodb import DynamoLogStore
 from waba_lookup.log_store import LogStore, MemoryLogStore, StoreUnavailable
+from waba_lookup.ots import TablestoreLogStore
 from waba_lookup.sliding_log import LogRecord, Slot
 
 
-@pytest.fixture(params=["memory", "dynamodb"])
+@pytest.fixture(params=["memory", "dynamodb", "tablestore"])
 def store(request: pytest.FixtureRequest) -> Iterator[LogStore]:
     if request.param == "memory":
         yield MemoryLogStore()
+        return
+    if request.param == "tablestore":
+        with TablestoreStandIn() as stand_in:
+            stand_in.create_table("budget")
+            key = StaticCredentials(AccessKey(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET))
+            yield TablestoreLogStore(stand_in.endpoint, stand_in.instance, "budget", "account-a", key)
         return
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)

@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from waba_lookup import shared_budget
 from waba_lookup.errors import Throttled
 from waba_lookup.fallback import FallbackBudget, Permit, StaticPermit
-from waba_lookup.log_store import MemoryLogStore
+from waba_lookup.log_store import LogStore, MemoryLogStore, StoreUnavailable
 from waba_lookup.shared_budget import SharedBudget
 from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, Admitted, LogRecord, Policy, Slot, Wait
 
@@ -57,11 +57,39 @@ class Instance:
     calls: list[Call] = field(default_factory=list)
 
 
+class Switchable:
+    """A store that can be taken down and brought back: requests fail like an outage while it is down."""
+
+    def __init__(self, store: LogStore) -> None:
+        self.inner, self.down = store, False
+
+    def load(self) -> LogRecord:
+        self._up()
+        return self.inner.load()
+
+    def replace(self, record: LogRecord, expected_version: str) -> LogRecord | None:
+        self._up()
+        return self.inner.replace(record, expected_version)
+
+    def answer(self, index: int, holder: str, expires: float, version: str) -> LogRecord | None:
+        self._up()
+        return self.inner.answer(index, holder, expires, version)
+
+    def _up(self) -> None:
+        if self.down:
+            raise StoreUnavailable("down")
+
+
 class SharedBudgetMachine(RuleBasedStateMachine):
+    """The deployment's instances over one store. Subclasses put the record in a real store (integration tests)."""
+
+    def new_store(self) -> LogStore:
+        return MemoryLogStore()
+
     def __init__(self) -> None:
         super().__init__()
         self.world = World()
-        self.store = MemoryLogStore()
+        self.store = Switchable(self.new_store())
         self.instances: list[Instance] = []
         self.ids = iter(range(1_000_000))
 
