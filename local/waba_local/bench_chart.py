@@ -20,7 +20,12 @@ from waba_local.bench_figures import RunFigures
 
 QUOTA = 10
 STEP = 0.02  # seconds between points of the sliding-second curve
-LABELS = {"shared": "shared budget", "static": "static shares (old template)", "naive": "naive (no budget)"}
+LABELS = {
+    "shared": "shared budget",
+    "fc": "Function Compute, Tablestore budget",
+    "static": "static shares (old template)",
+    "naive": "naive (no budget)",
+}
 
 
 def sliding_counts(arrivals: list[float], t0: float, end: float) -> tuple[Any, Any]:

@@ -11,7 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, Call
+from waba_local.emulator import Call
 from waba_local.emulator_state import busiest_window
 
 NEIGHBOUR_KEY = ("LTAI5tNeighbourClientKey", "neighbour-client-secret")
@@ -78,7 +78,7 @@ def figures(
     stats: list[dict[str, Any]],
     seconds: float,
 ) -> RunFigures:
-    ours = [c for c in calls if c.access_key_id == DEFAULT_ACCESS_KEY_ID]
+    ours = [c for c in calls if c.access_key_id != NEIGHBOUR_KEY[0]]  # the deployment's key (AWS) or role (FC)
     accepted = [c.arrived_at for c in ours if c.accepted]
     steady, end_to_end = rates(accepted)
     # the neighbour's calls while ours were calling: its idle tail alone would flatter its figure

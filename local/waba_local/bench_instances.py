@@ -1,7 +1,9 @@
-"""The benchmark's instances: each runs in a process of its own, as one Lambda instance, through the real handlers.
+"""The benchmark's instances: each runs in a process of its own, as one Lambda or FC instance, through the real
+handlers (`--platform fc`: FC's entry points and events).
 
 - `worker`: polls the local queue like Lambda's SQS event source (batches of --batch, a 1 s batching window) and
-  invokes functions/queue_worker until the queue is drained (nothing visible, nothing in flight);
+  invokes functions/queue_worker until the queue is drained (nothing visible, nothing in flight); on FC, the local
+  EventBridge trigger on SMQ (batches of up to --batch, s.yaml's window) until nothing is left in the queue;
 - `reads`: one HTTP instance making interactive reads of uncached customers, one after another, --gaps apart;
 - `hits`: a forked HTTP instance per --customers entry, one read each, all at once.
 
@@ -148,18 +150,51 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
     if args.announce:
         customer, _, path = args.announce.partition("=")
         _announce_calls_for(customer, Path(path))
+    if args.platform == "fc":
+        polled = _fc_worker(handler, args)  # before the budget's stats are read
+        return {"budget": asdict(lookup.budget.stats), "poll": polled}
     sqs = boto3.client("sqs")  # the environment points boto3 at the stand-ins, as in the function itself
     poller = BenchPoller(sqs, os.environ["REFRESH_QUEUE_URL"], handler.lambda_handler, 60_000, args.batch)
     poller.drain_all(args.time_limit)
     return {"budget": asdict(lookup.budget.stats), "poll": asdict(poller.stats)}
 
 
-def _read(api: Any, customer: str) -> dict[str, Any]:
+def _fc_worker(handler: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The local EventBridge trigger on the refresh queue, until the queue holds no message (none visible, delayed
+    or in flight) or the time limit."""
+    from waba_local.eventbridge import LocalSmqTrigger
+    from waba_local.s_yaml import queue_trigger
+    from waba_lookup.credentials import EnvironmentCredentials
+    from waba_lookup.smq import build_queue, parse_queue_url
+
+    endpoint, name = parse_queue_url(os.environ["REFRESH_QUEUE_URL"])
+    queue = build_queue(endpoint, name, EnvironmentCredentials())
+    dlq = build_queue(*parse_queue_url(os.environ["REFRESH_DLQ_URL"]), EnvironmentCredentials())
+    deployed = queue_trigger()  # s.yaml's batches: at most its CountBasedWindow, over its TimeBasedWindow
+    batch, window = min(args.batch, deployed.batch_size), deployed.batch_window_seconds
+    trigger = LocalSmqTrigger(queue, dlq, handler.handler, batch_size=batch, batch_window_seconds=window)
+    started = time.monotonic()
+    while time.monotonic() - started < args.time_limit:
+        trigger.drain(until_empty_for=1.0, time_limit=args.time_limit)
+        meta = queue.get_attributes()
+        if meta.active_messages + meta.inactive_messages + meta.delay_messages == 0:
+            break
+    return asdict(trigger.stats)
+
+
+def _read(api: Any, customer: str, platform: str = "aws") -> dict[str, Any]:
     """One GET /waba/{customer} through the handler: status, X-Cache and seconds taken."""
-    event = http_event("GET", f"/waba/{customer}", {"X-Isv-Code": expected_isv_code(customer)})
+    from waba_local.fc_local import fc_invocation
+
+    headers = {"X-Isv-Code": expected_isv_code(customer)}
     started = time.perf_counter()
     try:
-        response = api.lambda_handler(event, LocalLambdaContext(HTTP_TIMEOUT_MS))
+        if platform == "fc":
+            response = api.handler(*fc_invocation("GET", f"/waba/{customer}", headers))
+        else:
+            response = api.lambda_handler(
+                http_event("GET", f"/waba/{customer}", headers), LocalLambdaContext(HTTP_TIMEOUT_MS)
+            )
     except Exception as error:  # noqa: BLE001 - a failed invocation (API Gateway would answer 502): count it, go on
         traceback.print_exc()
         return {"status": type(error).__name__, "cache": "", "latency": time.perf_counter() - started}
@@ -185,7 +220,7 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
     answers = []
     for customer in args.customers.split(","):
         time.sleep(rng.uniform(*args.gaps))
-        answers.append(_read(api, customer))
+        answers.append(_read(api, customer, args.platform))
     return {"budget": asdict(lookup.budget.stats), "reads": answers}
 
 
@@ -194,9 +229,12 @@ def hits(args: argparse.Namespace) -> dict[str, Any]:
     event in a class attribute, so one process serves one request at a time, as a Lambda instance does; and forks
     share this process's imports, so 200 instances start in seconds on 2 cores."""
     api = load_handler("http_api")  # imported here, before the forks
-    # the library's AWS session, with the S3 model loaded, is shared by the forks (a warm Lambda instance has it
-    # already); the client made for that is never used, so no connection crosses a fork
-    fail_fast_client("s3")
+    if args.platform == "fc":
+        import alibabacloud_oss_v2  # noqa: F401  # loaded once, shared by the forks, as a warm FC instance has it
+    else:
+        # the library's AWS session, with the S3 model loaded, is shared by the forks (a warm Lambda instance has
+        # it already); the client made for that is never used, so no connection crosses a fork
+        fail_fast_client("s3")
     gc.freeze()  # the forks' collector leaves the shared heap alone, so its pages stay shared, not copied
     children = [_fork(partial(_hit_instance, api, customer, args)) for customer in args.customers.split(",")]
     seen = [_collect(pid, pipe) for pid, pipe in children]
@@ -208,9 +246,9 @@ def hits(args: argparse.Namespace) -> dict[str, Any]:
 
 def _hit_instance(api: Any, customer: str, args: argparse.Namespace) -> dict[str, Any]:
     lookup = _instance(args.naive)
-    _read(api, customer)  # a warm instance: its S3 client and connection exist
+    _read(api, customer, args.platform)  # a warm instance: its cache client and connection exist
     _ready_then_go(args.go)
-    read = _read(api, customer)
+    read = _read(api, customer, args.platform)
     return {"budget": asdict(lookup.budget.stats), "read": read}
 
 
@@ -255,6 +293,7 @@ def main() -> None:
     parser.add_argument("--go", type=Path, help="reads, hits: begin once this file names a wall time")
     parser.add_argument("--gaps", type=float, nargs=2, default=(0.5, 2.5), help="reads: seconds between reads")
     parser.add_argument("--seed", type=int, default=0, help="reads: seed of the gaps")
+    parser.add_argument("--platform", choices=("aws", "fc"), default="aws", help="whose handlers and events")
     args = parser.parse_args()
     seen = ROLES[args.role](args)
     args.stats.write_text(json.dumps({"role": args.role, "pid": os.getpid(), **seen}))

@@ -36,6 +36,8 @@ def one_run(
         max_receive_count=1000,
         accounts=ACCOUNTS,
         aws_own_process=aws_own_process,
+        with_fc=variant == "fc",
+        fc_visibility_timeout=scenario.visibility,
     )
     stop = threading.Event()
     with tempfile.TemporaryDirectory(prefix="waba-bench-") as workdir:
@@ -61,7 +63,7 @@ def _measure(
     time_limit: float,
 ) -> RunFigures:
     assert local.emulator is not None
-    base = dict(os.environ) | local.environment()
+    base = dict(os.environ) | (local.fc_environment() if variant == "fc" else local.environment())
     if s.hits:
         started = time.monotonic()
         return _figures(s, variant, local, fleet, set(), started, hits(s, variant, run, local, fleet, base))
@@ -71,7 +73,7 @@ def _measure(
         threading.Thread(target=neighbour, args=(local.emulator.endpoint, s.neighbour_rate, stop), daemon=True).start()
     started = time.monotonic()
     worker_env = variant_env(base, variant, "worker", s.workers)
-    worker_args = ["--batch", str(s.batch), "--time-limit", str(time_limit)]
+    worker_args = ["--batch", str(s.batch), "--time-limit", str(time_limit), *_platform(variant)]
     announce, slow = fleet.workdir / "announce", backlog[int(len(backlog) * SLOW_CUSTOMER_AT)]
     for _ in range(s.workers):
         fleet.spawn(
@@ -109,9 +111,23 @@ def _figures(
     return result
 
 
+def _platform(variant: str) -> list[str]:
+    """The instances' --platform argument."""
+    return ["--platform", "fc" if variant == "fc" else "aws"]
+
+
 def _queue_backlog(local: stand_ins.StandIns, s: Scenario, run: int) -> list[str]:
-    sqs = local.client("sqs")
     customers = [f"cs-bench-{run}-{i:04d}" for i in range(s.backlog)]
+    if local.smq is not None:  # FC: SMQ, as POST /waba/refresh would send them
+        from waba_lookup.credentials import AccessKey, StaticCredentials
+        from waba_lookup.smq import SmqQueue
+
+        smq = SmqQueue(local.smq.queue_url(stand_ins.FC_QUEUE), StaticCredentials(AccessKey(*stand_ins.ROLE)))
+        bodies = [json.dumps({"CustSpaceId": c, "IsvCode": expected_isv_code(c)}) for c in customers]
+        for start in range(0, len(bodies), smq.max_messages):
+            smq.send_batch(bodies[start : start + smq.max_messages])
+        return customers
+    sqs = local.client("sqs")
     for start in range(0, len(customers), 10):
         entries = [
             {"Id": str(j), "MessageBody": json.dumps({"CustSpaceId": c, "IsvCode": expected_isv_code(c)})}
@@ -126,7 +142,8 @@ def _start_readers(s: Scenario, variant: str, run: int, fleet: Fleet, base: dict
     env = variant_env(base, variant, "http", s.readers)
     for p in range(s.readers):
         customers = ",".join(f"{READ_PREFIX}{run}-{p}-{i}" for i in range(s.reads_each))
-        fleet.spawn("reads", env, "--customers", customers, "--go", str(fleet.go_file), "--seed", str(run * 100 + p))
+        seed = ["--seed", str(run * 100 + p), *_platform(variant)]
+        fleet.spawn("reads", env, "--customers", customers, "--go", str(fleet.go_file), *seed)
     fleet.wait_ready(s.readers)
     return s.readers
 
@@ -135,7 +152,7 @@ def _watch(local: stand_ins.StandIns, fleet: Fleet, backlog: set[str], reads: bo
     """Show progress until every instance has ended; start the reads once the backlog is under way."""
     assert local.emulator is not None
     while fleet.running() and time.monotonic() < give_up:
-        calls = [c for c in local.emulator.calls if c.access_key_id == DEFAULT_ACCESS_KEY_ID]
+        calls = [c for c in local.emulator.calls if c.access_key_id != NEIGHBOUR_KEY[0]]
         done = len({c.cust_space_id for c in calls if c.accepted} & backlog)
         if reads and not fleet.go_file.exists() and sum(c.accepted for c in calls) >= READS_AFTER_CALLS:
             fleet.go()

@@ -1,7 +1,9 @@
 """What `make bench` measures: the scenarios, and the three budgets each one runs under.
 
 Variants, in the same run:
-- shared: the shared budget (CAMS_BUDGET_TABLE on the local DynamoDB), the deployed default;
+- shared: the shared budget (CAMS_BUDGET_TABLE on the local DynamoDB), the deployed default on AWS;
+- fc: the same scenario on Function Compute: the FC handlers, SMQ through the local EventBridge trigger, OSS, and
+  the shared budget in Tablestore (the stand-in), the deployed default on FC;
 - static: no table; per-instance shares as the old template deployed them. The worker had 6 calls/s over at
   most 2 instances (3 each): with more worker processes, those 6 are split over them (floor(6 / K): 2 each for 3,
   1 each for 5). The HTTP function had 4 calls/s over at most 4 instances (1 each): every HTTP process gets
@@ -14,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-VARIANTS = ("shared", "static", "naive")
+VARIANTS = ("shared", "fc", "static", "naive")
+SHARED = ("shared", "fc")  # the shared budget, on AWS and on FC
 # the old template's static shares: (calls per second of the function, most instances)
 STATIC_SHARES = {"worker": (6, 2), "http": (4, 4)}
 COMMON_ENV = {
@@ -73,13 +76,13 @@ SCENARIOS = {
 def variant_env(base: dict[str, str], variant: str, function: str, instances: int) -> dict[str, str]:
     """The environment of one `function` ("worker" or "http") process under `variant`, with `instances` of them."""
     env = base | COMMON_ENV
-    if variant != "shared":
+    if variant not in SHARED:
         env.pop("CAMS_BUDGET_TABLE", None)
     if variant == "static":
         budget, cap = STATIC_SHARES[function]
         spread = max(cap, instances) if function == "worker" else cap
         env |= {"CAMS_QPS_BUDGET": str(budget), "CAMS_MAX_INSTANCES": str(spread)}
-    elif variant == "shared" and function == "worker":
+    elif variant in SHARED and function == "worker":
         env["CAMS_MAX_INSTANCES"] = str(instances)  # sizes the fallback share only, as WorkerMaxInstances does
     return env
 

@@ -64,8 +64,8 @@ def main() -> None:
         become_fc_instance(local)
         http_part(
             local.emulator,
-            "4. Function Compute: the same reads through `handler` (FC HTTP trigger events, cache: OSS, "
-            "CAMS and OSS called with the function role's STS credentials)",
+            "4. Function Compute: the same reads through `handler` (FC HTTP trigger events, cache: OSS, budget: "
+            "Tablestore, all called with the function role's STS credentials)",
             lambda method, path, headers: api.handler(*fc_invocation(method, path, headers)),
         )
         bulk_fc_part(local)

@@ -18,6 +18,7 @@ from typing import Any
 from waba_local.fc_local import ACCOUNT_ID, REGION, FunctionMeta, LocalFcContext
 
 Handler = Callable[[bytes, Any], Any]
+SMQ_BATCH = 16  # SMQ's most messages in one batch call
 
 
 @dataclass
@@ -93,7 +94,7 @@ class LocalSmqTrigger:
         window_ends = time.monotonic() + self.batch_window
         while len(batch) < self.batch_size and time.monotonic() < window_ends:
             try:
-                batch += self.queue.batch_receive_message(self.batch_size - len(batch), 1)
+                batch += self.queue.batch_receive_message(min(SMQ_BATCH, self.batch_size - len(batch)), 1)
             except MNSServerException as error:
                 if error.type != "MessageNotExist":
                     raise
@@ -117,6 +118,10 @@ class LocalSmqTrigger:
         else:  # errorsTolerance ALL: the events go to the dead-letter queue, and the stream moves on
             from mns.queue import Message
 
-            self.dead_letter_queue.batch_send_message([Message(json.dumps(e)) for e in json.loads(event)])
+            events = [Message(json.dumps(e)) for e in json.loads(event)]
+            for start in range(0, len(events), SMQ_BATCH):
+                self.dead_letter_queue.batch_send_message(events[start : start + SMQ_BATCH])
             self.stats.dead_lettered_events += len(batch)
-        self.queue.batch_delete_message([m.receipt_handle for m in batch])
+        handles = [m.receipt_handle for m in batch]
+        for start in range(0, len(handles), SMQ_BATCH):
+            self.queue.batch_delete_message(handles[start : start + SMQ_BATCH])

@@ -1,9 +1,9 @@
 """The local stand-ins for the clouds: the CAMS emulator, moto's server (S3, SQS, DynamoDB, Secrets Manager), and
-for Function Compute the OSS and SMQ stand-ins.
+for Function Compute the OSS, SMQ and Tablestore stand-ins.
 
 Started together for the demo, `make serve` and the benchmark; `environment()` gives the settings that point
 the package at them as AWS sets them (the shared budget's table included), `fc_environment()` as Function Compute
-does (FC_*, and the function role's STS credentials, which the emulator and the OSS and SMQ stand-ins accept). moto's server
+does (FC_*, and the function role's STS credentials, which the emulator and the FC stand-ins accept). moto's server
 answers one request at a time (local_aws.py), so a race in the stand-in can never pass for one in the product.
 """
 
@@ -21,6 +21,7 @@ from waba_local.fc_local import fc_environment
 from waba_local.local_aws import LocalAws
 from waba_local.oss_stand_in import OssStandIn
 from waba_local.smq_stand_in import SmqStandIn
+from waba_local.tablestore_stand_in import TablestoreStandIn
 
 REGION = "ap-southeast-1"
 BUCKET = "waba-lookup-local-cache"
@@ -30,6 +31,7 @@ INTERACTIVE_RESERVE = "2"  # the template's default
 ROLE = ("STS.LocalFunctionRole", "local-function-role-secret", "local-function-role-security-token")
 ROLE_VALID_SECONDS = 36 * 3600
 FC_QUEUE, FC_DLQ = "waba-lookup-refresh", "waba-lookup-refresh-dlq"
+FC_BUDGET_TABLE = "waba_lookup_local_budget"  # Tablestore's names: letters, digits and _ only
 
 
 @dataclass
@@ -42,6 +44,7 @@ class StandIns:
     budget_table: str = BUDGET_TABLE
     oss: OssStandIn | None = None
     smq: SmqStandIn | None = None
+    tablestore: TablestoreStandIn | None = None
 
     @property
     def aws_endpoint(self) -> str:
@@ -85,6 +88,13 @@ class StandIns:
         assert self.oss is not None and self.smq is not None
         env = fc_environment() | {"OSS_ENDPOINT": self.oss.endpoint, "CACHE_BUCKET": self.bucket}
         env |= {"REFRESH_QUEUE_URL": self.smq.queue_url(FC_QUEUE), "REFRESH_DLQ_URL": self.smq.queue_url(FC_DLQ)}
+        if self.tablestore is not None:
+            env |= {
+                "CAMS_BUDGET_TABLE": FC_BUDGET_TABLE,
+                "TABLESTORE_ENDPOINT": self.tablestore.endpoint,
+                "TABLESTORE_INSTANCE": self.tablestore.instance,
+                "CAMS_INTERACTIVE_RESERVE": INTERACTIVE_RESERVE,
+            }
         if cams and self.emulator is not None:
             env |= {
                 "CAMS_ENDPOINT": self.emulator.endpoint,
@@ -95,10 +105,16 @@ class StandIns:
             }
         return env
 
+    def budget_store_requests(self) -> int:
+        """Requests the shared budget's store has answered so far: Tablestore's on FC, else DynamoDB's."""
+        if self.tablestore is not None:
+            return self.tablestore.count()
+        return int(self.aws.requests()["dynamodb"])
+
     def stop(self) -> None:
         if self.emulator is not None:
             self.emulator.stop()
-        for fc_stand_in in (self.oss, self.smq):
+        for fc_stand_in in (self.oss, self.smq, self.tablestore):
             if fc_stand_in is not None:
                 fc_stand_in.stop()
         self.aws.stop()
@@ -111,21 +127,26 @@ def start(
     accounts: dict[str, str] | None = None,
     aws_own_process: bool = False,
     with_fc: bool = False,
+    fc_visibility_timeout: int = 60,
 ) -> StandIns:
     """Start the emulator (unless real CAMS is used) and a moto server with the cache bucket, the queues and
-    the shared budget's table; with_fc, the OSS stand-in with the bucket and the SMQ stand-in with the queues too."""
+    the shared budget's table; with_fc, the OSS stand-in with the bucket, the SMQ stand-in with the queues (a
+    visibility timeout that outlasts a worker invocation) and the Tablestore stand-in with the budget's table too."""
     emulator = CamsEmulator(accounts=accounts).start() if with_emulator else None
-    oss = smq = None
+    oss = smq = tablestore = None
     if with_fc:
         expires = time.time() + ROLE_VALID_SECONDS
         oss, smq = OssStandIn(credentials={}).start(), SmqStandIn(credentials={}).start()
+        tablestore = TablestoreStandIn(credentials={}).start()
         oss.create_bucket(BUCKET)
-        smq.create_queue(FC_QUEUE, visibility_timeout=max(visibility_timeout, 60))  # outlasts the worker's timeout
+        smq.create_queue(FC_QUEUE, visibility_timeout=fc_visibility_timeout)
         smq.create_queue(FC_DLQ)
-        for stand_in in (oss, smq, emulator):
+        tablestore.create_table(FC_BUDGET_TABLE)
+        for stand_in in (oss, smq, tablestore, emulator):
             if stand_in is not None:
                 stand_in.add_sts(*ROLE, expires_at=expires)
     stand_ins = StandIns(emulator, LocalAws(aws_own_process).start(), BUCKET, "", "", oss=oss, smq=smq)
+    stand_ins.tablestore = tablestore
     s3, sqs = stand_ins.client("s3"), stand_ins.client("sqs")
     s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
     stand_ins.dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
