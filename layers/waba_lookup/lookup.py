@@ -10,6 +10,7 @@ import dataclasses
 import random
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Literal
@@ -116,8 +117,15 @@ class WabaLookup:
     def fetch(self, customer: Customer, deadline: float, interactive: bool = True) -> dict[str, Any]:
         """Call CAMS, every attempt under a budget permit, retrying transient failures with full-jitter backoff."""
         send_by = deadline - self.settings.call_seconds
+        failure: WabaLookupError | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
-            with self.budget.permit(send_by, interactive):
+            with ExitStack() as permit:
+                try:
+                    permit.enter_context(self.budget.permit(send_by, interactive))
+                except WabaLookupError:
+                    if failure is None:
+                        raise
+                    raise failure from None  # a retry that got no permit in time: the caller sees what CAMS said
                 try:
                     body = self._cams().query(customer.cust_space_id, customer.isv_code)
                 except WabaLookupError as error:

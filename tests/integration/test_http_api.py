@@ -5,6 +5,7 @@ emulator and the stand-ins over HTTP."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -294,3 +295,18 @@ def test_bulk_refresh_enqueues_exactly_the_items(stack: Stack) -> None:
     assert response["statusCode"] == 202 and body(response) == {"Queued": 24}
     assert sorted(map(json.dumps, stack.queued())) == sorted(map(json.dumps, items))
     assert stack.cams.calls == []  # queuing spends no CAMS call
+
+
+def test_at_the_deployed_share_a_failing_cams_is_502_with_its_request_id_not_429(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given static shares as deployed without a budget table: 5 HTTP instances sharing 5 calls/s, 1 each
+    monkeypatch.delenv("CAMS_BUDGET_TABLE")
+    monkeypatch.setenv("CAMS_QPS_BUDGET", "5")
+    monkeypatch.setenv("CAMS_MAX_INSTANCES", "5")
+    stack.cams.set_behaviour(SUB, "5xx")
+    # When a read's retries cannot all get a slot in time
+    response = stack.call("sub")
+    # Then the caller sees CAMS's failure, with CAMS's request id, not the pacing that stopped the retry
+    assert (response["statusCode"], body(response)["Code"]) == (502, "ServiceUnavailable")
+    assert re.fullmatch(r"[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}", body(response)["RequestId"])  # CAMS's, not ours
