@@ -197,7 +197,7 @@ def smq(monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]) 
     """SMQ for the FC functions: the refresh queue and the dead-letter queue, accepting the CAMS emulator's key (on
     FC all three are called with the function role's credentials)."""
     with SmqStandIn(credentials=dict([emulator_credentials])) as stand_in:
-        monkeypatch.setenv("REFRESH_QUEUE_URL", stand_in.create_queue("waba-refresh", visibility_timeout=5))
+        monkeypatch.setenv("REFRESH_QUEUE_URL", stand_in.create_queue("waba-refresh", visibility_timeout=30))
         monkeypatch.setenv("REFRESH_DLQ_URL", stand_in.create_queue("waba-refresh-dlq"))
         yield SmqQueues(stand_in, "waba-refresh", "waba-refresh-dlq", emulator_credentials)
 

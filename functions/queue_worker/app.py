@@ -11,16 +11,18 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waba_lookup import fc
-from waba_lookup.errors import WabaLookupError
-from waba_lookup.lookup import SETTLE_RESERVE_SECONDS, deadline_within, get_lookup
+from waba_lookup.errors import ConfigurationError, WabaLookupError
+from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, SETTLE_RESERVE_SECONDS, deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.redelivery import Delivery, Redelivery, redelivery_queues
 from waba_lookup.refresh import OutOfTime, PoisonMessage, refresh_message
+from waba_lookup.refresh_queue import get_refresh_queue
 
 # An all-failed batch (CAMS down, throttled) is answered with every record in batchItemFailures rather than by
 # raising: the records return to the queue after the visibility timeout either way, and a raised error would
 # only add a failed invocation, an error alarm and a Lambda-level retry on top.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+not_attempted: list[SQSRecord] = []  # this invocation's records it had no time left for
 
 
 def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
@@ -32,6 +34,9 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
         count("PoisonMessages")
         logger.error("unprocessable message", extra={"message_id": record.message_id, "reason": error.message})
         raise
+    except OutOfTime:
+        not_attempted.append(record)
+        raise
     except WabaLookupError as error:
         logger.info("refresh deferred", extra={"message_id": record.message_id, "code": error.code})
         raise
@@ -39,16 +44,43 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     return outcome
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
+    ready_to_refresh()
+    not_attempted.clear()
     response = process_partial_response(
         event=event, record_handler=refresh_record, processor=processor, context=context
     )
+    requeue_not_attempted(response, context)
     # static shares end the invocation holding no CAMS slot (see Pacer.settle); the shared budget needs no wait
     get_lookup().budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
     return response
+
+
+def ready_to_refresh() -> None:
+    """A configuration that cannot work fails the invocation, logged and counted, before any record is touched:
+    failing every record instead would only show when the backlog reached the dead-letter queue."""
+    try:
+        get_lookup().ready_to_refresh()
+    except ConfigurationError as error:
+        logger.error("configuration error: the batch is not processed", extra={"reason": str(error)})
+        count("ConfigurationErrors")
+        raise
+
+
+def requeue_not_attempted(response: dict[str, Any], context: LambdaContext) -> None:
+    """Send the records left for want of time to the queue again and report them done, so that no receive counts
+    against them towards the dead-letter queue; a record that cannot be sent stays a failure."""
+    if not not_attempted:
+        return
+    deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
+    unsent, _ = get_refresh_queue().send_bodies([r.body for r in not_attempted], deadline)
+    requeued = {r.message_id for i, r in enumerate(not_attempted) if i not in set(unsent)}
+    count("RecordsRequeued", len(requeued))
+    failures = response["batchItemFailures"]
+    response["batchItemFailures"] = [f for f in failures if f["itemIdentifier"] not in requeued]
 
 
 def handler(event: bytes, context: Any) -> dict[str, int]:
@@ -58,8 +90,9 @@ def handler(event: bytes, context: Any) -> dict[str, int]:
     return _refresh_fc(fc.queue_messages(event), fc.FcContext.of(context, started))
 
 
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)
 def _refresh_fc(messages: list[fc.QueueMessage], context: fc.FcContext) -> dict[str, int]:
+    ready_to_refresh()
     lookup, plan = get_lookup(), Redelivery()
     queue, dead_letter_queue = redelivery_queues(lookup.settings)  # configuration errors fail the invocation
     deadline = deadline_within(context.get_remaining_time_in_millis(), reserve_seconds=SETTLE_RESERVE_SECONDS)

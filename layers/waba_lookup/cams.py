@@ -60,6 +60,10 @@ class CamsClient:
             self._sdk = None  # the next attempt reads the credentials again and builds a client with them
         raise error  # outside the except block, so the SDK exception is not chained as __context__
 
+    def ready(self) -> None:
+        """Read the credentials (ConfigurationError if they cannot be), without calling CAMS."""
+        self._credentials.current()
+
     def _client(self) -> Any:
         """The SDK client, built again whenever the credentials changed (an STS token renewed, a key rotated)."""
         key = self._credentials.current()

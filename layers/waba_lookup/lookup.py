@@ -106,6 +106,13 @@ class WabaLookup:
             raise UpstreamFailed("the cache entry could not be written", "CacheUnavailable")
         return "refreshed" if entry.body is not None else "denied"
 
+    def ready_to_refresh(self) -> None:
+        """ConfigurationError, naming what is wrong, if no refresh can work here: no cache to write to, or CAMS
+        credentials that cannot be read (an unreadable secret, half an AccessKey)."""
+        if not self.cache:
+            raise ConfigurationError("CACHE_BUCKET is not set: a refresh has nowhere to go")
+        self._cams().ready()
+
     def _fetch_and_store(self, customer: Customer, deadline: float, interactive: bool) -> CacheEntry:
         try:
             entry = CacheEntry(self._wall(), body=self.fetch(customer, deadline, interactive))

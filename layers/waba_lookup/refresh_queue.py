@@ -48,44 +48,47 @@ class RefreshQueue:
     def send(self, customers: list[Customer], deadline: float) -> int:
         """Queue one message per customer; raise UpstreamFailed (QueueTimeout, QueueUnavailable) saying how many
         were queued if any could not be before the (monotonic) deadline."""
-        chunks = list(self._chunks([json.dumps(c.as_item()) for c in customers]))
-        with ThreadPoolExecutor(max_workers=CONCURRENT_BATCHES) as pool:
-            outcomes = list(pool.map(lambda chunk: self._send_chunk(chunk, deadline), chunks))
-        late = sum(unsent for unsent, out_of_time in outcomes if out_of_time)
-        refused = sum(unsent for unsent, out_of_time in outcomes if not out_of_time)
-        queued = len(customers) - late - refused
-        if late:
+        unsent, late = self.send_bodies([json.dumps(c.as_item()) for c in customers], deadline)
+        queued = len(customers) - len(unsent)
+        if unsent and late:
             raise UpstreamFailed(f"queued {queued} of {len(customers)} refreshes before the deadline", "QueueTimeout")
-        if refused:
-            raise UpstreamFailed(f"{refused} of {len(customers)} refreshes could not be queued", "QueueUnavailable")
+        if unsent:
+            raise UpstreamFailed(f"{len(unsent)} of {len(customers)} refreshes could not be queued", "QueueUnavailable")
         return len(customers)
 
-    def _chunks(self, bodies: list[str]) -> list[list[str]]:
-        chunks: list[list[str]] = [[]]
+    def send_bodies(self, bodies: list[str], deadline: float) -> tuple[list[int], bool]:
+        """Send these message bodies; (the positions of those not sent, whether time ran out for any)."""
+        chunks = self._chunks(list(enumerate(bodies)))
+        with ThreadPoolExecutor(max_workers=CONCURRENT_BATCHES) as pool:
+            outcomes = list(pool.map(lambda chunk: self._send_chunk(chunk, deadline), chunks))
+        return sorted(i for unsent, _ in outcomes for i in unsent), any(late for _, late in outcomes)
+
+    def _chunks(self, bodies: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+        chunks: list[list[tuple[int, str]]] = [[]]
         size = 0
-        for body in bodies:
-            length = len(body.encode())
+        for entry in bodies:
+            length = len(entry[1].encode())
             if len(chunks[-1]) == self.batches.max_messages or (chunks[-1] and size + length > self.batches.max_bytes):
                 chunks.append([])
                 size = 0
-            chunks[-1].append(body)
+            chunks[-1].append(entry)
             size += length
         return [chunk for chunk in chunks if chunk]
 
-    def _send_chunk(self, bodies: list[str], deadline: float) -> tuple[int, bool]:
-        """(how many of these stayed unsent, whether because time ran out)."""
+    def _send_chunk(self, entries: list[tuple[int, str]], deadline: float) -> tuple[list[int], bool]:
+        """(the positions that stayed unsent, whether because time ran out)."""
         for _ in range(SEND_ATTEMPTS):
             if self._clock() + self.batches.call_seconds > deadline:
-                return len(bodies), True
+                return [i for i, _ in entries], True
             try:
-                refused = self.batches.send_batch(bodies)
+                refused = self.batches.send_batch([body for _, body in entries])
             except QueueSendFailed as error:
                 logger.warning("sending a batch of refreshes failed", extra={"error_type": str(error)})
                 continue
-            bodies = [bodies[i] for i in refused]
-            if not bodies:
-                return 0, False
-        return len(bodies), False
+            entries = [entries[i] for i in refused]
+            if not entries:
+                return [], False
+        return [i for i, _ in entries], False
 
 
 def refresh_queue_for(settings: Settings) -> RefreshQueue:

@@ -27,6 +27,7 @@ class TriggerStats:
     invocations: int = 0
     failed_invocations: int = 0
     dead_lettered_events: int = 0
+    late_deletes: int = 0  # batches whose receipt handles had expired (the invocation outlasted the visibility)
     outcomes: dict[str, int] = field(default_factory=dict)  # summed from the worker's answers
 
 
@@ -122,6 +123,13 @@ class LocalSmqTrigger:
             for start in range(0, len(events), SMQ_BATCH):
                 self.dead_letter_queue.batch_send_message(events[start : start + SMQ_BATCH])
             self.stats.dead_lettered_events += len(batch)
+        from mns.mns_exception import MNSServerException
+
         handles = [m.receipt_handle for m in batch]
         for start in range(0, len(handles), SMQ_BATCH):
-            self.queue.batch_delete_message(handles[start : start + SMQ_BATCH])
+            try:
+                self.queue.batch_delete_message(handles[start : start + SMQ_BATCH])
+            except MNSServerException as error:  # handles past the visibility timeout: delivered again, at least once
+                if error.type not in ("MessageNotExist", "ReceiptHandleError"):
+                    raise
+                self.stats.late_deletes += 1

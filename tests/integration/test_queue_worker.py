@@ -14,6 +14,7 @@ from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalPoller
 from waba_lookup.budget import budget_for
 from waba_lookup.customer import Customer
+from waba_lookup.errors import ConfigurationError
 from waba_lookup.lookup import WabaLookup, get_lookup
 
 
@@ -80,10 +81,9 @@ def test_with_little_time_left_the_worker_returns_in_time_with_nothing_lost(
     elapsed = time.monotonic() - started
     assert elapsed < 8.0
     done = {e["CustSpaceId"] for e in aws.cache_objects().values()}
-    returned = failures(response)
+    requeued = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get("Messages", [])
     assert 1 <= len(done) < 10
-    assert len(done) + len(returned) == 10
-    assert {f"m-{i}" for i in range(10) if f"cs-deadline-{i}" in done}.isdisjoint(returned)
+    assert len(done) + len(requeued) + len(failures(response)) == 10
 
 
 def test_an_all_failed_batch_is_answered_not_raised(stack: tuple[CamsEmulator, AwsStandIn]) -> None:
@@ -173,3 +173,43 @@ def test_with_the_budget_store_down_the_worker_falls_back_to_its_static_share(
     # it first waited out permits it could no longer see, then kept to two calls in any second
     assert arrivals[0] - started >= settings.call_seconds + 1.0
     assert arrivals[2] - arrivals[0] >= 1.0
+
+
+def test_records_never_attempted_are_requeued_without_burning_a_receive(
+    stack: tuple[CamsEmulator, AwsStandIn],
+) -> None:
+    cams, aws = stack
+    cams.set_behaviour("*", "slow:0.3")
+    bodies = [json.dumps({"CustSpaceId": f"cs-late-{i}", "IsvCode": f"isv-cs-late-{i}"}) for i in range(10)]
+    template = load_event("sqs-single")["Records"][0]
+    event = {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+    response = app.lambda_handler(event, FakeLambdaContext(timeout_ms=8000))
+    done = {e["CustSpaceId"] for e in aws.cache_objects().values()}
+    assert 1 <= len(done) < 10
+    assert failures(response) == set()  # none goes back to count a receive towards the dead-letter queue ...
+    queued = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(m["Body"] for m in queued) == sorted(b for b in bodies if json.loads(b)["CustSpaceId"] not in done)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [("CACHE_BUCKET", None), ("CAMS_CREDENTIALS_SECRET", "arn:aws:secretsmanager:ap-southeast-1:1:secret:nope")],
+)
+def test_a_configuration_error_fails_the_invocation_loudly(
+    stack: tuple[CamsEmulator, AwsStandIn],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    variable: str,
+    value: str | None,
+) -> None:
+    cams, _ = stack
+    if value is None:
+        monkeypatch.delenv(variable)
+    else:
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError, match=variable):
+        app.lambda_handler(load_event("sqs-single"), FakeLambdaContext())
+    assert [r.levelname for r in caplog.records if variable in str(r.__dict__)] == ["ERROR"]  # a log line naming it
+    assert '"ConfigurationErrors"' in capsys.readouterr().out  # and a metric
+    assert cams.calls == []
