@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from waba_lookup.credentials import AccessKey, Credentials, EnvironmentCredentials, SecretCredentials
-from waba_lookup.errors import UpstreamFailed, UpstreamTimeout, WabaLookupError, error_for_code
+from waba_lookup.errors import AUTH_CODE_PREFIXES, UpstreamFailed, UpstreamTimeout, WabaLookupError, error_for_code
 from waba_lookup.settings import Settings
 
 ACTION = "QueryChatappBindWaba"
@@ -27,8 +27,6 @@ _SECRET_HEADER = re.compile(
     r"^([<>] [\w-]*(?:authorization|token|signature|secret|credential)[\w-]* : ).*$", re.IGNORECASE | re.MULTILINE
 )
 _SECRET_PARAM = re.compile(r"((?:IsvCode|SecurityToken|Signature|AccessKeySecret)=)[^&\s\"']*", re.IGNORECASE)
-# codes with which CAMS refuses the credentials themselves: an expired STS token, a rotated or deleted key
-AUTH_CODE_PREFIXES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurityToken", "IncompleteSignature")
 
 
 class CamsClient:

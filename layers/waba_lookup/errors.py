@@ -57,6 +57,13 @@ class UpstreamFailed(WabaLookupError):
     default_code = "UpstreamFailed"
 
 
+class UpstreamRejected(UpstreamFailed):
+    """CAMS refused the request with a 4xx code it does not document for this action: the same request cannot do
+    better a second time, so it is not retried (a rejection of the credentials themselves is: they are read again)."""
+
+    default_code = "UpstreamRejected"
+
+
 class UpstreamTimeout(UpstreamFailed):
     """CAMS did not answer within CAMS_TIMEOUT_MS."""
 
@@ -65,6 +72,8 @@ class UpstreamTimeout(UpstreamFailed):
 
 PERMANENT_CODES = frozenset({"Ram.PermissionDeny", "Product.Unsubscript", "Unknown.ResourceOwnerId"})
 THROTTLING_CODES = frozenset({"System.LimitControl"})
+# codes with which CAMS refuses the credentials themselves: an expired STS token, a rotated or deleted key
+AUTH_CODE_PREFIXES = ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidSecurityToken", "IncompleteSignature")
 
 
 def error_for_code(code: str, message: str, request_id: str | None, status: int | None = None) -> WabaLookupError:
@@ -73,4 +82,6 @@ def error_for_code(code: str, message: str, request_id: str | None, status: int 
         return Denied(message, code, request_id)
     if code in THROTTLING_CODES or code.startswith("Throttling"):
         return Throttled(message, code, request_id)
+    if status is not None and 400 <= status < 500 and not code.startswith(AUTH_CODE_PREFIXES):
+        return UpstreamRejected(message, code, request_id)
     return UpstreamFailed(message, code, request_id)

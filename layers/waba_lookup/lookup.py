@@ -21,7 +21,14 @@ from waba_lookup.budget import Budget, budget_for
 from waba_lookup.cache import CacheEntry, WabaCache, cache_for
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
-from waba_lookup.errors import ConfigurationError, Denied, Throttled, UpstreamFailed, WabaLookupError
+from waba_lookup.errors import (
+    ConfigurationError,
+    Denied,
+    Throttled,
+    UpstreamFailed,
+    UpstreamRejected,
+    WabaLookupError,
+)
 from waba_lookup.observability import count, count_error, logger
 from waba_lookup.settings import Settings, get_settings
 from waba_lookup.sliding_log import HOLD_AFTER_ANSWER
@@ -152,8 +159,8 @@ class WabaLookup:
         count_error(error.code)
         if isinstance(error, Throttled):
             self.budget.throttled()
-        elif not isinstance(error, UpstreamFailed):
-            raise error  # permanent: no retry
+        elif not isinstance(error, UpstreamFailed) or isinstance(error, UpstreamRejected):
+            raise error  # permanent, or a request CAMS refused as it is: no retry
         logger.info("CAMS attempt failed", extra={"cams_code": error.code, "request_id": error.request_id})
         return error
 

@@ -9,7 +9,7 @@ import threading
 from bisect import insort
 from dataclasses import dataclass
 
-from waba_local.emulator_protocol import DOCUMENTED_ERRORS
+from waba_local.emulator_protocol import DOCUMENTED_ERRORS, ERRORS
 
 ANY_CUSTOMER = "*"  # set_behaviour key of the global default, used when a customer has no behaviour of its own
 _MAX_SLOW_SECONDS = 300.0
@@ -124,7 +124,7 @@ class Behaviour:
         kind, _, arg = text.partition(":")
         if text in ("ok", "5xx", "500", "garbage", "drop"):
             return cls(text)
-        if kind == "error" and arg in DOCUMENTED_ERRORS:
+        if kind == "error" and arg in ERRORS:  # the documented four, or any other code CAMS's gateway answers
             return cls(kind, code=arg)
         if kind == "slow":
             try:
@@ -134,7 +134,7 @@ class Behaviour:
             if 0 <= seconds <= _MAX_SLOW_SECONDS:
                 return cls(kind, seconds=seconds)
         raise ValueError(
-            f"unknown behaviour {text!r}: expected ok, error:<{'|'.join(DOCUMENTED_ERRORS)}>, 5xx, 500, "
+            f"unknown behaviour {text!r}: expected ok, error:<{'|'.join(DOCUMENTED_ERRORS)}|another CAMS code>, 5xx, 500, "
             f"slow:<seconds up to {_MAX_SLOW_SECONDS:g}>, garbage or drop"
         )
 

@@ -310,3 +310,10 @@ def test_at_the_deployed_share_a_failing_cams_is_502_with_its_request_id_not_429
     # Then the caller sees CAMS's failure, with CAMS's request id, not the pacing that stopped the retry
     assert (response["statusCode"], body(response)["Code"]) == (502, "ServiceUnavailable")
     assert re.fullmatch(r"[0-9A-F]{8}(-[0-9A-F]{4}){3}-[0-9A-F]{12}", body(response)["RequestId"])  # CAMS's, not ours
+
+
+def test_an_undocumented_4xx_from_cams_is_not_retried(stack: Stack) -> None:
+    stack.cams.set_behaviour(SUB, "error:InvalidVersion")  # a 400 outside QueryChatappBindWaba's documented four
+    response = stack.call("sub")
+    assert (response["statusCode"], body(response)["Code"]) == (502, "InvalidVersion")
+    assert stack.cams.count(cust_space_id=SUB) == 1  # the same request cannot do better a second time
