@@ -7,9 +7,10 @@
   here for another platform), and layers/waba_lookup;
 - .fc-build/<function>/: a copy of functions/<function>/ (s.yaml's `code:`; fc3 zips it at deploy).
 Then it unpacks the zip and imports each handler under python3.12 in a fresh, isolated process (-I -S) that sees
-only the function's code and the layer, with FC's own variables set, and has it answer an event that needs no cloud:
-an invalid HTTP request (400), and an empty SMQ trigger batch (nothing to refresh, nothing to send). Exits 1 if
-anything failed.
+only the function's code and the layer, with FC's own variables and s.yaml's shared budget set, builds the budget
+(the Tablestore sliding log and its client, without calling it), and has the handler answer an event that needs no
+cloud: an invalid HTTP request (400), and an empty SMQ trigger batch (nothing to refresh, nothing to send). Exits 1
+if anything failed.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from waba_local import s_yaml
 from waba_local.check_build import _elf_arch, _last_lines, _normalise, _requirement_name, find_python
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,14 +34,17 @@ REQUIREMENTS = ROOT / "layers" / "requirements-fc.txt"
 LIBRARY = ROOT / "layers" / "waba_lookup"
 FUNCTIONS = {"http_api": "app.handler", "queue_worker": "app.handler"}  # code under functions/ -> s.yaml's handler
 PLATFORM = ["--platform", "manylinux2014_x86_64", "--implementation", "cp", "--python-version", "3.12"]
-# Imported by the handlers only when first needed (CAMS, credentials, OSS, SMQ's sends): import them too, so that a
-# dependency missing from the layer, or a native that does not load, fails here and not at the first refresh.
+# Imported by the handlers only when first needed (CAMS, credentials, OSS, SMQ's sends, Tablestore's budget at the
+# first CAMS call): import them too, so that a dependency missing from the layer, or a native that does not load,
+# fails here and not at the first refresh.
 LAZY_IMPORTS = (
     "alibabacloud_cams20200606.client",
     "alibabacloud_credentials.client",
     "alibabacloud_oss_v2",
     "mns.account",
     "mns.queue",
+    "tablestore",
+    "tablestore.credentials",
 )
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
 PROBE = """
@@ -50,6 +56,15 @@ module = importlib.import_module(module_name)
 assert callable(getattr(module, name, None)), f"{handler} is not callable"
 for extra in imports:
     importlib.import_module(extra)
+# the shared budget as s.yaml deploys it: the Tablestore log behind the fallback, and its client (nothing is sent)
+from waba_lookup.budget import budget_for
+from waba_lookup.credentials import EnvironmentCredentials
+from waba_lookup.ots import TablestoreLogStore, build_client
+from waba_lookup.settings import get_settings
+settings = get_settings()
+budget = budget_for(settings)
+assert type(budget).__name__ == "FallbackBudget" and isinstance(budget.shared.store, TablestoreLogStore), budget
+build_client(settings.tablestore_endpoint, settings.tablestore_instance, EnvironmentCredentials())
 assert "boto3" not in sys.modules, "boto3 was imported: it is not in the FC layer"
 if len(sys.argv) > 4:  # an event that needs no cloud: the adapter, the handler's logic and its answer end to end
     class Function: name, memory, timeout, qualifier = "probe", 512, 20, "LATEST"
@@ -66,13 +81,19 @@ PROBE_EVENTS: dict[str, tuple[str, Path | bytes]] = {
     "http_api": ("http", ROOT / "events" / "fc-http-invalid-cust-space-id.json"),
     "queue_worker": ("queue", b"[]"),  # the SMQ trigger's CloudEvents array, empty
 }
-# The worker needs its queues' URLs before it reads a batch (unset fails the invocation): addresses never called.
-PROBE_ENVIRONMENT = {
-    "queue_worker": {
-        "REFRESH_QUEUE_URL": "http://127.0.0.1:9/queues/x",
-        "REFRESH_DLQ_URL": "http://127.0.0.1:9/queues/y",
-    }
-}
+NOWHERE = "http://127.0.0.1:9"  # the discard port: the probes' cloud addresses, never called
+
+
+def probe_environment(name: str) -> dict[str, str]:
+    """The function's environment as s.yaml deploys it (its shared budget, its queues' URLs, which the worker needs
+    before it reads a batch), every cloud address moved to NOWHERE."""
+    document = s_yaml.rendered()
+    (resource,) = [r for r, props in s_yaml.functions(document).items() if props["code"] == f"./.fc-build/{name}"]
+    environment = s_yaml.deployed_environment(document, resource)
+    for variable, value in environment.items():
+        if value.startswith(("http://", "https://")):
+            environment[variable] = NOWHERE + urlsplit(value).path
+    return environment | {"OSS_ENDPOINT": NOWHERE}  # instead of the region's internal one
 
 
 def build_layer() -> None:
@@ -85,6 +106,8 @@ def build_layer() -> None:
     if run.returncode:
         # --only-binary=:all: is required with --platform: a dependency that publishes no wheel for it stops here
         raise SystemExit(f"build_fc: pip failed (a dependency without a cp312/abi3/py3 wheel?):\n{run.stderr}")
+    for foreign in drop_foreign_natives(target):
+        print(f"build_fc: dropped {foreign.relative_to(target)}: not a Linux binary, never loaded on FC", flush=True)
     shutil.copytree(LIBRARY, target / LIBRARY.name, ignore=IGNORED)
     print(f"build_fc: zipping {target.parent.relative_to(ROOT)} into {LAYER_ZIP.relative_to(ROOT)} ...", flush=True)
     with zipfile.ZipFile(LAYER_ZIP, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -92,6 +115,15 @@ def build_layer() -> None:
             if path.is_file():
                 archive.write(path, path.relative_to(target.parent).as_posix())
     print(f"build_fc: {LAYER_ZIP.relative_to(ROOT)} is {LAYER_ZIP.stat().st_size / 1e6:.1f} MB", flush=True)
+
+
+def drop_foreign_natives(site: Path) -> list[Path]:
+    """Delete the shared objects built for another OS, which Python on Linux never loads: tablestore's pure-Python
+    wheel (py3-none-any) ships a macOS one (native_plainbuffer.cpython-313-darwin.so) beside its Linux ones."""
+    foreign = [so for so in sorted(site.rglob("*.so")) if _elf_arch(so) == "not ELF"]
+    for so in foreign:
+        so.unlink()
+    return foreign
 
 
 def build_functions() -> None:
@@ -121,7 +153,7 @@ def check_function(name: str, handler: str, python: str, opt: Path, results: lis
     code = BUILD / name
     env = {"PATH": os.environ.get("PATH", ""), "LANG": "C.UTF-8", "FC_FUNCTION_NAME": f"waba-lookup-{name}"}
     env |= {"FC_REGION": "ap-southeast-1", "FC_FUNCTION_HANDLER": handler, "POWERTOOLS_SERVICE_NAME": "waba-lookup"}
-    env |= PROBE_ENVIRONMENT.get(name, {})
+    env |= probe_environment(name) | {"POWERTOOLS_LOG_LEVEL": "WARNING"}
     argv = [python, "-I", "-S", "-c", PROBE, json.dumps([str(code), str(opt / "python")]), handler]
     argv.append(json.dumps(LAZY_IMPORTS))
     if name in PROBE_EVENTS:
@@ -130,7 +162,8 @@ def check_function(name: str, handler: str, python: str, opt: Path, results: lis
         event_file.write_bytes(event if isinstance(event, bytes) else event.read_bytes())
         argv += [str(event_file), kind]
     run = subprocess.run(argv, check=False, capture_output=True, text=True, env=env)
-    detail = f"{name}: {handler} imports in an isolated python3.12 from .fc-build/{name} and the layer alone"
+    detail = f"{name}: {handler} imports in an isolated python3.12 from .fc-build/{name} and the layer alone, builds"
+    detail += " the Tablestore budget"
     detail += f" and answers a sample {PROBE_EVENTS[name][0]} event" if name in PROBE_EVENTS else ""
     results.append((run.returncode == 0, detail + ("" if run.returncode == 0 else "\n" + _last_lines(run.stderr))))
 

@@ -2,10 +2,12 @@
 
     from waba_local.s_yaml import queue_trigger
     trigger = queue_trigger()      # the SMQ trigger's batch size, window and retries, the worker's timeout and cap
+    environment = deployed_environment(rendered(), HTTP)   # what the HTTP function will find in os.environ
 
 `${...}` is substituted as `s` does (a whole `${...}` keeps its value's type). The account is a placeholder and
 WABA_LAYER_VERSION a made-up version, unless given; another resource's outputs (`${resources.<name>.output.<key>}`)
-exist only once it is deployed, so they stay as written and `output_of` finds the ROS stack output behind them.
+exist only once it is deployed, so they stay as written and `output_of` finds the ROS stack output behind them;
+`deployed_environment` fills in those known before deploying (names given in the stack, and URLs joined from them).
 """
 
 from __future__ import annotations
@@ -107,6 +109,43 @@ def output_of(document: dict[str, Any], reference: str) -> Any:
     if not match:
         raise ValueError(f"{reference!r} is not another resource's output")
     return document["resources"][match[1]]["props"]["template"]["Outputs"][match[2]]["Value"]
+
+
+# Fn::GetAtt attributes whose value is one of the resource's own properties: the attribute, then the property.
+NAMED_ATTRIBUTES = {
+    "QueueName": "QueueName",
+    "Name": "BucketName",
+    "InstanceName": "InstanceName",
+    "TableName": "TableName",
+}
+
+
+def stack_value(document: dict[str, Any], value: Any) -> Any:
+    """A ROS output's value once deployed, as far as it is known before: Fn::Join, and Fn::GetAtt of a name the
+    stack gives (anything else, an ARN say, becomes "<attribute>")."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(stack_value(document, part)) for part in parts)
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        name, attribute = value["Fn::GetAtt"]
+        properties = ros_resources(document)[name]["Properties"]
+        return stack_value(document, properties.get(NAMED_ATTRIBUTES.get(attribute, ""), f"<{attribute}>"))
+    return value
+
+
+def deployed_environment(
+    document: dict[str, Any], function: str, fc_variables: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A function's environment as Function Compute will give it: the stack's outputs filled in, and FC's own
+    variables (FC_FUNCTION_NAME, and FC_REGION from the function's region unless `fc_variables` say otherwise)."""
+    props = functions(document)[function]
+    variables = props["environmentVariables"]
+    resolved = {
+        name: str(stack_value(document, output_of(document, value))) if value.startswith("${") else value
+        for name, value in variables.items()
+    }
+    platform = {"FC_FUNCTION_NAME": props["functionName"], "FC_REGION": props["region"], **(fc_variables or {})}
+    return {**resolved, **platform}
 
 
 def queue_trigger(document: dict[str, Any] | None = None) -> QueueTrigger:

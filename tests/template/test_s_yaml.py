@@ -1,7 +1,8 @@
 """s.yaml declares what SPEC and docs/deploy-fc.md promise on Function Compute: the handlers that exist, the layer
 that `make build-fc` writes, configuration the library reads, a role per function that can do what its function
 does and nothing else, a private cache that expires, the refresh queue, its dead-letter queue and the worker's SMQ
-trigger, signed requests by default, and one number per function for both the instance cap and the static shares.
+trigger, signed requests by default, and one shared CAMS budget in a Tablestore table for both functions: the HTTP
+function uncapped, the worker's one number for its cap and its share while the table is unreachable.
 
 The file is checked once its variables are substituted (by waba_local.s_yaml, and by Serverless Devs' own
 `s preview` when it is installed: both must agree) against tests/template/s_yaml.schema.json.
@@ -28,6 +29,9 @@ import yaml
 from waba_local import build_fc, s_yaml
 from waba_local.s_yaml import HTTP, WORKER, functions, output_of, raw, ros_resources
 from waba_lookup import redelivery
+from waba_lookup.budget import budget_for
+from waba_lookup.fallback import FallbackBudget
+from waba_lookup.ots import TablestoreLogStore
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
 from waba_lookup.smq import SmqQueue, parse_queue_url
 
@@ -41,6 +45,7 @@ ENVIRONMENT = {"WABA_LAYER_VERSION": "3"}  # what the deployer exports (docs/dep
 PLATFORM_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_LOG_LEVEL"}
 FC_VARIABLES = {"FC_REGION": "ap-southeast-1"}
 SEND = ["mns:BatchSendMessage", "mns:SendMessage"]
+BUDGET = ["ots:GetRow", "ots:PutRow", "ots:UpdateRow"]  # what TablestoreLogStore calls, and nothing else
 
 
 @pytest.fixture(scope="module")
@@ -49,25 +54,9 @@ def doc() -> dict[str, Any]:
     return s_yaml.rendered(S_YAML, ENVIRONMENT, ACCOUNT)
 
 
-def stack_value(document: dict[str, Any], value: Any) -> Any:
-    """A ROS output's value once deployed, as far as these tests need: Fn::Join, and Fn::GetAtt of a name."""
-    if isinstance(value, dict) and "Fn::Join" in value:
-        separator, parts = value["Fn::Join"]
-        return separator.join(str(stack_value(document, part)) for part in parts)
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        name, attribute = value["Fn::GetAtt"]
-        properties = ros_resources(document)[name]["Properties"]
-        return properties.get({"QueueName": "QueueName", "Name": "BucketName"}.get(attribute, ""), f"<{attribute}>")
-    return value
-
-
 def deployed_environment(document: dict[str, Any], function: str) -> dict[str, str]:
     """A function's environment as FC will give it: the stack's outputs filled in, FC's own variables added."""
-    variables = functions(document)[function]["environmentVariables"]
-    resolved = {
-        k: stack_value(document, output_of(document, v)) if v.startswith("${") else v for k, v in variables.items()
-    }
-    return {**resolved, **FC_VARIABLES, "FC_FUNCTION_NAME": functions(document)[function]["functionName"]}
+    return s_yaml.deployed_environment(document, function, FC_VARIABLES)
 
 
 def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,6 +68,13 @@ def queue_resource(document: dict[str, Any], variable: str) -> tuple[str, dict[s
     queues = ros_resources(document, "ALIYUN::MNS::Queue")
     ((name, queue),) = [(n, q) for n, q in queues.items() if q["Properties"]["QueueName"] == document["vars"][variable]]
     return name, queue["Properties"]
+
+
+def budget_resources(document: dict[str, Any]) -> tuple[str, dict[str, Any], str, dict[str, Any]]:
+    """The Tablestore instance and table of the stack: logical names and properties."""
+    ((instance_name, instance),) = ros_resources(document, "ALIYUN::OTS::Instance").items()
+    ((table_name, table),) = ros_resources(document, "ALIYUN::OTS::Table").items()
+    return instance_name, instance["Properties"], table_name, table["Properties"]
 
 
 def worker_trigger(document: dict[str, Any]) -> dict[str, Any]:
@@ -93,6 +89,9 @@ def test_s_yaml_validates_against_the_schema(doc: dict[str, Any]) -> None:
 
 TRIGGER = ("props", "triggers", 0, "triggerConfig")
 RUN = (*TRIGGER, "runOptions")
+INFRA = "waba_infra"
+BUDGET_INSTANCE = ("props", "template", "Resources", "BudgetInstance", "Properties")
+BUDGET_TABLE = ("props", "template", "Resources", "BudgetTable", "Properties")
 
 
 @pytest.mark.parametrize(
@@ -104,7 +103,7 @@ RUN = (*TRIGGER, "runOptions")
         (HTTP, ("props", "environmentVariables", "ALIBABA_CLOUD_ACCESS_KEY_ID"), "LTAI5tExample"),
         (HTTP, (*TRIGGER, "authType"), "anonymous"),
         (HTTP, (*TRIGGER, "authType"), "jwt"),  # without its authConfig
-        (HTTP, ("props", "concurrencyConfig", "reservedConcurrency"), "5"),
+        (WORKER, ("props", "concurrencyConfig", "reservedConcurrency"), "2"),
         (HTTP, ("props", "memory"), 512),  # a misspelt property fc3 would ignore
         (
             WORKER,
@@ -119,6 +118,17 @@ RUN = (*TRIGGER, "runOptions")
         (WORKER, (*RUN, "retryStrategy", "PushRetryStrategy"), "RETRY"),
         (WORKER, (*RUN, "deadLetterQueue", "Arn"), "acs:mns:ap-southeast-1:1:queues/dlq"),  # without the slash
         (WORKER, ("props", "triggers", 0, "invocationRole"), "acs:ram::1:role/x"),  # fc3 drops it for eventbridge
+        (INFRA, (*BUDGET_INSTANCE, "Network"), "VPC"),  # the functions have no VPC
+        (INFRA, (*BUDGET_INSTANCE, "InstanceName"), "Waba-Lookup"),  # RAM names instances in lowercase
+        (INFRA, (*BUDGET_INSTANCE, "InstanceName"), "ots-budget"),  # a word Tablestore refuses
+        (INFRA, (*BUDGET_INSTANCE, "InstanceName"), "waba-lookup-budget"),  # 18 characters
+        (INFRA, (*BUDGET_INSTANCE, "ClusterType"), "VCU"),
+        (INFRA, (*BUDGET_TABLE, "TableName"), "cams-budget"),  # letters, digits and _ only
+        (INFRA, (*BUDGET_TABLE, "MaxVersions"), 2),
+        (INFRA, (*BUDGET_TABLE, "TimeToLive"), 86400),  # the row would vanish
+        (INFRA, (*BUDGET_TABLE, "ReservedThroughput", "Read"), 1),  # billed every hour, used or not
+        (INFRA, (*BUDGET_TABLE, "PrimaryKey", 0, "Type"), "TEXT"),
+        (INFRA, (*BUDGET_TABLE, "TTL"), -1),  # a misspelt property
     ],
 )
 def test_schema_rejects_what_fc_would_refuse_or_ignore(
@@ -182,6 +192,11 @@ def test_each_role_may_do_what_its_function_does_only(doc: dict[str, Any]) -> No
         (["cams:QueryChatappBindWaba"], ["*"]),  # CAMS authorises this action on "*" only
         (["oss:GetObject", "oss:PutObject"], [f"acs:oss:*:*:{bucket}/{prefix}*"]),
     ]
+    # and both take permits from the budget table: its row only, in that table only
+    table = (
+        f"acs:ots:{region}:{ACCOUNT}:instance/{doc['vars']['tablestoreInstance']}/table/{doc['vars']['budgetTable']}"
+    )
+    common.append((BUDGET, [table]))
     # the HTTP function sends refreshes; the worker re-sends and dead-letters. Neither receives: the trigger does.
     expected = {HTTP: [*common, (SEND, [queue])], WORKER: [*common, (SEND, [queue, dead])]}
     roles = ros_resources(doc, "ALIYUN::RAM::Role")
@@ -207,6 +222,50 @@ def test_mns_resources_are_the_two_queues_messages(doc: dict[str, Any]) -> None:
             mns = [r for r in statement["Resource"] if r.startswith("acs:mns:")]
             assert all(re.fullmatch(r"acs:mns:[a-z0-9-]+:\d+:/queues/([\w-]+)/messages", r) for r in mns), mns
             assert {r.split("/")[2] for r in mns} <= names
+
+
+def test_ots_resources_are_the_budget_table_only(doc: dict[str, Any]) -> None:
+    """acs:ots:<region>:<account>:instance/<instance>/table/<table> (Tablestore's RAM reference), the instance in
+    lowercase; never a wildcard, another table or the whole instance."""
+    _, instance, _, table = budget_resources(doc)
+    arn = f"acs:ots:{doc['vars']['region']}:{ACCOUNT}:instance/{instance['InstanceName']}/table/{table['TableName']}"
+    roles = ros_resources(doc, "ALIYUN::RAM::Role")
+    for role_name, role in roles.items():
+        ots = [s for s in statements(role) if any(a.startswith("ots:") for a in s["Action"])]
+        assert len(ots) == 1, f"{role_name}: one statement for Tablestore"
+        assert sorted(ots[0]["Action"]) == BUDGET and ots[0]["Resource"] == [arn]
+        assert instance["InstanceName"] == instance["InstanceName"].lower(), "RAM names the instance in lowercase"
+        assert "*" not in arn
+        others = [r for s in statements(role) if s is not ots[0] for r in s["Resource"]]
+        assert not [r for r in others if r.startswith("acs:ots:")], f"{role_name}: Tablestore beyond the table"
+
+
+def test_the_budget_table_is_declared_as_the_library_uses_it(doc: dict[str, Any]) -> None:
+    instance_name, instance, table_name, table = budget_resources(doc)
+    # an instance reachable without a VPC, paid per request
+    assert instance["InstanceName"] == doc["vars"]["tablestoreInstance"]
+    assert instance["Network"] == "NORMAL", "the functions have no VPC: VPC-only instances refuse them"
+    assert instance["ClusterType"] == "HYBRID", "a capacity instance: the cheapest reads, writes and storage"
+    # the table: TablestoreLogStore's one string key `pk`, one version rewritten in place, never expiring
+    assert table["InstanceName"] == {"Fn::GetAtt": [instance_name, "InstanceName"]}, "created after its instance"
+    assert table["TableName"] == doc["vars"]["budgetTable"]
+    assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", table["TableName"])
+    store = TablestoreLogStore("https://x", "x", table["TableName"], "scope")
+    ((key, _),) = store.primary_key
+    assert table["PrimaryKey"] == [{"Name": key, "Type": "STRING"}]
+    assert table["MaxVersions"] == 1 and table["TimeToLive"] == -1
+    assert table.get("ReservedThroughput", {"Read": 0, "Write": 0}) == {"Read": 0, "Write": 0}
+    # the functions are given that table, on that instance, at that instance's endpoint
+    region = doc["vars"]["region"]
+    for function, props in functions(doc).items():
+        variables = props["environmentVariables"]
+        assert output_of(doc, variables["CAMS_BUDGET_TABLE"]) == {"Fn::GetAtt": [table_name, "TableName"]}
+        assert output_of(doc, variables["TABLESTORE_INSTANCE"]) == {"Fn::GetAtt": [instance_name, "InstanceName"]}
+        environment = deployed_environment(doc, function)
+        assert environment["CAMS_BUDGET_TABLE"] == table["TableName"]
+        assert environment["TABLESTORE_INSTANCE"] == instance["InstanceName"]
+        # the public endpoint over HTTPS: reachable from a function without a VPC (docs/deploy-fc.md)
+        assert environment["TABLESTORE_ENDPOINT"] == f"https://{instance['InstanceName']}.{region}.ots.aliyuncs.com"
 
 
 def test_the_cache_bucket_is_private_encrypted_and_expires(doc: dict[str, Any]) -> None:
@@ -253,27 +312,81 @@ def test_the_guides_jwt_trigger_is_valid(doc: dict[str, Any]) -> None:
     jsonschema.validate(with_jwt, SCHEMA, cls=jsonschema.Draft7Validator)
 
 
-@pytest.mark.parametrize(("function", "prefix"), [(HTTP, "http"), (WORKER, "worker")])
-def test_reserved_concurrency_is_the_static_shares_instance_count(
-    doc: dict[str, Any], function: str, prefix: str
-) -> None:
-    props = raw()["resources"][function]["props"]
-    assert props["concurrencyConfig"]["reservedConcurrency"] == f"${{vars.{prefix}MaxInstances}}"
-    assert props["environmentVariables"]["CAMS_MAX_INSTANCES"] == f"${{str('vars.{prefix}MaxInstances')}}"
-    assert props["environmentVariables"]["CAMS_QPS_BUDGET"] == f"${{str('vars.{prefix}CamsQpsBudget')}}"
-    budget, instances = doc["vars"][f"{prefix}CamsQpsBudget"], doc["vars"][f"{prefix}MaxInstances"]
-    assert 1 <= instances <= budget <= CAMS_MAX_QPS, "each instance needs at least one call per second"
-    # and the library accepts the environment FC will give it
-    settings = Settings.from_env(deployed_environment(doc, function))
-    assert settings.calls_per_second == budget // instances >= 1
-    assert settings.cache_backend == "oss"
+def test_the_http_function_has_no_reserved_concurrency() -> None:
+    """The shared budget is the quota, not the HTTP function's concurrency (SPEC, Quota): reads, cache hits above all,
+    scale with Function Compute, and one instance alone may use the whole idle budget. A cap would only reject
+    requests beyond it (Function Compute's own 429, cache hits too). Without CAMS_MAX_INSTANCES the library counts
+    the function as uncapped, so its reads never call CAMS outside the table: while it is unreachable they serve
+    stale entries or answer 503."""
+    props = raw()["resources"][HTTP]["props"]
+    assert "concurrencyConfig" not in props
+    assert "CAMS_MAX_INSTANCES" not in props["environmentVariables"]
 
 
-def test_the_functions_shares_add_up_to_the_accounts_quota_at_most(doc: dict[str, Any]) -> None:
-    """CAMS counts per account: without a shared budget, each function's budget is its part of the 10 calls/s."""
-    shares = {f: Settings.from_env(deployed_environment(doc, f)) for f in functions(doc)}
-    assert sum(s.calls_per_second * s.cams_max_instances for s in shares.values()) <= CAMS_MAX_QPS
-    assert doc["vars"]["httpCamsQpsBudget"] + doc["vars"]["workerCamsQpsBudget"] <= CAMS_MAX_QPS
+def test_the_workers_cap_is_its_fallback_instance_count(doc: dict[str, Any]) -> None:
+    """One number: the worker's reserved concurrency, its CAMS_MAX_INSTANCES (the instance count of its share while
+    the table is unreachable) and its trigger's maximumTasks."""
+    props = raw()["resources"][WORKER]["props"]
+    assert props["concurrencyConfig"]["reservedConcurrency"] == "${vars.workerMaxInstances}"
+    assert props["environmentVariables"]["CAMS_MAX_INSTANCES"] == "${str('vars.workerMaxInstances')}"
+    rendered = functions(doc)[WORKER]
+    assert (
+        int(rendered["environmentVariables"]["CAMS_MAX_INSTANCES"])
+        == rendered["concurrencyConfig"]["reservedConcurrency"]
+    )
+    settings = Settings.from_env(deployed_environment(doc, WORKER))
+    assert settings.instances_capped and settings.cams_max_instances == doc["vars"]["workerMaxInstances"]
+    # every worker instance keeps at least one call a second while the table is unreachable (as AWS's Rules check)
+    budget, reserve = settings.cams_qps_budget, settings.cams_interactive_reserve
+    assert 1 <= settings.cams_max_instances <= budget - reserve
+
+
+def test_both_functions_share_one_budget(doc: dict[str, Any]) -> None:
+    """One deployment-wide budget in one Tablestore row: both functions get the same budget, reserve and table, and
+    the same account scope (the row's key), so they take permits from the same record."""
+    raw_functions = raw()["resources"]
+    for function in (HTTP, WORKER):
+        variables = raw_functions[function]["props"]["environmentVariables"]
+        assert variables["CAMS_QPS_BUDGET"] == "${str('vars.camsQpsBudget')}", "one budget, not one per function"
+        assert variables["CAMS_INTERACTIVE_RESERVE"] == "${str('vars.interactiveReserve')}"
+    shared = {f: Settings.from_env(deployed_environment(doc, f)) for f in functions(doc)}
+    for function, settings in shared.items():
+        assert settings.on_fc and settings.cache_backend == "oss"
+        assert settings.cams_qps_budget == doc["vars"]["camsQpsBudget"] <= CAMS_MAX_QPS
+        assert 0 <= settings.cams_interactive_reserve == doc["vars"]["interactiveReserve"] < settings.cams_qps_budget
+        budget = budget_for(settings)
+        assert isinstance(budget, FallbackBudget), f"{function}: static shares instead of the shared budget"
+        store = budget.shared.store
+        assert isinstance(store, TablestoreLogStore)
+        assert (store.endpoint, store.instance, store.table) == (
+            settings.tablestore_endpoint,
+            settings.tablestore_instance,
+            settings.cams_budget_table,
+        )
+    http, worker = shared[HTTP], shared[WORKER]
+    assert (http.cams_budget_table, http.tablestore_instance, http.tablestore_endpoint) == (
+        worker.cams_budget_table,
+        worker.tablestore_instance,
+        worker.tablestore_endpoint,
+    )
+    assert http.account_scope == worker.account_scope, "the two functions would keep two records"
+    assert not http.instances_capped, "uncapped: its reads never call CAMS outside the table"
+
+
+def test_the_guides_http_cap_is_valid(doc: dict[str, Any]) -> None:
+    """The optional cap (docs/deploy-fc.md): reserved concurrency and CAMS_MAX_INSTANCES, one number, together."""
+    (block,) = re.findall(r"```yaml\n(\s*waba_http:\n.*?)\s*```", GUIDE.read_text(), re.DOTALL)
+    cap = yaml.safe_load(textwrap.dedent(block))["waba_http"]["props"]
+    capped = copy.deepcopy(doc)
+    props = capped["resources"][HTTP]["props"]
+    props["concurrencyConfig"] = cap["concurrencyConfig"]
+    props["environmentVariables"].update(cap["environmentVariables"])
+    jsonschema.validate(capped, SCHEMA, cls=jsonschema.Draft7Validator)
+    instances = props["concurrencyConfig"]["reservedConcurrency"]
+    assert props["environmentVariables"]["CAMS_MAX_INSTANCES"] == str(instances)
+    settings = Settings.from_env(deployed_environment(capped, HTTP))
+    assert settings.instances_capped and settings.cams_max_instances == instances
+    assert isinstance(budget_for(settings), FallbackBudget), "still the shared budget: the cap is not the quota"
 
 
 def test_the_queues_outlive_the_worker_and_keep_dead_letters_longest(doc: dict[str, Any]) -> None:
@@ -354,8 +467,18 @@ def test_the_guide_tells_the_redelivery_the_worker_does() -> None:
     assert f"{delays} s" in guide, f"the guide should give the re-send delays as {delays} s"
     assert f"{redelivery.MAX_ATTEMPTS} attempts" in guide
     assert "IsBase64Decode: false" in guide
-    not_yet = guide.split("## What is not there yet", 1)[1].split("\n## ", 1)[0]
+    not_yet = guide.split("## What is not there yet", 1)[1].split("\n## ", 1)[0] if "not there yet" in guide else ""
     assert "REFRESH_QUEUE_URL" not in not_yet and "worker" not in not_yet, "the queue is there now"
+    assert "CAMS_BUDGET_TABLE" not in not_yet and "Tablestore" not in not_yet, "the shared budget is there now"
+
+
+def test_the_guide_tells_what_the_library_logs_and_the_variables_it_reads() -> None:
+    guide = GUIDE.read_text()
+    source = (ROOT / "layers" / "waba_lookup" / "fallback.py").read_text()
+    (warning,) = re.findall(r'logger\.warning\("([^"]+)"', source)
+    assert warning in guide, "the guide's alert should search for the warning the library logs"
+    for variable in ("CAMS_BUDGET_TABLE", "TABLESTORE_ENDPOINT", "TABLESTORE_INSTANCE", "CAMS_INTERACTIVE_RESERVE"):
+        assert variable in guide
 
 
 def serverless_devs() -> str | None:
