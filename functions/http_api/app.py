@@ -65,8 +65,12 @@ def bulk_refresh() -> Response[str]:
     event = router.current_event
     customers = parse_refresh_request(event.body, event.is_base64_encoded)
     deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis())
-    queued = get_refresh_queue().send(customers, deadline)
-    return _json(202, {"Queued": queued})
+    not_queued = get_refresh_queue().send(customers, deadline)
+    answer: dict[str, object] = {"Queued": len(customers) - len(not_queued)}
+    if not_queued:  # a retry of just these positions of Items queues each item once
+        logger.warning("some refreshes could not be queued", extra={"not_queued": len(not_queued)})
+        answer["NotQueued"] = not_queued
+    return _json(202, answer)
 
 
 def _answer(customer: Customer) -> Response[str]:

@@ -45,16 +45,15 @@ class RefreshQueue:
         self.batches = batches
         self._clock = clock
 
-    def send(self, customers: list[Customer], deadline: float) -> int:
-        """Queue one message per customer; raise UpstreamFailed (QueueTimeout, QueueUnavailable) saying how many
-        were queued if any could not be before the (monotonic) deadline."""
+    def send(self, customers: list[Customer], deadline: float) -> list[int]:
+        """Queue one message per customer; the positions of those that could not be queued before the (monotonic)
+        deadline. UpstreamFailed (QueueTimeout, QueueUnavailable) if none could: then nothing is queued twice by a
+        retry of the whole request, and after a partial send a retry of just those positions duplicates nothing."""
         unsent, late = self.send_bodies([json.dumps(c.as_item()) for c in customers], deadline)
-        queued = len(customers) - len(unsent)
-        if unsent and late:
-            raise UpstreamFailed(f"queued {queued} of {len(customers)} refreshes before the deadline", "QueueTimeout")
-        if unsent:
-            raise UpstreamFailed(f"{len(unsent)} of {len(customers)} refreshes could not be queued", "QueueUnavailable")
-        return len(customers)
+        if customers and len(unsent) == len(customers):
+            code = "QueueTimeout" if late else "QueueUnavailable"
+            raise UpstreamFailed(f"none of {len(customers)} refreshes could be queued", code)
+        return unsent
 
     def send_bodies(self, bodies: list[str], deadline: float) -> tuple[list[int], bool]:
         """Send these message bodies; (the positions of those not sent, whether time ran out for any)."""

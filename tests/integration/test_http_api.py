@@ -15,8 +15,10 @@ from http_api import app
 from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
+from waba_lookup import refresh_queue
 from waba_lookup.lookup import get_lookup
 from waba_lookup.settings import get_settings
+from waba_lookup.sqs import SqsBatches
 
 SUB = "cs-acme-001"
 ISV = "isv-cs-acme-001"
@@ -317,3 +319,34 @@ def test_an_undocumented_4xx_from_cams_is_not_retried(stack: Stack) -> None:
     response = stack.call("sub")
     assert (response["statusCode"], body(response)["Code"]) == (502, "InvalidVersion")
     assert stack.cams.count(cust_space_id=SUB) == 1  # the same request cannot do better a second time
+
+
+def test_a_partial_enqueue_says_which_items_to_send_again_and_a_retry_of_those_duplicates_nothing(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a queue that refuses one batch call: SQS unreachable for it, or SMQ failing it
+    items = [{"CustSpaceId": f"cs-part-{i:02d}", "IsvCode": f"isv-cs-part-{i:02d}"} for i in range(40)]
+    monkeypatch.setattr(refresh_queue, "SEND_ATTEMPTS", 1)
+    if stack.smq is not None:
+        stack.smq.stand_in.fail(times=1, status=503, code="ServiceUnavailable", operation="BatchSendMessage")
+    else:
+        real = SqsBatches.send_batch
+        failed = []
+
+        def once_unreachable(self: SqsBatches, bodies: list[str]) -> list[int]:
+            if not failed:
+                failed.append(True)
+                raise refresh_queue.QueueSendFailed("EndpointConnectionError")
+            return real(self, bodies)
+
+        monkeypatch.setattr(SqsBatches, "send_batch", once_unreachable)
+    # When the bulk refresh is sent
+    response = stack.call("refresh", body=json.dumps({"Items": items}))
+    # Then it says how many were queued and which positions were not, so a retry sends only those
+    assert response["statusCode"] == 202
+    answer = body(response)
+    assert answer["Queued"] + len(answer["NotQueued"]) == 40 and 0 < len(answer["NotQueued"]) < 40
+    retry = stack.call("refresh", body=json.dumps({"Items": [items[i] for i in answer["NotQueued"]]}))
+    assert retry["statusCode"] == 202 and body(retry) == {"Queued": len(answer["NotQueued"])}
+    queued = [json.dumps(m, sort_keys=True) for m in stack.queued()]
+    assert sorted(queued) == sorted(json.dumps(i, sort_keys=True) for i in items)  # each exactly once
