@@ -194,8 +194,14 @@ def test_each_function_gets_exactly_the_access_its_code_needs(template: dict[str
         "dynamodb:UpdateItem": budget_table,
     }
 
-    # the HTTP function queues refreshes; the worker sends again the records it had no time left for
-    queue = {"sqs:SendMessage": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]}
+    # the HTTP function queues refreshes; the worker sends again the records it had no time left for; both use the
+    # queues' key, through SQS only (the HTTP function cannot receive, so it never reads a message)
+    key = [{"Fn::GetAtt": ["QueueKey", "Arn"]}]
+    queue = {
+        "sqs:SendMessage": [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}],
+        "kms:GenerateDataKey": key,
+        "kms:Decrypt": key,
+    }
     assert granted == {"HttpApiFunction": shared | queue, "QueueWorkerFunction": shared | queue}
     for function in granted:
         assert env(template, function)["CAMS_CREDENTIALS_SECRET"] == {"Ref": "CamsCredentialsSecretArn"}
@@ -532,3 +538,22 @@ def test_the_secret_parameter_takes_only_a_full_secret_arn(template: dict[str, A
     assert pattern.match(SECRET_ARN)
     assert not pattern.match(SECRET_ARN.removesuffix("-AbCdEf"))  # IAM would not match the secret's real ARN
     assert not pattern.match("waba-lookup/cams")
+
+
+def test_the_queues_are_encrypted_with_the_deployments_key_usable_through_sqs_only(template: dict[str, Any]) -> None:
+    for queue in ("RefreshQueue", "DeadLetterQueue"):
+        assert prop(template, queue, "KmsMasterKeyId") == {"Ref": "QueueKey"}, queue
+    policy = prop(template, "QueueKey", "KeyPolicy")["Statement"]
+    admin, use = policy
+    assert not {"kms:Decrypt", "kms:GenerateDataKey", "kms:*", "kms:Encrypt"} & set(admin["Action"])
+    assert set(use["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
+    assert use["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
+    assert prop(template, "QueueKey", "EnableKeyRotation") is True
+    for function in resources(template, "AWS::Serverless::Function"):
+        for policy in prop(template, function, "Policies"):
+            for statement in policy["Statement"]:
+                if any(str(a).startswith("kms:") for a in as_list(statement["Action"])):
+                    assert (
+                        statement["Condition"]["StringEquals"]["kms:ViaService"]
+                        == use["Condition"]["StringEquals"]["kms:ViaService"]
+                    )
