@@ -76,8 +76,8 @@ def bulk_refresh() -> Response[str]:
 def _answer(customer: Customer) -> Response[str]:
     event = router.current_event
     refresh = _refresh_asked(event.get_query_string_value("refresh"), event.headers.get("Cache-Control"))
-    deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis(), HTTP_SLOT_WAIT_SECONDS)
-    answer = get_lookup().read(customer, deadline, refresh=refresh)
+    deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis())
+    answer = get_lookup().read(customer, deadline, refresh=refresh, wait_seconds=HTTP_SLOT_WAIT_SECONDS)
     tracer.put_annotation("cache", answer.cache)
     return _json(200, answer.body, {"X-Cache": answer.cache, "Age": str(answer.age)})
 
@@ -94,6 +94,7 @@ def lookup_failed(error: LookupError_) -> Response[str]:
 @router.exception_handler(ConfigurationError)
 def misconfigured(error: ConfigurationError) -> Response[str]:
     logger.error("configuration error", extra={"reason": str(error)})  # names the variable; not for callers
+    count("ConfigurationErrors")
     return _error(500, "ConfigurationError", "the function is misconfigured; its logs say how", None)
 
 

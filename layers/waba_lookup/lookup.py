@@ -80,10 +80,15 @@ class WabaLookup:
         """The instance's account budget, built when CAMS is first called."""
         return self._budget()
 
-    def read(self, customer: Customer, deadline: float, refresh: bool = False) -> Answer:
-        """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles."""
+    def read(
+        self, customer: Customer, deadline: float, refresh: bool = False, wait_seconds: float | None = None
+    ) -> Answer:
+        """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles. With
+        `wait_seconds`, the wait for a permit is bounded from after the cache read, which a slow store may spend."""
         ttl, stale = self.settings.cache_ttl_seconds, self.settings.cache_stale_seconds
         cached = self.cache.get(customer) if self.cache else None
+        if wait_seconds is not None:
+            deadline = min(deadline, self._clock() + wait_seconds + self.settings.call_seconds)
         now = self._wall()
         if cached and not refresh and cached.is_fresh(now, ttl):
             count("CacheHits")

@@ -181,27 +181,10 @@ CAMS_BEHAVIOURS = {
     "cams-rejects-key": "error:SignatureDoesNotMatch",
 }
 
-# Defects found by the matrix: the cells stay in it, expected to fail until the library is fixed.
-SLOW_STORE_EATS_THE_WAIT_BOUND = (
-    "functions/http_api/app.py _answer fixes the read's deadline (HTTP_SLOT_WAIT_SECONDS + one CAMS call) before "
-    "WabaLookup.read reads the cache, and that read may take the store's whole fail-fast time (OSS: its 2 s read "
-    "timeout; S3: up to FAIL_FAST_SECONDS = 3 s); at a static share Pacer.acquire then finds the send-by time passed "
-    "and raises Throttled, so a slow cache store answers 429 Throttling.Pacing where CAMS would have answered a MISS "
-    "(SPEC: a cache store failure never fails a read). The permit's wait bound should start after the cache read. "
-    "(SharedBudget.acquire grants a free permit past send-by, so the shared budget answers MISS.)"
-)
-HTTP_CONFIGURATION_ERROR_NOT_COUNTED = (
-    "functions/http_api/app.py misconfigured() logs a ConfigurationError (here CAMS_CREDENTIALS_SECRET unreadable) "
-    "and answers 500 but counts nothing: no ConfigurationErrors metric (the worker counts one), not even Http500, "
-    "and Lambda sees a successful invocation; issue 13 asks that configuration errors be logged, counted and fail "
-    "the invocation, so an HTTP function that cannot read its secret raises no alarm"
-)
-XFAILS: dict[tuple[str, str, str, str], str] = {
-    **{("fc", "static", "store-slow", path): SLOW_STORE_EATS_THE_WAIT_BOUND for path in ("hit", "miss", "stale")},
-    **{
-        ("aws", "static", "secret-unreadable", path): HTTP_CONFIGURATION_ERROR_NOT_COUNTED for path in ("miss", "stale")
-    },
-}
+# Defects the matrix found, both fixed since: a slow cache store spent a read's permit-wait bound (429 instead of a
+# MISS; the bound now starts after the cache read), and the HTTP function counted no configuration error (it counts
+# ConfigurationErrors now). Cells expected to fail until a fix would be listed here, strictly.
+XFAILS: dict[tuple[str, str, str, str], str] = {}
 
 
 def budgets(fault: Fault, path: str) -> tuple[str, ...]:
