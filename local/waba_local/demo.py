@@ -11,16 +11,18 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from waba_local import stand_ins
 from waba_local.apigw import http_event, load_handler
-from waba_local.console import heading, progress, table
-from waba_local.demo_fc import bulk_fc_part
+from waba_local.console import Tally, heading, table
+from waba_local.demo_fc import answered_after_a_retry, bulk_fc_part
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
 from waba_local.fc_local import fc_invocation
 from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, PollStats
@@ -29,15 +31,30 @@ SUB, (SUB_ISV, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not
 BULK = 36
 
 
+QUIET = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
+
+
+def quiet() -> None:
+    """Only the demo's own tables on the screen: the functions' JSON log lines, Powertools' warning that an
+    invocation had no metrics to flush (metrics are off here), and the Tablestore SDK's import-time notices would
+    cut through them. Powertools reads POWERTOOLS_LOG_LEVEL when the logger is made, so the variable is set first,
+    and the logger is then made, or set if another program had made it already."""
+    os.environ.update(QUIET)
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+    logging.getLogger("tablestore").setLevel(logging.ERROR)  # "Native C++ encoder not available…"
+    from waba_lookup.observability import logger
+
+    logger.setLevel(QUIET["POWERTOOLS_LOG_LEVEL"])
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # keep tables and progress in order
+    quiet()
     heading("Starting the local stand-ins")
     local = stand_ins.start(visibility_timeout=5, max_receive_count=3, with_fc=True)
     assert local.emulator is not None and local.oss is not None
     os.environ.update(local.environment())
-    os.environ.update(
-        {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true", "CAMS_TIMEOUT_MS": "1500"}
-    )
+    os.environ["CAMS_TIMEOUT_MS"] = "1500"
     print(
         f"  CAMS emulator      {local.emulator.endpoint}  (checks ACS3-HMAC-SHA256 signatures, 10 calls/s flow control)"
     )
@@ -71,7 +88,8 @@ def main() -> None:
         bulk_fc_part(local)
     finally:
         local.stop()
-    print("\nDone. `make serve` runs the same API on localhost for curl; `make test` runs the tests.")
+    print("\nDone. `make serve` runs the same API on localhost for curl, with the queue worker draining its refreshes;")
+    print("`make test` runs the tests.")
 
 
 def cams_client_part(emulator: CamsEmulator) -> None:
@@ -137,7 +155,7 @@ def http_part(emulator: CamsEmulator, title: str, invoke: Callable[[str, str, di
 def bulk_part(local: stand_ins.StandIns) -> None:
     heading(f"3. AWS: bulk refresh: POST /waba/refresh with {BULK + 3} items, drained by the queue worker")
     assert local.emulator is not None
-    from waba_lookup.lookup import get_lookup  # after main() set POWERTOOLS_LOG_LEVEL: it is read at import
+    from waba_lookup.lookup import get_lookup
 
     api, worker = load_handler("http_api"), load_handler("queue_worker")
     # in AWS the worker is another function: a fresh instance. Its CAMS permits come from the same shared budget
@@ -153,6 +171,8 @@ def bulk_part(local: stand_ins.StandIns) -> None:
     ]
     local.emulator.set_behaviour("cs-unsubscribed", "error:Product.Unsubscript")
     local.emulator.set_behaviour("cs-flaky", "5xx", times=3)
+    clear_cache(local)
+    calls_before, started = len(local.emulator.calls), time.monotonic()
     response = api.lambda_handler(
         http_event("POST", "/waba/refresh", {"Content-Type": "application/json"}, json.dumps({"Items": items})),
         LocalLambdaContext(10_000),
@@ -162,20 +182,28 @@ def bulk_part(local: stand_ins.StandIns) -> None:
     for poison in ("not json", json.dumps({"CustSpaceId": 42})):
         sqs.send_message(QueueUrl=local.queue_url, MessageBody=poison)
     print("  + 2 unprocessable messages sent straight to the queue (they must end in the dead-letter queue)")
-    clear_cache(local)
-    calls_before = len(local.emulator.calls)
-    total = len(items) + 2
-    started = time.monotonic()
-
-    def show(stats: PollStats) -> None:
-        progress(min(stats.succeeded, total), total, f"received {stats.received}, returned {stats.failed}")
-
+    tally = Tally(len(items) + 2, started, lambda: (cached_count(local), dead_letter_count(local)))
     stats = LocalPoller(sqs, local.queue_url, worker.lambda_handler, timeout_ms=60_000, batch_size=WORKER_BATCH).drain(
-        until_empty_for=6, on_batch=show
+        until_empty_for=6, on_batch=lambda stats: tally.update(f"{stats.received} received, {stats.failed} returned")
     )
-    progress(total, total, "drained")
-    elapsed = time.monotonic() - started
-    summarise(local, stats, elapsed, local.emulator.calls[calls_before:], get_lookup().budget.stats)
+    drained = time.monotonic() - started
+    tally.end()
+    calls = local.emulator.calls[calls_before:]
+    summarise(
+        local, stats, tally.to_last_answer(c.answered_at for c in calls), drained, calls, get_lookup().budget.stats
+    )
+
+
+def cached_count(local: stand_ins.StandIns) -> int:
+    listed = local.client("s3").list_objects_v2(Bucket=local.bucket)
+    return int(listed.get("KeyCount", 0))
+
+
+def dead_letter_count(local: stand_ins.StandIns) -> int:
+    attributes = local.client("sqs").get_queue_attributes(
+        QueueUrl=local.dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )
+    return int(attributes["Attributes"]["ApproximateNumberOfMessages"])
 
 
 def become_fc_instance(local: stand_ins.StandIns) -> None:
@@ -199,29 +227,34 @@ def clear_cache(local: stand_ins.StandIns) -> None:
             s3.delete_object(Bucket=local.bucket, Key=item["Key"])
 
 
-def summarise(local: stand_ins.StandIns, stats: PollStats, elapsed: float, calls: list[Any], budget: Any) -> None:
-    s3, sqs = local.client("s3"), local.client("sqs")
+def summarise(
+    local: stand_ins.StandIns, stats: PollStats, answered: float, drained: float, calls: list[Any], budget: Any
+) -> None:
+    s3 = local.client("s3")
     results: dict[str, int] = {}
     for listed in s3.get_paginator("list_objects_v2").paginate(Bucket=local.bucket):
         for item in listed.get("Contents", []):
             entry = json.loads(s3.get_object(Bucket=local.bucket, Key=item["Key"])["Body"].read())
             results[entry["Result"]] = results.get(entry["Result"], 0) + 1
-    attributes = sqs.get_queue_attributes(QueueUrl=local.dlq_url, AttributeNames=["ApproximateNumberOfMessages"])
-    dead = int(attributes["Attributes"]["ApproximateNumberOfMessages"])
     arrivals = sorted(c.arrived_at for c in calls)
     busiest = max((sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals), default=0)
     rows = [
         ["cache entries with a WABA", results.get("OK", 0)],
         ["cache entries with a 403-class answer", results.get("DENIED", 0)],
-        ["messages in the dead-letter queue", dead],
+        ["messages in the dead-letter queue", dead_letter_count(local)],
         ["worker invocations / records returned for retry", f"{stats.invocations} / {stats.failed}"],
         ["CAMS calls", len(calls)],
         ["CAMS calls rejected by flow control", sum(1 for c in calls if c.code == "System.LimitControl")],
         ["most CAMS calls in any sliding second", f"{busiest} (limit 10)"],
         ["shared budget: DynamoDB requests per CAMS call", f"{budget.store_requests / max(1, budget.permits):.1f}"],
-        ["time to drain", f"{elapsed:.1f} s"],
+        ["time to the last answer", f"{answered:.1f} s (the POST to the last CAMS answer or cache write)"],
     ]
     print(table(["bulk refresh summary", "value"], rows))
+    if answered_after_a_retry(calls):
+        print("  The last answer was a second attempt: its record, returned by the worker, waited out the queue's 5 s")
+        print("  visibility timeout before it was received again.")
+    print(f"  The poller stopped at {drained:.1f} s: it went on receiving the unprocessable messages until the")
+    print("  dead-letter queue took them (after 3 receives, 5 s apart), then waited for 6 s of an empty queue.")
 
 
 if __name__ == "__main__":
