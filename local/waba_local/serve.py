@@ -6,6 +6,11 @@ functions/http_api/app.py; on FC, the FC HTTP trigger's event (JSON bytes) for `
 variables. CAMS is the local emulator and S3/SQS/DynamoDB (the shared budget's table) a moto server, or OSS the
 local OSS stand-in on FC, unless real settings are in the environment: CAMS_ENDPOINT, ALIBABA_CLOUD_ACCESS_KEY_ID or
 CAMS_CREDENTIALS_SECRET for CAMS; CACHE_BUCKET for the cache.
+
+Refreshes queued with POST /waba/refresh in the local queue (SQS in moto, or SMQ's stand-in on FC) are drained by
+the queue worker (functions/queue_worker), in a process of its own as the platform runs it (waba_local.drain);
+--no-worker (or SERVE_WORKER=off) leaves them queued. A queue you name yourself (REFRESH_QUEUE_URL) is never
+drained here: that is your deployed worker's.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import argparse
 import base64
 import json
 import os
+import subprocess
+import sys
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -25,6 +32,9 @@ from waba_local.fc_local import fc_invocation
 from waba_local.poller import LocalLambdaContext
 
 REAL_CAMS = ("CAMS_ENDPOINT", "ALIBABA_CLOUD_ACCESS_KEY_ID", "CAMS_CREDENTIALS_SECRET")
+# the local SQS queue as template.yaml declares the real one's redrive (maxReceiveCount 5), with a visibility timeout
+# of the worker's timeout: a batch still running is never handed out again, and a failed record returns in a minute
+VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT = 60, 5
 
 
 class ApiGatewayHandler(BaseHTTPRequestHandler):
@@ -91,12 +101,23 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "3000")))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--platform", choices=("aws", "fc"), default=os.environ.get("PLATFORM") or "aws")
+    parser.add_argument(
+        "--worker",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get("SERVE_WORKER", "on").lower() not in ("off", "no", "0", "false"),
+        help="drain the local refresh queue into the queue worker (default: on; `make serve SERVE_WORKER=off`)",
+    )
     args = parser.parse_args()
     local = None
     local_cams, local_cloud = not any(os.environ.get(k) for k in REAL_CAMS), not os.environ.get("CACHE_BUCKET")
     fc = args.platform == "fc"
     if local_cams or local_cloud:
-        local = stand_ins.start(with_emulator=local_cams, with_fc=fc)
+        local = stand_ins.start(
+            visibility_timeout=VISIBILITY_TIMEOUT,
+            max_receive_count=MAX_RECEIVE_COUNT,
+            with_emulator=local_cams,
+            with_fc=fc,
+        )
         if fc:
             env = local.fc_environment(cams=local_cams)
             if not local_cloud:  # the user's own bucket: the real OSS endpoint, not the stand-in's
@@ -109,28 +130,76 @@ def main() -> None:
     ApiGatewayHandler.platform = args.platform
     # one request at a time, as one Lambda instance serves them (Powertools keeps the current event per resolver)
     server = HTTPServer((args.host, args.port), ApiGatewayHandler)
-    print_banner(f"http://{args.host}:{server.server_port}", local, fc, local_cloud)
+    ours = local_cloud and local_queue(local, fc)
+    drains = ours and args.worker
+    print_banner(
+        f"http://{args.host}:{server.server_port}",
+        local,
+        fc,
+        local_cloud,
+        ("on" if drains else "off") if ours else None,
+    )
+    worker = start_worker(args.platform) if drains else None
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+        if worker:
+            stop_worker(worker)
         if local:
             local.stop()
 
 
-def print_banner(base: str, local: stand_ins.StandIns | None, fc: bool, local_cloud: bool) -> None:
-    """Where it listens, what stands in for what, the README's four examples and the emulator's fault controls."""
+def local_queue(local: stand_ins.StandIns | None, fc: bool) -> bool:
+    """Whether the refresh queue is the stand-in's (not one the user set): the only one drained here."""
+    if local is None:
+        return False
+    ours = local.smq.queue_url(stand_ins.FC_QUEUE) if fc and local.smq is not None else local.queue_url
+    return os.environ.get("REFRESH_QUEUE_URL") == ours
+
+
+def start_worker(platform: str) -> subprocess.Popen[bytes]:
+    """The queue worker, another instance as on the platform, with the HTTP function's settings; its logs go where
+    the HTTP function's go. It stops by itself if this process is killed."""
+    command = [sys.executable, "-m", "waba_local.drain", "--platform", platform, "--parent", str(os.getpid())]
+    return subprocess.Popen(command, env=dict(os.environ))
+
+
+def stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    worker.terminate()
+    try:
+        worker.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        worker.wait()
+
+
+def print_banner(
+    base: str, local: stand_ins.StandIns | None, fc: bool, local_cloud: bool, worker: str | None = None
+) -> None:
+    """Where it listens, what stands in for what, what drains the refresh queue (`worker`: "on", "off" or None
+    when the queue is not the stand-in's), the README's four examples and the emulator's fault controls."""
     trigger = "an FC HTTP trigger" if fc else "API Gateway (HTTP API)"
     print(f"waba-lookup HTTP API on {base}, as {trigger} would call it  (Ctrl-C to stop)")
     if local and local_cloud and fc and local.oss is not None:
-        print(f"  OSS: the local stand-in at {local.oss.endpoint} (bucket {local.bucket}); static CAMS shares")
+        print(f"  OSS: the local stand-in at {local.oss.endpoint} (bucket {local.bucket})")
+        if local.tablestore is not None:
+            print(f"  Tablestore: the local stand-in at {local.tablestore.endpoint} (the shared CAMS budget's table)")
         if local.smq is not None:
-            print(f"  SMQ: the local stand-in at {local.smq.endpoint} (refreshes are queued there; nothing drains it)")
+            print(f"  SMQ: the local stand-in at {local.smq.endpoint}: POST /waba/refresh queues refreshes there")
     elif local and local_cloud:
-        print(f"  S3/SQS/DynamoDB: moto at {local.aws_endpoint} (shared CAMS budget in table {local.budget_table};")
-        print("  refreshes are queued in SQS; nothing drains it)")
+        print(f"  S3/SQS/DynamoDB: moto at {local.aws_endpoint} (shared CAMS budget in table {local.budget_table});")
+        print("  POST /waba/refresh queues refreshes in SQS")
+    if worker == "on":
+        feeder = "the SMQ trigger (EventBridge)" if fc else "the SQS event source"
+        print("  refreshes are drained by the queue worker: functions/queue_worker in a process of its own, fed as")
+        print(f"  {feeder} feeds it; its logs come here too (SERVE_WORKER=off: no worker)")
+    elif worker == "off":
+        print("  nothing drains the refresh queue (--no-worker, SERVE_WORKER=off): queued refreshes stay queued")
+    elif os.environ.get("REFRESH_QUEUE_URL"):
+        print("  refreshes go to your REFRESH_QUEUE_URL: your deployed worker drains it, make serve does not")
     if local and local.emulator:
         space, (isv, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
         control = f"http://{local.emulator.endpoint}{CONTROL_PREFIX}"

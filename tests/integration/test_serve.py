@@ -92,3 +92,39 @@ def test_a_handler_exception_is_a_500_with_the_json_body(platform: str, monkeypa
     document = json.loads(body)
     assert set(document) == {"Code", "Message", "RequestId"} and document["Code"] == "InternalError"
     assert "boom" not in document["Message"]
+
+
+DRAIN_SECONDS = 30  # the worker looks at the queue every second; the SMQ trigger waits out its 2 s batch window
+
+
+def emulator_calls(served: Served) -> list[dict[str, Any]]:
+    """Every call CAMS saw, from the emulator's control plane that the banner prints."""
+    import urllib.request
+
+    (url,) = [m[1] for line in served.banner if (m := re.search(r"curl -s (http://\S+/calls)", line))]
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        calls: list[dict[str, Any]] = json.loads(answer.read())
+    return calls
+
+
+def test_a_queued_refresh_is_drained_by_the_worker(served: Served) -> None:
+    """make serve runs the queue worker: a refresh queued with POST /waba/refresh reaches CAMS and the cache, so
+    the next read is a HIT that costs no call. Without a worker it would stay queued, and the read would be a MISS."""
+    import time
+    import uuid
+
+    assert any("drained by the queue worker" in line for line in served.banner), served.banner
+    space = f"cs-drained-{uuid.uuid4().hex[:8]}"
+    headers = {"X-Isv-Code": f"isv-{space}"}
+    items = json.dumps({"Items": [{"CustSpaceId": space, "IsvCode": headers["X-Isv-Code"]}]}).encode()
+    status, _, _ = served.request("POST", "/waba/refresh", items, {"Content-Type": "application/json"})
+    assert status == 202
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while not (refreshed := [c for c in emulator_calls(served) if c["cust_space_id"] == space and c["code"] == "OK"]):
+        assert time.monotonic() < deadline, f"nothing refreshed {space} within {DRAIN_SECONDS} s"
+        time.sleep(0.5)
+    time.sleep(1.0)  # the cache write follows CAMS's answer
+    status, response_headers, body = served.request("GET", f"/waba/{space}", headers=headers)
+    assert status == 200 and response_headers["x-cache"] == "HIT", (response_headers, body)
+    assert json.loads(body)["Data"]["Name"] == f"Generated {space}"
+    assert [c for c in emulator_calls(served) if c["cust_space_id"] == space] == refreshed  # the read called no one
