@@ -24,15 +24,17 @@ CONTROL_PREFIX = "/_emulator/"
 _MAX_BODY = 1 << 20  # CAMS requests here have an empty body; refuse to buffer anything large
 
 
-class EmulatorServer(ThreadingHTTPServer):
-    daemon_threads = True  # a "slow" call still sleeping must not hold up stop()
+class TrackingServer(ThreadingHTTPServer):
+    """A threaded local server that can cut its kept-alive connections on stop, and keeps quiet about clients that
+    gave up waiting. The CAMS emulator and the OSS, SMQ and Tablestore stand-ins all serve through it."""
+
+    daemon_threads = True  # a handler still sleeping ("slow", a long poll) must not hold up stop()
     # The default backlog of 5 drops SYNs of a concurrent burst; the client then retries a second later, which
     # would smear a burst across flow-control windows.
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], emulator: CamsEmulator) -> None:
-        super().__init__(address, EmulatorHandler)
-        self.emulator = emulator
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
 
@@ -52,13 +54,19 @@ class EmulatorServer(ThreadingHTTPServer):
         super().shutdown_request(request)
 
     def close_connections(self) -> None:
-        """Cut kept-alive connections too: a stopped emulator must not keep answering the SDK's pooled sockets."""
+        """Cut kept-alive connections too: a stopped server must not keep answering an SDK's pooled sockets."""
         with self._open_lock:
             for connection in self._open:
                 try:
                     connection.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass  # already closed by the peer
+
+
+class EmulatorServer(TrackingServer):
+    def __init__(self, address: tuple[str, int], emulator: CamsEmulator) -> None:
+        super().__init__(address, EmulatorHandler)
+        self.emulator = emulator
 
 
 class EmulatorHandler(BaseHTTPRequestHandler):

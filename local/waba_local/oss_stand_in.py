@@ -29,16 +29,15 @@ import argparse
 import base64
 import hashlib
 import json
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self
 
+from waba_local.emulator_http import TrackingServer
 from waba_local.oss_protocol import (
     OPERATIONS,
     UNSUPPORTED,
@@ -431,39 +430,10 @@ def _list_page(objects: dict[str, StoredObject], params: dict[str, str]) -> List
     return ListPage(max_keys, contents, common, None)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler sleeping in a "slow" fault must not hold up stop()
-    request_queue_size = 128
-
+class _Server(TrackingServer):
     def __init__(self, address: tuple[str, int], stand_in: OssStandIn) -> None:
         super().__init__(address, _Handler)
         self.stand_in = stand_in
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that timed out closed its end before the (slow) answer: not worth a traceback
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Cut kept-alive connections too: a stopped stand-in must not answer the SDK's pooled sockets."""
-        with self._open_lock:
-            for connection in self._open:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -39,16 +39,15 @@ import argparse
 import base64
 import json
 import math
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Self
 
+from waba_local.emulator_http import TrackingServer
 from waba_local.tablestore_protocol import (
     DELETE_ALL_VERSION,
     DELETE_ONE_VERSION,
@@ -564,39 +563,10 @@ def _check_change(request: WriteRow) -> None:
             raise invalid(f"Invalid op type of cell: {cell.op}.")
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a handler in a "slow" fault must not hold up stop()
-    request_queue_size = 128
-
+class _Server(TrackingServer):
     def __init__(self, address: tuple[str, int], stand_in: TablestoreStandIn) -> None:
         super().__init__(address, _Handler)
         self.stand_in = stand_in
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # a client that timed out closed its end before the (slow) answer: not worth a traceback
-        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Cut kept-alive connections too: a stopped stand-in must not answer the SDK's pooled connections."""
-        with self._open_lock:
-            for connection in self._open:
-                try:
-                    connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 class _Handler(BaseHTTPRequestHandler):
