@@ -21,6 +21,7 @@ from typing import Any
 from waba_local import stand_ins
 from waba_local.bench_figures import rates
 from waba_local.console import heading, table
+from waba_local.emulator_state import busiest_window
 from waba_local.s_yaml import queue_trigger, rendered, worker_function
 
 DEPLOYED = "as s.yaml deploys it (Tablestore budget)"
@@ -62,9 +63,8 @@ def run(items: int, variant: str) -> list[object]:
     finally:
         local.stop()
     accepted = sorted(c.arrived_at for c in calls if c.accepted)
-    arrivals = sorted(c.arrived_at for c in calls)
     rejected = sum(1 for c in calls if c.code == "System.LimitControl")
-    busiest = max((sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals), default=0)
+    busiest = busiest_window([c.arrived_at for c in calls], 1.0)
     steady, end_to_end = rates(accepted)
     return [
         variant,

@@ -24,6 +24,7 @@ from waba_local.apigw import http_event, load_handler
 from waba_local.console import Tally, heading, table
 from waba_local.demo_fc import answered_after_a_retry, bulk_fc_part
 from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
+from waba_local.emulator_state import busiest_window
 from waba_local.fc_local import fc_invocation
 from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, PollStats
 
@@ -236,8 +237,7 @@ def summarise(
         for item in listed.get("Contents", []):
             entry = json.loads(s3.get_object(Bucket=local.bucket, Key=item["Key"])["Body"].read())
             results[entry["Result"]] = results.get(entry["Result"], 0) + 1
-    arrivals = sorted(c.arrived_at for c in calls)
-    busiest = max((sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals), default=0)
+    busiest = busiest_window([c.arrived_at for c in calls], 1.0)
     rows = [
         ["cache entries with a WABA", results.get("OK", 0)],
         ["cache entries with a 403-class answer", results.get("DENIED", 0)],

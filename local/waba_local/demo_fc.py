@@ -12,6 +12,7 @@ from typing import Any
 from waba_local import stand_ins
 from waba_local.apigw import load_handler
 from waba_local.console import Tally, heading, table
+from waba_local.emulator_state import busiest_window
 from waba_local.eventbridge import LocalSmqTrigger, TriggerStats
 from waba_local.fc_local import fc_invocation
 
@@ -69,8 +70,7 @@ def summarise(
 
     cached = entries(local)
     dead = [json.loads(m.body) for m in local.smq.messages(stand_ins.FC_DLQ)]
-    arrivals = sorted(c.arrived_at for c in calls)
-    busiest = max((sum(1 for t in arrivals if a <= t < a + 1.0) for a in arrivals), default=0)
+    busiest = busiest_window([c.arrived_at for c in calls], 1.0)
     rows = [
         ["OSS entries with a WABA", sum(1 for e in cached if e["Result"] == "OK")],
         ["OSS entries with a 403-class answer", sum(1 for e in cached if e["Result"] == "DENIED")],
