@@ -10,10 +10,10 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import fc_environment
+from waba_local.local_aws import LocalAws
 from waba_local.oss_stand_in import OssStandIn
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_local.smq_stand_in import SmqStandIn
@@ -101,28 +101,38 @@ class AwsStandIn:
         return decode(items[0] if items else None)
 
 
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[LocalAws]:
+    """moto's server (one request at a time, as local_aws serialises it) in a thread, shared by the session."""
+    local = LocalAws().start()
+    yield local
+    local.stop()
+
+
 @pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsStandIn]:
-    """moto in process: the cache bucket, the refresh queue and its dead-letter queue (redrive after 3), and the
-    shared budget's table, as deployed.
+def aws(monkeypatch: pytest.MonkeyPatch, moto_server: LocalAws) -> Iterator[AwsStandIn]:
+    """moto's server over real HTTP, emptied for each test: the cache bucket, the refresh queue and its dead-letter
+    queue (redrive after 3), and the shared budget's table, as deployed. AWS_ENDPOINT_URL points every client (the
+    function's and the test's) at it, as on a developer's machine; nothing is patched in process.
 
     The visibility timeout outlasts a test batch, as it must in a deployment: the local poller, like Lambda's,
     receives the next batch while the handler works."""
-    with mock_aws():
-        s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
-        dynamodb = boto3.client("dynamodb", region_name=REGION)
-        create_budget_table(dynamodb, BUDGET_TABLE)
-        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
-        dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
-        queue_url = sqs.create_queue(
-            QueueName="waba-refresh", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "2"}
-        )["QueueUrl"]
-        monkeypatch.setenv("CACHE_BUCKET", BUCKET)
-        monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
-        monkeypatch.setenv("CAMS_BUDGET_TABLE", BUDGET_TABLE)
-        yield AwsStandIn(s3, sqs, dynamodb, BUCKET, queue_url, dlq_url, BUDGET_TABLE)
+    moto_server.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.endpoint)
+    s3, sqs = boto3.client("s3", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    create_budget_table(dynamodb, BUDGET_TABLE)
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION})
+    dlq_url = sqs.create_queue(QueueName="waba-refresh-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+    queue_url = sqs.create_queue(
+        QueueName="waba-refresh", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "2"}
+    )["QueueUrl"]
+    monkeypatch.setenv("CACHE_BUCKET", BUCKET)
+    monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
+    monkeypatch.setenv("CAMS_BUDGET_TABLE", BUDGET_TABLE)
+    yield AwsStandIn(s3, sqs, dynamodb, BUCKET, queue_url, dlq_url, BUDGET_TABLE)
 
 
 def create_budget_table(dynamodb: Any, name: str) -> None:

@@ -105,8 +105,12 @@ class LocalAws:
             self._thread = threading.Thread(target=self._server.serve_forever, name="moto", daemon=True)
             self._thread.start()
         # moto's backends live in the process, not the server: start from empty even after an earlier stand-in
-        self._post("/moto-api/reset")
+        self.reset()
         return self
+
+    def reset(self) -> None:
+        """Empty every backend (buckets, queues, tables), as a fresh moto would be."""
+        self._post("/moto-api/reset")
 
     def requests(self) -> Counter[str]:
         """Requests served so far, per service and operation (see SerialMotoApp)."""
