@@ -63,6 +63,10 @@ class LazyTracer:
 
         return decorate
 
+    @property
+    def on(self) -> bool:
+        return self.tracer is not None
+
     def put_annotation(self, key: str, value: str | bool) -> None:
         """Tracer.put_annotation when tracing is on."""
         if self.tracer is not None:

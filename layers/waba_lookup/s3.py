@@ -1,21 +1,45 @@
-"""The S3 object store behind the cache port: botocore's client, one attempt, failing fast."""
+"""The S3 object store behind the cache port: one attempt, failing fast.
+
+Reads are one GET signed here (`signed_get`), so that a cold instance's first cache HIT does not load botocore,
+when the environment is what Lambda gives a function: credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and
+AWS_SESSION_TOKEN), AWS_REGION, and either a standard AWS region (virtual-hosted URL) or an AWS_ENDPOINT_URL(_S3)
+(path-style URL, as moto and other local S3s take), with tracing off. Anything else (tracing on, so that X-Ray
+sees S3's calls; a profile, FIPS or dual-stack endpoints, a CA bundle, the China or GovCloud partitions, a bucket
+name with dots) and every write go through botocore's client.
+"""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 from waba_lookup.aws import fail_fast_client
 from waba_lookup.cache import ObjectStoreError
+from waba_lookup.observability import tracer
+
+# the regions of the aws partition (not aws-cn, aws-us-gov, the iso partitions)
+_STANDARD_REGION = re.compile(r"(?!us-gov-)(af|ap|ca|eu|il|me|mx|sa|us)-[a-z]+-\d{1,2}")
+_VIRTUAL_HOSTABLE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_BOTOCORE_ONLY = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_CA_BUNDLE", "AWS_PROFILE")
 
 
 class S3ObjectStore:
     """One S3 bucket. A failed read falls through to CAMS; a failed refresh write goes back to the queue."""
 
-    def __init__(self, bucket: str, s3_client: Any = None) -> None:
+    def __init__(self, bucket: str, s3_client: Any = None, environ: Mapping[str, str] = os.environ) -> None:
         self.bucket = bucket
-        self._s3 = s3_client
+        self._s3 = s3_client  # given: every call goes through it
+        self._environ = environ
 
     def read(self, key: str) -> bytes | None:
+        request = None
+        if self._s3 is None and not tracer.on:
+            request = signed_get_request(self.bucket, key, self._environ)
+        if request is not None:
+            return _read_signed(*request)
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -39,6 +63,53 @@ class S3ObjectStore:
         if self._s3 is None:
             self._s3 = fail_fast_client("s3")
         return self._s3
+
+
+def signed_get_request(
+    bucket: str, key: str, environ: Mapping[str, str], now: float | None = None
+) -> tuple[str, dict[str, str]] | None:
+    """The URL and signed headers of a GET of the object (signed now, or at `now`), or None when the environment
+    needs botocore."""
+    key_id, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    if not (key_id and secret and region) or any(_on(environ.get(name)) for name in _BOTOCORE_ONLY):
+        return None
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    if _on(environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")):
+        endpoint = None
+    if endpoint:
+        base, path = endpoint.rstrip("/"), f"/{quote(bucket)}/{quote(key)}"
+    elif _STANDARD_REGION.fullmatch(region) and _VIRTUAL_HOSTABLE.fullmatch(bucket):
+        base, path = f"https://{bucket}.s3.{region}.amazonaws.com", f"/{quote(key)}"
+    else:
+        return None
+    from waba_lookup import signed_get
+
+    host = urlsplit(base).netloc
+    token = environ.get("AWS_SESSION_TOKEN")
+    headers = signed_get.sign_get(signed_get.AWS_S3, host, path, region, key_id, secret, token, now)
+    return base + path, {"Host": host, **headers}
+
+
+def _read_signed(url: str, headers: dict[str, str]) -> bytes | None:
+    from http.client import HTTPException
+
+    from waba_lookup import signed_get
+
+    try:
+        reply = signed_get.get(url, headers)
+    except (OSError, HTTPException) as exc:
+        raise ObjectStoreError(None, type(exc).__name__) from None
+    if reply.status == 200:
+        return reply.body
+    code = reply.error_code
+    if reply.status == 404 and code in ("NoSuchKey", None):
+        return None
+    raise ObjectStoreError(code or str(reply.status), f"HTTP{reply.status}")
+
+
+def _on(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "false", "0")
 
 
 def _error_code(exc: BaseException) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from waba_local.cold_start import HEAVY, cold_hit, deployed_env, moto_server, seed
-from waba_local.cold_start_fc import HEAVY_ON_FC, cold_fc_hit, local_oss
+from waba_local.cold_start_fc import HEAVY_ON_FC, STS, cold_fc_hit, local_oss
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +84,17 @@ def received(daemon: socket.socket) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def cold_fc() -> dict[str, Any]:
     """A fresh FC instance's first answer, OSS on the stand-in, the role's STS credentials in its environment."""
-    with local_oss() as (env, fresh_entry):
+    with local_oss() as (env, fresh_entry, stand_in):
         fresh_entry()
-        return cold_fc_hit(env)
+        stand_in.clear_requests()
+        return cold_fc_hit(env) | {"oss_requests": stand_in.requests}
 
 
 def test_a_cold_hit_on_fc_is_answered_from_oss(cold_fc: dict[str, Any]) -> None:
     assert (cold_fc["status"], cold_fc["cache"]) == (200, "HIT")
-    assert "alibabacloud_oss_v2" in cold_fc["modules"]
+    # one GET, its OSS4-HMAC-SHA256 signature (with the role's STS token) checked by the stand-in
+    [(operation, status, key_id)] = [(r.operation, r.status, r.access_key_id) for r in cold_fc["oss_requests"]]
+    assert (operation, status, key_id) == ("GetObject", 200, STS[0])
 
 
 @pytest.mark.parametrize("package", HEAVY_ON_FC)
