@@ -9,10 +9,10 @@ role's STS credentials, renewed by the platform.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from waba_lookup import signed_get
 from waba_lookup.cache import ObjectStoreError
 from waba_lookup.credentials import Credentials, EnvironmentCredentials
 
@@ -55,14 +55,10 @@ class OssObjectStore:
             raise _store_error(exc) from None
 
     def _read_signed(self, key: str) -> bytes | None:
-        from http.client import HTTPException
-
-        from waba_lookup import signed_get
-
         url, headers = self.signed_get_request(key)
         try:
             reply = signed_get.get(url, headers)
-        except (OSError, HTTPException) as exc:
+        except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, a bad header: each a failed read
             raise ObjectStoreError(None, type(exc).__name__) from None
         if reply.status == 200:
             return reply.body
@@ -74,13 +70,11 @@ class OssObjectStore:
     def signed_get_request(self, key: str, now: float | None = None) -> tuple[str, dict[str, str]]:
         """The URL and signed headers of a GET of the object (signed now, or at `now`), addressed as the SDK
         addresses it."""
-        from waba_lookup import signed_get
-
         access = self._credentials.current()
         if access is None:
             raise ObjectStoreError("NoCredentials", "CredentialsEmptyError")
         endpoint = urlsplit(self.endpoint)
-        if _is_ip(endpoint.hostname or ""):
+        if signed_get.is_ip(endpoint.hostname or ""):
             host, path = endpoint.netloc, f"/{quote(self.bucket)}/{quote(key)}"
         else:
             host, path = f"{self.bucket}.{endpoint.netloc}", f"/{quote(key)}"
@@ -123,17 +117,6 @@ def build_client(region: str, endpoint: str, credentials: Credentials) -> Any:
         readwrite_timeout=READ_SECONDS,
     )
     return oss.Client(config)
-
-
-def _is_ip(hostname: str) -> bool:
-    """As the SDK's endpoints.is_ip decides it."""
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            socket.inet_pton(family, hostname)
-        except OSError:
-            continue
-        return True
-    return False
 
 
 def _store_error(exc: BaseException) -> ObjectStoreError:

@@ -1,11 +1,14 @@
 """The S3 object store behind the cache port: one attempt, failing fast.
 
 Reads are one GET signed here (`signed_get`), so that a cold instance's first cache HIT does not load botocore,
-when the environment is what Lambda gives a function: credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (and
-AWS_SESSION_TOKEN), AWS_REGION, and either a standard AWS region (virtual-hosted URL) or an AWS_ENDPOINT_URL(_S3)
-(path-style URL, as moto and other local S3s take), with tracing off. Anything else (tracing on, so that X-Ray
-sees S3's calls; a profile, FIPS or dual-stack endpoints, a CA bundle, the China or GovCloud partitions, a bucket
-name with dots) and every write go through botocore's client.
+when the environment is what Lambda gives a function and the request is one botocore would make the same way:
+credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the region in AWS_DEFAULT_REGION
+(botocore's variable; Lambda sets it), tracing off, and either a standard AWS region or an AWS_ENDPOINT_URL(_S3),
+addressed as botocore addresses them (virtual-hosted; path-style on a configured endpoint). Anything else goes through
+botocore's client: tracing on (so that X-Ray sees S3's calls), a profile, FIPS or dual-stack endpoints, a CA
+bundle, a proxy, the China or GovCloud partitions, a bucket name with dots, directory buckets and Object Lambda
+aliases, an endpoint with a path; and for the rest of the instance's life, a bucket S3 says is in another region
+(botocore follows the redirect). Every write goes through botocore.
 """
 
 from __future__ import annotations
@@ -16,14 +19,26 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from waba_lookup import signed_get
 from waba_lookup.aws import fail_fast_client
 from waba_lookup.cache import ObjectStoreError
 from waba_lookup.observability import tracer
 
 # the regions of the aws partition (not aws-cn, aws-us-gov, the iso partitions)
 _STANDARD_REGION = re.compile(r"(?!us-gov-)(af|ap|ca|eu|il|me|mx|sa|us)-[a-z]+-\d{1,2}")
-_VIRTUAL_HOSTABLE = re.compile(r"[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
-_BOTOCORE_ONLY = ("AWS_USE_FIPS_ENDPOINT", "AWS_USE_DUALSTACK_ENDPOINT", "AWS_CA_BUNDLE", "AWS_PROFILE")
+# a bucket name botocore puts in the host name: no dots, not a directory bucket (--x-s3) or an alias (--op-s3, -s3alias)
+_VIRTUAL_HOSTABLE = re.compile(r"(?!.*(--x-s3|--op-s3|-s3alias)$)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]")
+_BOTOCORE_ONLY = (
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_CA_BUNDLE",
+    "AWS_PROFILE",
+    "AWS_SECURITY_TOKEN",  # botocore's legacy name for the session token
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+)
 
 
 class S3ObjectStore:
@@ -33,13 +48,14 @@ class S3ObjectStore:
         self.bucket = bucket
         self._s3 = s3_client  # given: every call goes through it
         self._environ = environ
+        self._signed = s3_client is None
 
     def read(self, key: str) -> bytes | None:
-        request = None
-        if self._s3 is None and not tracer.on:
-            request = signed_get_request(self.bucket, key, self._environ)
+        request = signed_get_request(self.bucket, key, self._environ) if self._signed and not tracer.on else None
         if request is not None:
-            return _read_signed(*request)
+            signed = self._read_signed(*request)
+            if self._signed:
+                return signed
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -59,6 +75,21 @@ class S3ObjectStore:
         except (BotoCoreError, ClientError) as exc:
             raise ObjectStoreError(_error_code(exc), type(exc).__name__) from None
 
+    def _read_signed(self, url: str, headers: dict[str, str]) -> bytes | None:
+        try:
+            reply = signed_get.get(url, headers)
+        except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, a bad header: each a failed read
+            raise ObjectStoreError(None, type(exc).__name__) from None
+        if reply.status == 200:
+            return reply.body
+        code = reply.error_code
+        if reply.status == 404 and code in ("NoSuchKey", None):
+            return None
+        if reply.headers.get("x-amz-bucket-region"):  # 301 PermanentRedirect, 400 AuthorizationHeaderMalformed
+            self._signed = False  # the bucket is in another region than AWS_DEFAULT_REGION: botocore follows it
+            return None
+        raise ObjectStoreError(code or str(reply.status), f"HTTP{reply.status}")
+
     def _client(self) -> Any:
         if self._s3 is None:
             self._s3 = fail_fast_client("s3")
@@ -68,44 +99,30 @@ class S3ObjectStore:
 def signed_get_request(
     bucket: str, key: str, environ: Mapping[str, str], now: float | None = None
 ) -> tuple[str, dict[str, str]] | None:
-    """The URL and signed headers of a GET of the object (signed now, or at `now`), or None when the environment
-    needs botocore."""
-    key_id, secret = environ.get("AWS_ACCESS_KEY_ID"), environ.get("AWS_SECRET_ACCESS_KEY")
-    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+    """The URL and signed headers of a GET of the object (signed now, or at `now`), as botocore would send it; or
+    None when the environment needs botocore."""
+    key_id, secret = environ.get("AWS_ACCESS_KEY_ID", "").strip(), environ.get("AWS_SECRET_ACCESS_KEY", "").strip()
+    token, region = environ.get("AWS_SESSION_TOKEN", "").strip(), environ.get("AWS_DEFAULT_REGION", "").strip()
     if not (key_id and secret and region) or any(_on(environ.get(name)) for name in _BOTOCORE_ONLY):
         return None
     endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
     if _on(environ.get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS")):
         endpoint = None
-    if endpoint:
-        base, path = endpoint.rstrip("/"), f"/{quote(bucket)}/{quote(key)}"
+    if endpoint:  # path-style, as botocore addresses a configured endpoint
+        parts = urlsplit(endpoint.strip())
+        if parts.scheme not in ("http", "https") or parts.path.strip("/") or parts.query or "@" in parts.netloc:
+            return None
+        base, path = f"{parts.scheme}://{parts.netloc}", f"/{quote(bucket)}/{quote(key)}"
     elif _STANDARD_REGION.fullmatch(region) and _VIRTUAL_HOSTABLE.fullmatch(bucket):
-        base, path = f"https://{bucket}.s3.{region}.amazonaws.com", f"/{quote(key)}"
+        regional = region != "us-east-1" or environ.get("AWS_S3_US_EAST_1_REGIONAL_ENDPOINT", "").lower() == "regional"
+        base = f"https://{bucket}.s3.{region}.amazonaws.com" if regional else f"https://{bucket}.s3.amazonaws.com"
+        path = f"/{quote(key)}"
     else:
         return None
-    from waba_lookup import signed_get
-
-    host = urlsplit(base).netloc
-    token = environ.get("AWS_SESSION_TOKEN")
-    headers = signed_get.sign_get(signed_get.AWS_S3, host, path, region, key_id, secret, token, now)
+    scheme, netloc = base.split("://", 1)
+    host = signed_get.host_header(scheme, netloc)
+    headers = signed_get.sign_get(signed_get.AWS_S3, host, path, region, key_id, secret, token or None, now)
     return base + path, {"Host": host, **headers}
-
-
-def _read_signed(url: str, headers: dict[str, str]) -> bytes | None:
-    from http.client import HTTPException
-
-    from waba_lookup import signed_get
-
-    try:
-        reply = signed_get.get(url, headers)
-    except (OSError, HTTPException) as exc:
-        raise ObjectStoreError(None, type(exc).__name__) from None
-    if reply.status == 200:
-        return reply.body
-    code = reply.error_code
-    if reply.status == 404 and code in ("NoSuchKey", None):
-        return None
-    raise ObjectStoreError(code or str(reply.status), f"HTTP{reply.status}")
 
 
 def _on(value: str | None) -> bool:

@@ -7,8 +7,9 @@ module does not handle) goes through the SDKs as before:
 
 - AWS Signature Version 4 for S3 and OSS4-HMAC-SHA256 for OSS, which is the same scheme under other names
   (`V4Scheme`); `tests/unit/test_signed_get.py` checks both against the SDKs' own signers, byte for byte.
-- http.client with one keep-alive connection per host and thread, one attempt (a kept-alive connection that the
-  server had closed is opened again once, as urllib3 does), 1 s to connect and 2 s to read: FAIL_FAST_SECONDS.
+- http.client with one keep-alive connection per host and thread, one attempt, 1 s to connect and 2 s to read
+  (FAIL_FAST_SECONDS). A kept-alive connection the server has closed meanwhile is dropped before it is used
+  (urllib3 checks the same way), and one that fails before any answer arrives is opened again once.
 - HTTPS verified against certifi's CA bundle when it is installed (as botocore and requests do), else the system's.
 """
 
@@ -18,6 +19,8 @@ import hashlib
 import hmac
 import http.client
 import re
+import select
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -62,8 +65,8 @@ def sign_get(
     prefix = scheme.header_prefix
     payload = EMPTY_SHA256 if scheme is AWS_S3 else "UNSIGNED-PAYLOAD"
     headers = {f"{prefix}content-sha256": payload, f"{prefix}date": stamp}
-    if token:
-        headers[f"{prefix}security-token"] = token
+    if token and token.strip():
+        headers[f"{prefix}security-token"] = token.strip()
     signed = {**headers, "host": host} if scheme.signs_host else dict(headers)
     names = sorted(signed)
     canonical_headers = "".join(f"{name}:{signed[name].strip()}\n" for name in names)
@@ -87,6 +90,7 @@ def sign_get(
 class Reply:
     status: int
     body: bytes
+    headers: dict[str, str]  # names in lower case
 
     @property
     def error_code(self) -> str | None:
@@ -105,11 +109,15 @@ _connections = _Connections()
 
 def get(url: str, headers: dict[str, str]) -> Reply:
     """GET the URL with these headers (Host among them, as signed) over this thread's connection to its host.
-    Raises OSError (refused, unreachable, timed out) or http.client.HTTPException (a malformed or cut-off answer)."""
+    Raises OSError (refused, unreachable, timed out), http.client.HTTPException (a malformed or cut-off answer) or
+    ValueError (a header value http.client refuses)."""
     parts = urlsplit(url)
     where = (parts.scheme, parts.netloc)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
     connection = _connections.open.pop(where, None)
+    if connection is not None and _closed_by_peer(connection):
+        connection.close()
+        connection = None
     reused = connection is not None
     while True:
         if connection is None:
@@ -117,21 +125,53 @@ def get(url: str, headers: dict[str, str]) -> Reply:
         try:
             connection.request("GET", path, headers=headers)
             response = connection.getresponse()
-            body = response.read()
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
             connection.close()
             if not reused:
                 raise
-            reused, connection = False, None  # the server had closed a kept-alive connection: once more, afresh
+            reused, connection = False, None  # closed under us before any answer: once more, on a new connection
             continue
         except BaseException:
+            connection.close()
+            raise
+        try:
+            body = response.read()
+        except BaseException:  # cut off or timed out mid-answer: never retried, never reused
             connection.close()
             raise
         if response.will_close:
             connection.close()
         else:
             _connections.open[where] = connection
-        return Reply(response.status, body)
+        return Reply(response.status, body, {name.lower(): value for name, value in response.getheaders()})
+
+
+def is_ip(hostname: str) -> bool:
+    """Whether a URL's host name is an IPv4 or IPv6 address (path-style addressing, for S3 and OSS alike)."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            socket.inet_pton(family, hostname)
+        except OSError:
+            continue
+        return True
+    return False
+
+
+def host_header(scheme: str, netloc: str) -> str:
+    """The Host header the SDKs send for an endpoint: lower case, without the scheme's default port."""
+    return netloc.lower().removesuffix(":443" if scheme == "https" else ":80")
+
+
+def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
+    """Whether an idle kept-alive connection has been closed (or written to) by the server: readable means so."""
+    sock = connection.sock
+    if sock is None:
+        return True
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def _connect(scheme: str, netloc: str) -> http.client.HTTPConnection:

@@ -32,30 +32,65 @@ object_keys = st.lists(st.text(min_size=1, max_size=20).filter(lambda s: s not i
 instants = st.floats(min_value=1.6e9, max_value=2.2e9)
 
 
+ENDPOINTS = [None, "http://127.0.0.1:5000", "https://s3.example.test:8443", "HTTPS://S3.Example.Test:443"]
+
+
 @settings(max_examples=150, deadline=None)
-@given(key_ids, secrets, tokens, regions, object_keys, instants)
+@given(key_ids, secrets, tokens, regions, object_keys, instants, st.sampled_from(ENDPOINTS))
 def test_s3_signatures_are_botocores(
-    key_id: str, secret: str, token: str | None, region: str, parts: list[str], now: float
+    key_id: str, secret: str, token: str | None, region: str, parts: list[str], now: float, endpoint: str | None
 ) -> None:
     from botocore import auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
     key = "/".join(parts)
-    env = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_REGION": region}
-    env |= {"AWS_ENDPOINT_URL_S3": "https://s3.example.test:8443"} | ({"AWS_SESSION_TOKEN": token} if token else {})
+    env = {"AWS_ACCESS_KEY_ID": key_id, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": region}
+    env |= ({"AWS_ENDPOINT_URL_S3": endpoint} if endpoint else {}) | ({"AWS_SESSION_TOKEN": token} if token else {})
+    request = signed_get_request("waba-cache", key, env, now)
+    if endpoint is None and region == "cn-hangzhou":  # not an AWS region: botocore's business
+        assert request is None
+        return
+    assert request is not None
+    url, ours = request
+    theirs = AWSRequest("GET", url)
     original = auth.get_current_datetime
     auth.get_current_datetime = lambda: datetime.datetime.fromtimestamp(int(now), datetime.UTC).replace(tzinfo=None)
     try:
-        request = signed_get_request("waba-cache", key, env, now)
-        assert request is not None
-        url, ours = request
-        theirs = AWSRequest("GET", url)
         auth.S3SigV4Auth(Credentials(key_id, secret, token), "s3", region).add_auth(theirs)
     finally:
         auth.get_current_datetime = original
     assert {k.lower(): v for k, v in ours.items() if k != "Host"} == {k.lower(): v for k, v in theirs.headers.items()}
-    assert ours["Host"] == "s3.example.test:8443"
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("region", ["ap-southeast-1", "us-east-1"])
+def test_s3_objects_are_where_botocores_client_sends_the_get(endpoint: str | None, region: str) -> None:
+    """The URL and Host header of a real botocore client's GetObject (caught before it is sent)."""
+    from botocore.auth import _host_from_url
+    from botocore.awsrequest import AWSResponse
+    from botocore.session import get_session
+
+    sent: dict[str, Any] = {}
+
+    def catch(request: Any, **_: Any) -> AWSResponse:
+        sent["url"] = request.url
+        return AWSResponse(request.url, 404, {}, None)
+
+    client = get_session().create_client(
+        "s3", region, endpoint_url=endpoint, aws_access_key_id="AKID", aws_secret_access_key="s"
+    )
+    client.meta.events.register("before-send", catch)
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": region}
+    env |= {"AWS_ENDPOINT_URL": endpoint} if endpoint else {}
+    for key in ["waba/0123/cs-acme-001/ab12.json", "a b/ü/~x(1)!*'.json", "k+=&?#%.json", "x//y"]:
+        with pytest.raises(Exception):  # noqa: B017 - the caught 404 becomes botocore's ClientError
+            client.get_object(Bucket="waba-cache", Key=key)
+        request = signed_get_request("waba-cache", key, env)
+        assert request is not None
+        url, headers = request
+        assert url == sent["url"]
+        assert headers["Host"] == _host_from_url(sent["url"])  # the Host botocore signs
 
 
 @settings(max_examples=150, deadline=None)
@@ -88,7 +123,7 @@ def test_oss_signatures_are_the_oss_sdks(
 
 
 def test_objects_are_addressed_as_the_sdks_address_them() -> None:
-    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "ap-southeast-1"}
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
     # S3: virtual-hosted in a standard region, path-style on a configured endpoint
     assert _url(signed_get_request("waba-cache", "waba/a b/c.json", env)).startswith(
         "https://waba-cache.s3.ap-southeast-1.amazonaws.com/waba/a%20b/c.json"
@@ -111,23 +146,28 @@ def test_objects_are_addressed_as_the_sdks_address_them() -> None:
     "change",
     [
         {"AWS_ACCESS_KEY_ID": ""},  # credentials from a profile, a container or instance metadata
-        {"AWS_REGION": "", "AWS_DEFAULT_REGION": ""},
-        {"AWS_REGION": "cn-north-1"},  # another partition (amazonaws.com.cn)
-        {"AWS_REGION": "us-gov-west-1"},
+        {"AWS_DEFAULT_REGION": ""},
+        {"AWS_DEFAULT_REGION": "cn-north-1"},  # another partition (amazonaws.com.cn)
+        {"AWS_DEFAULT_REGION": "us-gov-west-1"},
         {"AWS_USE_FIPS_ENDPOINT": "true"},
         {"AWS_USE_DUALSTACK_ENDPOINT": "true"},
         {"AWS_CA_BUNDLE": "/etc/corporate-ca.pem"},
         {"AWS_PROFILE": "dev"},
+        {"AWS_SECURITY_TOKEN": "legacy"},
+        {"HTTPS_PROXY": "http://proxy.internal:3128"},
         {"BUCKET": "waba.cache"},  # dots: not virtual-hostable over TLS
+        {"BUCKET": "waba-cache--usw2-az1--x-s3"},  # a directory bucket (S3 Express)
+        {"AWS_ENDPOINT_URL": "https://gateway.internal/s3"},  # an endpoint with a path
+        {"AWS_ENDPOINT_URL": "https://user@s3.internal"},
     ],
 )
 def test_what_the_signed_get_does_not_handle_goes_through_botocore(change: dict[str, str]) -> None:
-    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "ap-southeast-1"} | change
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"} | change
     assert signed_get_request(env.pop("BUCKET", "waba-cache"), "k.json", env) is None
 
 
 def test_a_configured_endpoint_wins_unless_ignored() -> None:
-    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "cn-north-1"}
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "cn-north-1"}
     env |= {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
     assert _url(signed_get_request("waba.cache", "k.json", env)) == "http://127.0.0.1:5000/waba.cache/k.json"
     assert signed_get_request("waba.cache", "k.json", env | {"AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}) is None
@@ -139,8 +179,9 @@ class _Server(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def keep_alive_server() -> Iterator[dict[str, Any]]:
-    """An HTTP/1.1 server that answers each GET with its path, and can close a kept-alive connection unasked."""
-    state: dict[str, Any] = {"connections": 0, "requests": 0, "close_next": False}
+    """An HTTP/1.1 server that answers each GET with its path, or as `answer` says: close a kept-alive connection
+    unasked, an XML error, a redirect to the bucket's region, a stall, or a body cut off."""
+    state: dict[str, Any] = {"connections": 0, "requests": [], "answer": "path"}
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -150,14 +191,23 @@ def keep_alive_server() -> Iterator[dict[str, Any]]:
             state["connections"] += 1
 
         def do_GET(self) -> None:
-            state["requests"] += 1
-            body = self.path.encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            state["requests"].append(self.headers.get("User-Agent") or "")
+            answer, state["answer"] = state["answer"], "path"
+            status, body, extra = 200, self.path.encode(), {}
+            if answer == "error":
+                status, body = 403, b"<?xml version='1.0'?><Error><Code>AccessDenied</Code></Error>"
+            elif answer == "redirect":
+                status, body = 301, b"<Error><Code>PermanentRedirect</Code></Error>"
+                extra = {"x-amz-bucket-region": "eu-west-1"}
+            elif answer == "stall":
+                time.sleep(3)
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) + (90 if answer == "cut" else 0)))
+            for name, value in extra.items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(body)
-            if state["close_next"]:  # gone without saying so, as a server's idle timeout does
-                state["close_next"] = False
+            if answer in ("close", "cut"):  # gone without saying so, as a server's idle timeout does
                 self.close_connection = True
 
         def log_message(self, *args: object) -> None:
@@ -176,11 +226,11 @@ def test_gets_reuse_one_connection_and_reopen_one_the_server_closed(keep_alive_s
     assert signed_get.get(f"{url}/a", {}).body == b"/a"
     assert signed_get.get(f"{url}/b", {}).body == b"/b"
     assert keep_alive_server["connections"] == 1
-    keep_alive_server["close_next"] = True
+    keep_alive_server["answer"] = "close"
     assert signed_get.get(f"{url}/c", {}).body == b"/c"
     time.sleep(0.05)  # the server has closed that connection by now
-    assert signed_get.get(f"{url}/d", {}).body == b"/d"  # reopened once, not an error
-    assert keep_alive_server["connections"] == 2 and keep_alive_server["requests"] == 4
+    assert signed_get.get(f"{url}/d", {}).body == b"/d"  # seen closed and opened again, not an error
+    assert keep_alive_server["connections"] == 2 and len(keep_alive_server["requests"]) == 4
 
 
 def test_a_refused_connection_raises_at_once() -> None:
@@ -188,10 +238,56 @@ def test_a_refused_connection_raises_at_once() -> None:
         signed_get.get("http://127.0.0.1:9/k", {})
 
 
+def test_a_stalled_answer_times_out_and_its_connection_is_not_kept(keep_alive_server: dict[str, Any]) -> None:
+    url = keep_alive_server["url"]
+    keep_alive_server["answer"] = "stall"
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        signed_get.get(f"{url}/slow", {})
+    assert time.monotonic() - started < signed_get.CONNECT_SECONDS + signed_get.READ_SECONDS
+    assert signed_get.get(f"{url}/next", {}).body == b"/next"
+    assert keep_alive_server["connections"] == 2
+
+
+def test_a_body_cut_off_is_an_error_and_never_sent_again(keep_alive_server: dict[str, Any]) -> None:
+    import http.client
+
+    keep_alive_server["answer"] = "cut"
+    with pytest.raises(http.client.IncompleteRead):
+        signed_get.get(f"{keep_alive_server['url']}/cut", {})
+    assert len(keep_alive_server["requests"]) == 1
+
+
+def test_an_s3_error_is_an_object_store_error_with_its_code(keep_alive_server: dict[str, Any]) -> None:
+    from waba_lookup.cache import ObjectStoreError
+
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
+    store = S3ObjectStore("waba-cache", environ=env | {"AWS_ENDPOINT_URL": keep_alive_server["url"]})
+    keep_alive_server["answer"] = "error"
+    with pytest.raises(ObjectStoreError) as denied:
+        store.read("k.json")
+    assert (denied.value.code, denied.value.error_type) == ("AccessDenied", "HTTP403")
+
+
+def test_a_bucket_in_another_region_sends_reads_to_botocore(
+    keep_alive_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
+    env |= {"AWS_ENDPOINT_URL": keep_alive_server["url"]}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # botocore's client reads the same environment
+    store = S3ObjectStore("waba-cache", environ=env)
+    keep_alive_server["answer"] = "redirect"
+    assert store.read("waba/k.json") == b"/waba-cache/waba/k.json"  # botocore's read, at once
+    assert store.read("waba/k.json") == b"/waba-cache/waba/k.json"
+    first, *then = keep_alive_server["requests"]
+    assert "Botocore" not in first and then and all("Botocore" in agent for agent in then)
+
+
 def test_an_s3_failure_is_an_object_store_error_with_its_code(keep_alive_server: dict[str, Any]) -> None:
     from waba_lookup.cache import ObjectStoreError
 
-    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "ap-southeast-1"}
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
     store = S3ObjectStore("waba-cache", environ=env | {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
     with pytest.raises(ObjectStoreError) as refused:
         store.read("k.json")
