@@ -5,11 +5,12 @@
 A sample is a fresh interpreter that sees the function, the layer's package and site-packages and nothing else
 (`python -I -S`: no site hooks, nothing pre-imported, boto3 and botocore included). Its clock starts before the
 function's first import and stops at its first answer: a cache HIT under the deployed configuration (CACHE_BUCKET,
-CAMS_BUDGET_TABLE, REFRESH_QUEUE_URL and CAMS_CREDENTIALS_SECRET set, tracing off), with S3 on moto's server in a
-process of its own, so no test tooling is loaded where the clock runs. The naive baseline, sampled alternately
-with it so that the machine's noise falls on both alike, imports at once what the function may use: boto3, the
-CAMS SDK and Powertools' event handler. Each sample then serves warm HITs one after another (as one Lambda
-instance does) and imports the CAMS SDK, which the first MISS adds. Figures are medians over the samples.
+CAMS_BUDGET_TABLE, REFRESH_QUEUE_URL and CAMS_CREDENTIALS_SECRET set, tracing off as template.yaml's XRayTracing
+defaults), with S3 on moto's server in a process of its own, so no test tooling is loaded where the clock runs.
+The naive baseline imports at once what the function may use: boto3, the CAMS SDK and Powertools' event handler.
+A third kind of sample is the HIT with XRayTracing=Active. The three take turns, so that the machine's noise falls
+on all alike. Each HIT sample then serves warm HITs one after another (as one Lambda instance does) and imports the
+CAMS SDK, which the first MISS adds. Figures are medians over the samples.
 """
 
 from __future__ import annotations
@@ -187,6 +188,15 @@ def cold_hit(env: dict[str, str], warm: int = 0, options: tuple[str, ...] = ()) 
     return result
 
 
+def tracing_on(env: dict[str, str], daemon_port: int) -> dict[str, str]:
+    """The environment with XRayTracing=Active: Powertools' Tracer on, a sampled trace, the X-Ray daemon's port."""
+    return {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"} | {
+        "POWERTOOLS_TRACE_DISABLED": "false",
+        "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
+        "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon_port}",
+    }
+
+
 def heavy_modules(modules: list[str], heavy: tuple[str, ...] = HEAVY) -> list[str]:
     """The top-level heavy packages among these module names."""
     return sorted({m.split(".")[0] for m in modules if m.startswith(heavy)})
@@ -194,15 +204,24 @@ def heavy_modules(modules: list[str], heavy: tuple[str, ...] = HEAVY) -> list[st
 
 def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
     """Rows: what, milliseconds (medians of `samples` fresh processes), note. Progress goes to stderr."""
-    hits, naive = [], []
-    with moto_server() as endpoint:
+    hits, naive, traced = [], [], []
+    with moto_server() as endpoint, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daemon:
         env = deployed_env(endpoint)
+        daemon.bind(("127.0.0.1", 0))  # an X-Ray daemon's port for the traced samples (nothing reads it)
+        traced_env = tracing_on(env, daemon.getsockname()[1])
         fresh_entry = seed(endpoint, env)
         for i in range(samples):
             fresh_entry()  # each sample finds an entry well inside CACHE_TTL_SECONDS
-            print(f"  cold start: sample {i + 1}/{samples} (a cold HIT and the naive baseline)", file=sys.stderr)
-            pair = [lambda: hits.append(cold_hit(env, warm)), lambda: naive.append(run(NAIVE, env))]
-            for take in pair if i % 2 == 0 else pair[::-1]:  # alternate, so drift in load falls on both
+            print(
+                f"  cold start: sample {i + 1}/{samples} (a cold HIT, the naive baseline, a traced HIT)",
+                file=sys.stderr,
+            )
+            kinds = [
+                lambda: hits.append(cold_hit(env, warm)),
+                lambda: naive.append(run(NAIVE, env)),
+                lambda: traced.append(cold_hit(traced_env)),
+            ]
+            for take in kinds[i % 3 :] + kinds[: i % 3]:  # rotate, so drift in load falls on all alike
                 take()
     ms = lambda rows, key: round(1000 * statistics.median(r[key] for r in rows))
     cold, baseline = ms(hits, "cold"), ms(naive, "cold")
@@ -210,11 +229,12 @@ def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
     latencies = sorted(t for h in hits for t in h["warm"])
     heavy = ", ".join(heavy_modules([m for h in hits for m in h["modules"]])) or "none"
     rows: list[list[object]] = [
-        ["cold HIT: first import to first answer", cold, f"deployed config, tracing off; heavy modules: {heavy}"],
+        ["cold HIT: first import to first answer", cold, f"deployed config (tracing off); heavy modules: {heavy}"],
         ["  importing the handler", ms(hits, "import"), "Powertools (Logger, Metrics, event handler), the library"],
         ["  its first request", ms(hits, "first"), "one signed GET from moto's server (no botocore)"],
         ["naive baseline: eager imports", baseline, "boto3 + CAMS SDK + Powertools event handler, imports only"],
         ["cold HIT / naive baseline", f"{cold / baseline:.2f}", f"a ratio, not ms (in CPU time: {cpu_ratio:.2f})"],
+        ["cold HIT with XRayTracing=Active", ms(traced, "cold"), "the X-Ray SDK, botocore and its S3 client added"],
         ["CAMS SDK import, added by the first MISS", ms(hits, "sdk"), "paid only when CAMS is called"],
     ]
     if latencies:

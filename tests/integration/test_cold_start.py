@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from waba_local.cold_start import HEAVY, cold_hit, deployed_env, moto_server, seed
+from waba_local.cold_start import HEAVY, cold_hit, deployed_env, moto_server, seed, tracing_on
 from waba_local.cold_start_fc import HEAVY_ON_FC, STS, cold_fc_hit, local_oss
 
 
@@ -57,10 +57,7 @@ def test_with_tracing_on_the_first_answer_is_traced(local_aws: tuple[dict[str, s
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as daemon:
         daemon.bind(("127.0.0.1", 0))
         daemon.settimeout(1.0)
-        env = {k: v for k, v in env.items() if k != "POWERTOOLS_TRACE_DISABLED"} | {
-            "_X_AMZN_TRACE_ID": "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1",
-            "AWS_XRAY_DAEMON_ADDRESS": f"127.0.0.1:{daemon.getsockname()[1]}",
-        }
+        env = tracing_on(env, daemon.getsockname()[1])
         fresh_entry()
         # When a fresh instance answers
         traced = cold_hit(env)

@@ -420,7 +420,9 @@ def test_environment_names_and_defaults_are_the_ones_settings_reads(template: di
                 assert parameter["Default"] == getattr(defaults, name.lower()), name
 
 
-def test_functions_run_python312_on_arm64_with_the_shared_layer_and_tracing(template: dict[str, Any]) -> None:
+def test_functions_run_python312_on_arm64_with_the_shared_layer_and_tracing_off_unless_asked(
+    template: dict[str, Any],
+) -> None:
     layer = template["Resources"]["WabaLookupLayer"]
 
     assert layer["Properties"]["ContentUri"] == "layers/"
@@ -430,7 +432,8 @@ def test_functions_run_python312_on_arm64_with_the_shared_layer_and_tracing(temp
         assert prop(template, function, "Runtime") == "python3.12"
         assert prop(template, function, "Architectures") == ["arm64"]
         assert prop(template, function, "Layers") == [{"Ref": "WabaLookupLayer"}]
-        assert prop(template, function, "Tracing") == "Active"
+        assert prop(template, function, "Tracing") == {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
+        assert env(template, function)["POWERTOOLS_TRACE_DISABLED"] == {"Fn::If": ["TracingOn", "false", "true"]}
         assert prop(template, function, "Handler") == "app.lambda_handler"
         assert (TEMPLATE.parent / prop(template, function, "CodeUri") / "app.py").is_file()
 
