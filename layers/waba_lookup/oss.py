@@ -55,17 +55,7 @@ class OssObjectStore:
             raise _store_error(exc) from None
 
     def _read_signed(self, key: str) -> bytes | None:
-        url, headers = self.signed_get_request(key)
-        try:
-            reply = signed_get.get(url, headers)
-        except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, a bad header: each a failed read
-            raise ObjectStoreError(None, type(exc).__name__) from None
-        if reply.status == 200:
-            return reply.body
-        code = reply.error_code
-        if reply.status == 404 and code == "NoSuchKey":
-            return None
-        raise ObjectStoreError(code or str(reply.status), f"HTTP{reply.status}")
+        return signed_get.object_or_none(signed_get.fetch(*self.signed_get_request(key)))
 
     def signed_get_request(self, key: str, now: float | None = None) -> tuple[str, dict[str, str]]:
         """The URL and signed headers of a GET of the object (signed now, or at `now`), addressed as the SDK

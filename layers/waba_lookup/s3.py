@@ -76,19 +76,11 @@ class S3ObjectStore:
             raise ObjectStoreError(_error_code(exc), type(exc).__name__) from None
 
     def _read_signed(self, url: str, headers: dict[str, str]) -> bytes | None:
-        try:
-            reply = signed_get.get(url, headers)
-        except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, a bad header: each a failed read
-            raise ObjectStoreError(None, type(exc).__name__) from None
-        if reply.status == 200:
-            return reply.body
-        code = reply.error_code
-        if reply.status == 404 and code in ("NoSuchKey", None):
-            return None
-        if reply.headers.get("x-amz-bucket-region"):  # 301 PermanentRedirect, 400 AuthorizationHeaderMalformed
+        reply = signed_get.fetch(url, headers)
+        if reply.status != 200 and reply.headers.get("x-amz-bucket-region"):  # 301 PermanentRedirect, 400 …
             self._signed = False  # the bucket is in another region than AWS_DEFAULT_REGION: botocore follows it
             return None
-        raise ObjectStoreError(code or str(reply.status), f"HTTP{reply.status}")
+        return signed_get.object_or_none(reply)
 
     def _client(self) -> Any:
         if self._s3 is None:

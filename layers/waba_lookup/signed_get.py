@@ -146,6 +146,30 @@ def get(url: str, headers: dict[str, str]) -> Reply:
         return Reply(response.status, body, {name.lower(): value for name, value in response.getheaders()})
 
 
+def fetch(url: str, headers: dict[str, str]) -> Reply:
+    """get(), any failure to get an answer raised as ObjectStoreError with the failure's type alone (an exception's
+    message could hold the request's headers)."""
+    from waba_lookup.cache import ObjectStoreError
+
+    try:
+        return get(url, headers)
+    except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, a header value refused: each a failed read
+        raise ObjectStoreError(None, type(exc).__name__) from None
+
+
+def object_or_none(reply: Reply) -> bytes | None:
+    """An object store's answer to a GET: the object, None for no such key (a 404 NoSuchKey, or a 404 without an
+    error body, as botocore reads one), or ObjectStoreError with the error's code."""
+    from waba_lookup.cache import ObjectStoreError
+
+    if reply.status == 200:
+        return reply.body
+    code = reply.error_code
+    if reply.status == 404 and code in ("NoSuchKey", None):
+        return None
+    raise ObjectStoreError(code or str(reply.status), f"HTTP{reply.status}")
+
+
 def is_ip(hostname: str) -> bool:
     """Whether a URL's host name is an IPv4 or IPv6 address (path-style addressing, for S3 and OSS alike)."""
     for family in (socket.AF_INET, socket.AF_INET6):
