@@ -87,6 +87,7 @@ class AwsStandIn:
     queue_url: str
     dlq_url: str
     budget_table: str
+    server: LocalAws | None = None  # moto's server, for its faults
 
     def cache_objects(self) -> dict[str, dict[str, Any]]:
         """Every cache entry in the bucket, parsed."""
@@ -132,7 +133,7 @@ def aws(monkeypatch: pytest.MonkeyPatch, moto_server: LocalAws) -> Iterator[AwsS
     monkeypatch.setenv("CACHE_BUCKET", BUCKET)
     monkeypatch.setenv("REFRESH_QUEUE_URL", queue_url)
     monkeypatch.setenv("CAMS_BUDGET_TABLE", BUDGET_TABLE)
-    yield AwsStandIn(s3, sqs, dynamodb, BUCKET, queue_url, dlq_url, BUDGET_TABLE)
+    yield AwsStandIn(s3, sqs, dynamodb, BUCKET, queue_url, dlq_url, BUDGET_TABLE, moto_server)
 
 
 def create_budget_table(dynamodb: Any, name: str) -> None:

@@ -22,12 +22,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
 REQUESTS_PATH = "/_stand_in/requests"  # GET: requests served so far, per service and per operation
+SLOW_PATH = "/_stand_in/slow"  # POST ?seconds=&service=&method=: the functions' requests of that kind wait first
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -41,18 +43,36 @@ def free_port() -> int:
 
 class SerialMotoApp:
     """moto's WSGI app answering one request at a time, counting requests per service ("dynamodb") and
-    operation ("dynamodb:GetItem", when the request names one in X-Amz-Target)."""
+    operation ("dynamodb:GetItem", when the request names one in X-Amz-Target).
+
+    It can be slow, as moto cannot: `slow` makes requests of one service and method wait before they are answered
+    (outside the lock, so others go on). It slows the functions' requests, not boto3's: a test's own boto3 client
+    (its User-Agent says Boto3) reads the bucket at full speed to check what the functions left there."""
 
     def __init__(self, app: WsgiApp) -> None:
         self.app = app
         self.requests: Counter[str] = Counter()
+        self.slowness: dict[tuple[str, str], float] = {}  # (service, method) -> seconds
         self._lock = threading.Lock()
+
+    def slow(self, seconds: float, service: str = "s3", method: str = "GET") -> None:
+        """From now on, the functions' `method` requests to `service` wait `seconds` first (0: no longer)."""
+        self.slowness[(service, method.upper())] = seconds
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == REQUESTS_PATH:
             body = json.dumps(dict(self.requests)).encode()
             start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
             return [body]
+        if environ.get("PATH_INFO") == SLOW_PATH:
+            query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", "")))
+            self.slow(float(query["seconds"]), query.get("service", "s3"), query.get("method", "GET"))
+            start_response("204 No Content", [])
+            return []
+        if environ.get("PATH_INFO") == "/moto-api/reset":
+            self.slowness.clear()  # a reset starts from a quick, empty moto
+        elif self.slowness and "Boto3/" not in environ.get("HTTP_USER_AGENT", ""):
+            time.sleep(self.slowness.get((_service(environ), environ.get("REQUEST_METHOD", "")), 0))
         with self._lock:
             self._count(environ)
             answer = self.app(environ, start_response)
@@ -62,11 +82,16 @@ class SerialMotoApp:
                 getattr(answer, "close", lambda: None)()
 
     def _count(self, environ: dict[str, Any]) -> None:
-        signed = _SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
-        service = signed.group(1) if signed else "unsigned"
+        service = _service(environ)
         self.requests[service] += 1
         if target := environ.get("HTTP_X_AMZ_TARGET"):
             self.requests[f"{service}:{target.rpartition('.')[2]}"] += 1
+
+
+def _service(environ: dict[str, Any]) -> str:
+    """The service a request was signed for ("s3", "dynamodb"), or "unsigned"."""
+    signed = _SERVICE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    return signed.group(1) if signed else "unsigned"
 
 
 def serial_moto_server(port: int, host: str = "127.0.0.1") -> Any:
@@ -111,6 +136,11 @@ class LocalAws:
     def reset(self) -> None:
         """Empty every backend (buckets, queues, tables), as a fresh moto would be."""
         self._post("/moto-api/reset")
+
+    def slow(self, seconds: float, service: str = "s3", method: str = "GET") -> None:
+        """Make the functions' `method` requests to `service` wait `seconds` first (0 to stop); see SerialMotoApp."""
+        query = urllib.parse.urlencode({"seconds": seconds, "service": service, "method": method})
+        self._post(f"{SLOW_PATH}?{query}")
 
     def requests(self) -> Counter[str]:
         """Requests served so far, per service and operation (see SerialMotoApp)."""

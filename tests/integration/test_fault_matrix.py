@@ -3,7 +3,7 @@ exists there, at the deployed shares.
 
 - faults: CAMS slow (past CAMS_TIMEOUT_MS), 5xx, garbage, a dropped connection, throttled (System.LimitControl),
   rejected credentials (SignatureDoesNotMatch; on FC also the role's STS token expired, as CAMS sees it); the cache
-  store unreachable or slow (past its read timeout; moto cannot be slow, so FC only); the queue unreachable (SQS) or
+  store unreachable or slow (past its read timeout: the OSS stand-in's fault, moto's server's `slow`); the queue unreachable (SQS) or
   failing (SMQ's BatchSendMessage); the secret unreadable (AWS only); the shared budget's store unreachable.
 - paths: a hit, a miss, a miss with a stale entry (CACHE_TTL_SECONDS=0 after a first good read), a bulk refresh
   (POST /waba/refresh), a worker batch of one record (SQS event to `lambda_handler`, CloudEvents to `handler`).
@@ -127,7 +127,7 @@ FAULTS = {
         cams_fault("cams-rejects-key", "502", "SignatureDoesNotMatch", request_id=True),
         cams_fault("cams-sts-expired", "502", "InvalidSecurityToken.Expired", request_id=True, platforms=("fc",)),
         store_fault("store-unreachable", ("aws", "fc"), worker="returned"),
-        store_fault("store-slow", ("fc",), worker="cached"),  # the read times out; the write is quick
+        store_fault("store-slow", ("aws", "fc"), worker="cached"),  # the read times out; the write is quick
         Fault(
             "queue-unreachable",
             ("aws", "fc"),
@@ -201,9 +201,7 @@ def cells() -> list[Any]:
                 for budget in budgets(fault, path):
                     marks: list[Any] = []
                     if platform not in fault.platforms:
-                        if fault.name != "store-slow":
-                            continue  # the fault does not exist there
-                        marks.append(pytest.mark.skip(reason="moto's S3 cannot be slow; FC's row has a slow store"))
+                        continue  # the fault does not exist there
                     reason = XFAILS.get((platform, budget, fault.name, path))
                     if reason:
                         marks.append(pytest.mark.xfail(strict=True, reason=reason))
@@ -332,8 +330,11 @@ def inject(stack: Stack, fault: str) -> None:
     elif fault == "store-unreachable":
         mp.setenv("AWS_ENDPOINT_URL_S3" if stack.platform == "aws" else "OSS_ENDPOINT", NOWHERE)
     elif fault == "store-slow":  # reads take longer than the store's 2 s read timeout
-        assert stack.oss is not None
-        stack.oss.stand_in.slow(2.5, operation="GetObject")
+        if stack.oss is not None:
+            stack.oss.stand_in.slow(2.5, operation="GetObject")
+        else:
+            assert stack.aws is not None and stack.aws.server is not None
+            stack.aws.server.slow(2.5, service="s3", method="GET")
     elif fault == "queue-unreachable":
         if stack.smq is not None:
             stack.smq.stand_in.fail(times=None, status=503, code="ServiceUnavailable", operation="BatchSendMessage")
