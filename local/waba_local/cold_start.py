@@ -30,6 +30,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from waba_local.bench_figures import percentile
+
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = ROOT / "functions" / "http_api"
 LAYER = ROOT / "layers"
@@ -242,7 +244,7 @@ def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
         note = f"{len(latencies)} warm HITs, {warm} in each instance"
         rows += [
             ["warm HIT inside the handler, p50", round(1000 * statistics.median(latencies), 1), note],
-            ["warm HIT inside the handler, p99", round(1000 * _percentile(latencies, 0.99), 1), note],
+            ["warm HIT inside the handler, p99", round(1000 * (percentile(latencies, 99) or 0), 1), note],
             ["HITs per second, one instance", round(per_second), "hits/s, one at a time (S3 on moto's server)"],
         ]
     return rows
@@ -265,10 +267,6 @@ def import_breakdown(top: int = 15) -> list[list[object]]:
     everything = sum(totals.values())
     rows: list[list[object]] = [[name, round(us / 1000, 1)] for name, us in totals.most_common(top)]
     return [*rows, ["(all imports)", round(everything / 1000, 1)]]
-
-
-def _percentile(ordered: list[float], q: float) -> float:
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def main() -> None:
