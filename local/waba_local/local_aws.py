@@ -111,8 +111,10 @@ def serial_moto_server(port: int, host: str = "127.0.0.1") -> Any:
 class LocalAws:
     """The serialised moto server, in a thread of this process or in a process of its own."""
 
-    def __init__(self, own_process: bool = False) -> None:
+    def __init__(self, own_process: bool = False, environ: dict[str, str] | None = None) -> None:
+        """`environ`: variables added to the own process's environment, e.g. moto's INITIAL_NO_AUTH_ACTION_COUNT."""
         self.own_process = own_process
+        self.environ = environ or {}
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self._server: Any = None
@@ -123,7 +125,7 @@ class LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
         if self.own_process:
             command = [sys.executable, "-m", "waba_local.local_aws", "--port", str(self.port), "--with-parent"]
-            self._process = subprocess.Popen(command)
+            self._process = subprocess.Popen(command, env=os.environ | self.environ)
             self._wait_until_listening()
         else:
             self._server = serial_moto_server(self.port)
