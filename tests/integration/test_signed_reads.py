@@ -1,23 +1,29 @@
-"""S3 reads signed by the library are accepted by a server that checks SigV4: moto's server with its IAM
-authentication on (INITIAL_NO_AUTH_ACTION_COUNT), which recomputes each request's signature from what it received
-(method, path, signed headers) and answers SignatureDoesNotMatch when it differs.
+"""Reads signed by the library are accepted by servers that check the signatures, for any object key:
 
-tests/unit/test_signed_get.py compares the signature with botocore's signer on the same inputs; this checks what
+- S3: moto's server with its IAM authentication on (INITIAL_NO_AUTH_ACTION_COUNT), which recomputes each request's
+  SigV4 signature from what it received (method, path, signed headers) and answers SignatureDoesNotMatch when it
+  differs;
+- OSS: the stand-in, which checks OSS4-HMAC-SHA256 (and the STS token) on every request, objects written by the SDK.
+
+tests/unit/test_signed_get.py compares the signatures with the SDKs' signers on the same inputs; this checks what
 http.client actually sends: the path as encoded on the wire, the Host header, the date and payload headers.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
 import pytest
 
-from tests.conftest import REGION
+from tests.conftest import REGION, OssCache
 from waba_local.local_aws import LocalAws
 from waba_lookup.cache import ObjectStoreError
+from waba_lookup.credentials import AccessKey, StaticCredentials
+from waba_lookup.oss import OssObjectStore
 from waba_lookup.s3 import S3ObjectStore
 
 BUCKET = "waba-signed-reads"
@@ -83,3 +89,14 @@ def test_a_wrong_secret_is_refused(verifying_s3: VerifyingS3) -> None:
     with pytest.raises(ObjectStoreError) as refused:
         store.read(KEYS[0])
     assert refused.value.code == "SignatureDoesNotMatch"
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_signed_oss_reads_of_any_key_are_accepted(oss: OssCache, key: str) -> None:
+    oss.stand_in.add_sts("STS.reader", "sts-secret", "sts-token", expires_at=time.time() + 3600)
+    credentials = StaticCredentials(AccessKey("STS.reader", "sts-secret", "sts-token"))
+    store = OssObjectStore(oss.bucket, oss.stand_in.region, oss.stand_in.endpoint, credentials)
+    store.write(key, json.dumps({"Key": key}).encode())  # through the SDK
+    oss.stand_in.clear_requests()
+    assert json.loads(store.read(key) or b"{}") == {"Key": key}  # signed here
+    assert [(r.operation, r.status) for r in oss.stand_in.requests] == [("GetObject", 200)]
