@@ -228,7 +228,6 @@ def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
     ms = lambda rows, key: round(1000 * statistics.median(r[key] for r in rows))
     cold, baseline = ms(hits, "cold"), ms(naive, "cold")
     cpu_ratio = ms(hits, "cpu") / ms(naive, "cpu")
-    latencies = sorted(t for h in hits for t in h["warm"])
     heavy = ", ".join(heavy_modules([m for h in hits for m in h["modules"]])) or "none"
     rows: list[list[object]] = [
         ["cold HIT: first import to first answer", cold, f"deployed config (tracing off); heavy modules: {heavy}"],
@@ -240,15 +239,21 @@ def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
         ["cold HIT with XRayTracing=Active", ms(traced, "cold"), "the X-Ray SDK, botocore and its S3 client added"],
         ["CAMS SDK import, added by the first MISS", ms(hits, "sdk"), "paid only when CAMS is called"],
     ]
-    if latencies:
-        per_second = statistics.median(len(h["warm"]) / h["warm_seconds"] for h in hits)
-        note = f"{len(latencies)} warm HITs, {warm} in each instance"
-        rows += [
-            ["warm HIT inside the handler, p50", round(1000 * statistics.median(latencies), 1), note],
-            ["warm HIT inside the handler, p99", round(1000 * (percentile(latencies, 99) or 0), 1), note],
-            ["HITs per second, one instance", round(per_second), "hits/s, one at a time (S3 on moto's server)"],
-        ]
-    return rows
+    return rows + warm_rows(hits, warm, "", "S3 on moto's server")
+
+
+def warm_rows(hits: list[dict[str, Any]], warm: int, label: str, store: str) -> list[list[object]]:
+    """A warm HIT's p50 and p99 inside the handler and one instance's HITs per second, from the samples' warm loops."""
+    latencies = sorted(t for h in hits for t in h["warm"])
+    if not latencies:
+        return []
+    per_second = statistics.median(len(h["warm"]) / h["warm_seconds"] for h in hits)
+    note = f"{len(latencies)} warm HITs, {warm} in each instance"
+    return [
+        [f"{label}warm HIT inside the handler, p50", round(1000 * statistics.median(latencies), 1), note],
+        [f"{label}warm HIT inside the handler, p99", round(1000 * (percentile(latencies, 99) or 0), 1), note],
+        [f"{label}HITs per second, one instance", round(per_second), f"hits/s, one at a time ({store})"],
+    ]
 
 
 def import_breakdown(top: int = 15) -> list[list[object]]:

@@ -19,8 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from waba_local.bench_figures import percentile
-from waba_local.cold_start import ROOT, heavy_modules, run
+from waba_local.cold_start import ROOT, heavy_modules, run, warm_rows
 from waba_local.fc_local import fc_environment
 from waba_local.oss_stand_in import OssStandIn
 
@@ -148,7 +147,6 @@ def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
     ms = lambda rows, key: round(1000 * statistics.median(r[key] for r in rows))
     cold, baseline = ms(hits, "cold"), ms(naive, "cold")
     heavy = ", ".join(heavy_modules([m for h in hits for m in h["modules"]], HEAVY_ON_FC)) or "none"
-    latencies = sorted(t for h in hits for t in h["warm"])
     rows: list[list[object]] = [
         ["FC cold HIT: first import to first answer", cold, f"deployed config; heavy modules: {heavy}"],
         ["  importing the handler", ms(hits, "import"), "Powertools (Logger, event handler), the library"],
@@ -157,15 +155,7 @@ def measure(samples: int = 7, warm: int = 200) -> list[list[object]]:
         ["FC cold HIT / naive baseline", f"{cold / baseline:.2f}", "a ratio, not ms"],
         ["  target: at most 0.5", "met" if cold <= baseline / 2 else "NOT MET", "issue 14's acceptance"],
     ]
-    if latencies:
-        per_second = statistics.median(len(h["warm"]) / h["warm_seconds"] for h in hits)
-        note = f"{len(latencies)} warm HITs, {warm} in each instance"
-        rows += [
-            ["FC warm HIT inside the handler, p50", round(1000 * statistics.median(latencies), 1), note],
-            ["FC warm HIT inside the handler, p99", round(1000 * (percentile(latencies, 99) or 0), 1), note],
-            ["FC HITs per second, one instance", round(per_second), "hits/s, one at a time (OSS on the stand-in)"],
-        ]
-    return rows
+    return rows + warm_rows(hits, warm, "FC ", "OSS on the stand-in")
 
 
 def main() -> None:
