@@ -10,7 +10,7 @@ module does not handle) goes through the SDKs as before:
 - http.client with one keep-alive connection per host and thread, one attempt, 1 s to connect and 2 s to read
   (FAIL_FAST_SECONDS). A kept-alive connection the server has closed meanwhile is dropped before it is used
   (urllib3 checks the same way), and one that fails before any answer arrives is opened again once.
-- HTTPS verified against certifi's CA bundle when it is installed (as botocore and requests do), else the system's.
+- HTTPS verified against the CA bundle the SDKs would use: certifi's, else botocore's own, else the system's.
 """
 
 from __future__ import annotations
@@ -216,8 +216,25 @@ def _connect(scheme: str, netloc: str) -> http.client.HTTPConnection:
 def _tls() -> Any:
     import ssl
 
+    return ssl.create_default_context(cafile=ca_bundle())
+
+
+def ca_bundle() -> str | None:
+    """The CA bundle the SDKs would verify with: certifi's when installed (botocore and requests take it first),
+    else botocore's own cacert.pem (its fallback; the Lambda layer has botocore but not certifi), else None: the
+    system's."""
     try:
         import certifi
     except ImportError:
-        return ssl.create_default_context()
-    return ssl.create_default_context(cafile=certifi.where())
+        pass
+    else:
+        return str(certifi.where())
+    import importlib.util
+    import os
+
+    botocore = importlib.util.find_spec("botocore")  # found, not imported
+    if botocore is not None and botocore.origin:
+        bundled = os.path.join(os.path.dirname(botocore.origin), "cacert.pem")
+        if os.path.isfile(bundled):
+            return bundled
+    return None

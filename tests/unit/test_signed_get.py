@@ -297,3 +297,66 @@ def test_an_s3_failure_is_an_object_store_error_with_its_code(keep_alive_server:
 def _url(request: tuple[str, dict[str, str]] | None) -> str:
     assert request is not None
     return request[0]
+
+
+def test_https_is_verified_against_the_ca_bundle_the_sdks_use(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import certifi
+
+    assert signed_get.ca_bundle() == certifi.where()  # the OSS SDK's (requests) and botocore's first choice
+    monkeypatch.setitem(sys.modules, "certifi", None)  # as in the Lambda layer: botocore without certifi
+    bundled = signed_get.ca_bundle()
+    assert bundled is not None and bundled.endswith("botocore/cacert.pem")  # botocore's fallback
+
+
+def test_a_server_whose_certificate_is_not_trusted_is_refused(tmp_path: Any) -> None:
+    """HTTPS is verified: a self-signed certificate (for the right host name) is a failed read, not an answer."""
+    import datetime as dt
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = _Server(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            signed_get.get(f"https://localhost:{server.server_address[1]}/k", {})
+    finally:
+        server.shutdown()
+        server.server_close()
