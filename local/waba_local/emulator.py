@@ -15,8 +15,6 @@ import hmac
 import threading
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Self
 
 from waba_local.emulator_data import (
     GENERATED_CUST_SPACE_ID,
@@ -48,6 +46,7 @@ from waba_local.emulator_state import (
     NonceCache,
     busiest_window,
 )
+from waba_local.stand_in_base import ServedInThread
 
 __all__ = [
     "ANY_CUSTOMER",
@@ -67,13 +66,15 @@ DEFAULT_ACCESS_KEY_SECRET = "local-emulator-secret"
 _GARBAGE = b"<html><body><h1>502 Bad Gateway</h1>upstream proxy error</body></html>"
 
 
-class CamsEmulator:
+class CamsEmulator(ServedInThread):
     """One CAMS account (all AccessKeys in `accounts` share its flow control) serving QueryChatappBindWaba.
 
     `customers` maps CustSpaceId -> (IsvCode, Data); the key None replaces the account's own WABA. Unseeded ids
     matching `cs-…` get a generated WABA, accepted with expected_isv_code(id). `clock` (monotonic seconds) times
     arrivals, flow control and nonces; `wall_clock` (epoch seconds) judges x-acs-date.
     """
+
+    THREAD_NAME, DESCRIPTION = "cams-emulator", "the emulator"
 
     def __init__(
         self,
@@ -85,54 +86,23 @@ class CamsEmulator:
         qps_limit: int = 10,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(host, port)
         self._accounts = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if accounts is None else dict(accounts)
         self._sts: dict[str, tuple[str, float]] = {}  # STS AccessKeyId -> (security token, expiry, epoch seconds)
         self._directory = WabaDirectory(customers)
-        self._address = (host, port)
         self._clock, self._wall_clock = clock, wall_clock
         self._flow = FlowWindow(qps_limit)
         self._nonces = NonceCache(REPLAY_WINDOW_SECONDS)
         self._behaviours = Behaviours()
         self._log = CallLog()
-        self._server: EmulatorServer | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind (port 0: an ephemeral port) and serve in a daemon thread."""
-        if self._server is None:
-            self._server = EmulatorServer(self._address, self)
-            # A short poll interval keeps stop() quick (it waits for the loop to notice); tests start many emulators.
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="cams-emulator", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.close_connections()
-            if self._thread is not None:
-                self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def _new_server(self) -> EmulatorServer:
+        return EmulatorServer(self._address, self)
 
     @property
     def endpoint(self) -> str:
         """The bound host and port, "host:port", for the SDK's Config(endpoint=...)."""
-        if self._server is None:
-            raise RuntimeError("the emulator is not started")
-        return f"{self._address[0]}:{self._server.server_port}"
+        return self.bound
 
     # --- behaviours and records ------------------------------------------------------------------------------
 

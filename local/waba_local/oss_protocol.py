@@ -25,6 +25,8 @@ from email.utils import formatdate
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
+from waba_local.stand_in_base import WireRequest
+
 ALGORITHM = "OSS4-HMAC-SHA256"
 PRODUCT = "oss"
 TERMINATOR = "aliyun_v4_request"
@@ -89,25 +91,8 @@ class OssError(Exception):
 
 
 @dataclass(frozen=True)
-class OssRequest:
-    """What arrived on the wire: the raw request-target, header names lower-cased, the body."""
-
-    method: str
-    target: str
-    headers: dict[str, list[str]]
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name)
-        return ",".join(value.strip() for value in values) if values else None
-
-    @property
-    def raw_path(self) -> str:
-        return self.target.partition("?")[0]
-
-    @property
-    def raw_query(self) -> str:
-        return self.target.partition("?")[2]
+class OssRequest(WireRequest):
+    """What arrived on the wire (see WireRequest)."""
 
     def query(self) -> dict[str, str]:
         """Decoded query parameters (unquote, not unquote_plus: OSS clients encode a space as %20)."""

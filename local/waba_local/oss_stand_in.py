@@ -34,8 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from waba_local.emulator_http import TrackingServer
 from waba_local.oss_protocol import (
@@ -61,6 +60,7 @@ from waba_local.oss_protocol import (
     resolve,
     verify_v4,
 )
+from waba_local.stand_in_base import FaultyStandIn
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalOssKey"
 DEFAULT_ACCESS_KEY_SECRET = "local-oss-secret"
@@ -91,28 +91,6 @@ class RequestRecord:
 
 
 @dataclass
-class Fault:
-    """An injected misbehaviour; `times` None lasts until cleared."""
-
-    kind: str  # "fail", "slow" or "drop"
-    times: int | None = 1
-    status: int = 500
-    code: str = "InternalError"
-    seconds: float = 0.0
-    operation: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("fail", "slow", "drop"):
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.operation is not None and self.operation not in OPERATIONS:
-            raise ValueError(f"unknown operation {self.operation!r}; one of {', '.join(OPERATIONS)}")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be at least 1, or None for until cleared")
-        if not 100 <= self.status <= 599 or self.seconds < 0:
-            raise ValueError("status must be an HTTP status and seconds not negative")
-
-
-@dataclass
 class Answer:
     status: int
     headers: dict[str, str]
@@ -120,11 +98,14 @@ class Answer:
     drop: bool = False
 
 
-class OssStandIn:
+class OssStandIn(FaultyStandIn[RequestRecord]):
     """One OSS region on 127.0.0.1 with its buckets, AccessKeys and STS credentials.
 
     `clock` (epoch seconds) judges x-oss-date and STS expiry; pass a skewed one to provoke RequestTimeTooSkewed.
     """
+
+    THREAD_NAME, DESCRIPTION = "oss-stand-in", "the OSS stand-in"
+    OPERATIONS = OPERATIONS
 
     def __init__(
         self,
@@ -134,56 +115,15 @@ class OssStandIn:
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        super().__init__(host, port)
         self.region = region
         static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
         self._keys = KeyRing(static)
-        self._address = (host, port)
         self._clock = clock
-        self._lock = threading.Lock()
         self._buckets: dict[str, dict[str, StoredObject]] = {}
-        self._faults: list[Fault] = []
-        self._records: list[RequestRecord] = []
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind (port 0: any free port) and serve in a daemon thread."""
-        if self._server is None:
-            self._stopping.clear()
-            self._server = _Server(self._address, self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="oss-stand-in", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._stopping.set()  # wakes handlers sleeping in a "slow" fault
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.close_connections()
-            if self._thread is not None:
-                self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL, http://127.0.0.1:<port>, for the SDK's Config.endpoint."""
-        if self._server is None:
-            raise RuntimeError("the OSS stand-in is not started")
-        return f"http://{self._address[0]}:{self._server.server_port}"
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self)
 
     # --- setup -----------------------------------------------------------------------------------------------
 
@@ -207,69 +147,6 @@ class OssStandIn:
         with self._lock:
             return {key: stored.data for key, stored in self._bucket(bucket).items()}
 
-    # --- faults ----------------------------------------------------------------------------------------------
-
-    def fail(
-        self, times: int | None = 1, status: int = 500, code: str = "InternalError", operation: str | None = None
-    ) -> None:
-        """Answer the next `times` requests (of `operation`, or any) with this OSS error."""
-        self._add_fault(Fault("fail", times, status=status, code=code, operation=operation))
-
-    def slow(self, seconds: float, times: int | None = None, operation: str | None = None) -> None:
-        """Wait `seconds` before answering the next `times` requests (None: until cleared)."""
-        self._add_fault(Fault("slow", times, seconds=seconds, operation=operation))
-
-    def drop(self, times: int | None = 1, operation: str | None = None) -> None:
-        """Close the connection without any answer for the next `times` requests."""
-        self._add_fault(Fault("drop", times, operation=operation))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def faults(self) -> list[Fault]:
-        with self._lock:
-            return [Fault(**asdict(fault)) for fault in self._faults]
-
-    def _add_fault(self, fault: Fault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def _take_faults(self, op: str) -> tuple[Fault | None, Fault | None]:
-        """Consume the first matching slow fault and the first matching fail/drop fault."""
-        taken: dict[str, Fault] = {}
-        with self._lock:
-            for fault in list(self._faults):
-                group = "slow" if fault.kind == "slow" else "answer"
-                if group in taken or fault.operation not in (None, op):
-                    continue
-                taken[group] = fault
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-        return taken.get("slow"), taken.get("answer")
-
-    # --- records ---------------------------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        """Every OSS request so far (control plane excluded), in the order they were answered."""
-        with self._lock:
-            return list(self._records)
-
-    def count(self, operation: str | None = None, status: int | None = None) -> int:
-        return sum(
-            1
-            for record in self.requests
-            if (operation is None or record.operation == operation) and (status is None or record.status == status)
-        )
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._records.clear()
-
     # --- the API ---------------------------------------------------------------------------------------------
 
     def handle(self, request: OssRequest) -> Answer:
@@ -281,9 +158,7 @@ class OssStandIn:
         claimed = None
         try:
             # Faults come first, as from a failing front end: before names, signatures or the store are looked at.
-            slow, answer_fault = self._take_faults(op)
-            if slow is not None:
-                self._stopping.wait(slow.seconds)
+            answer_fault = self._front_end_fault(op)
             if answer_fault is not None and answer_fault.kind == "drop":
                 self._record(RequestRecord(op, resource.bucket, resource.key, 0, "Dropped", request_id, None))
                 return Answer(0, {}, drop=True)
@@ -372,10 +247,6 @@ class OssStandIn:
             headers["x-oss-err"] = base64.b64encode(body).decode()
             body = b""
         return Answer(error.status, headers, body)
-
-    def _record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._records.append(record)
 
 
 def _stored(data: bytes, content_type: str, now: float) -> StoredObject:
@@ -527,7 +398,7 @@ def control_plane(stand_in: OssStandIn, method: str, route: str, body: bytes) ->
         if not isinstance(request, dict):
             raise TypeError("the body must be a JSON object")
         if (method, route) == ("POST", "faults"):
-            stand_in._add_fault(Fault(**request))
+            stand_in.add_fault_json(request)
         elif (method, route) == ("DELETE", "faults"):
             stand_in.clear_faults()
         elif (method, route) == ("DELETE", "requests"):

@@ -44,6 +44,8 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
+from waba_local.stand_in_base import WireRequest
+
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 API_VERSION = "2015-06-06"
 MAX_SKEW_SECONDS = 15 * 60
@@ -142,25 +144,8 @@ def invalid_value(element: str, low: int, high: int, unit: str = "seconds") -> S
 
 
 @dataclass(frozen=True)
-class SmqRequest:
-    """What arrived on the wire: the raw request-target, header names lower-cased, the body."""
-
-    method: str
-    target: str
-    headers: dict[str, list[str]]
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name)
-        return ",".join(value.strip() for value in values) if values else None
-
-    @property
-    def raw_path(self) -> str:
-        return self.target.partition("?")[0]
-
-    @property
-    def raw_query(self) -> str:
-        return self.target.partition("?")[2]
+class SmqRequest(WireRequest):
+    """What arrived on the wire (see WireRequest)."""
 
     def query(self) -> dict[str, str]:
         """Parameters with lower-cased names (clients differ in case: numOfMessages, waitseconds). The SDK does not

@@ -42,8 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from waba_local.emulator_http import TrackingServer
 from waba_local.smq_protocol import (
@@ -77,6 +76,7 @@ from waba_local.smq_protocol import (
     verify,
     xml_document,
 )
+from waba_local.stand_in_base import FaultyStandIn
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalSmqKey"
 DEFAULT_ACCESS_KEY_SECRET = "local-smq-secret"
@@ -115,28 +115,6 @@ class RequestRecord:
     code: str  # the SMQ error code ("" on success, the first entry's code for a batch partial failure, "Dropped")
     request_id: str
     access_key_id: str | None  # the id the Authorization header named (not a secret), checked out or not
-
-
-@dataclass
-class Fault:
-    """An injected misbehaviour; `times` None lasts until cleared."""
-
-    kind: str  # "fail", "slow" or "drop"
-    times: int | None = 1
-    status: int = 500
-    code: str = "InternalError"
-    seconds: float = 0.0
-    operation: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("fail", "slow", "drop"):
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.operation is not None and self.operation not in OPERATIONS:
-            raise ValueError(f"unknown operation {self.operation!r}; one of {', '.join(OPERATIONS)}")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be at least 1, or None for until cleared")
-        if not 100 <= self.status <= 599 or self.seconds < 0:
-            raise ValueError("status must be an HTTP status and seconds not negative")
 
 
 @dataclass
@@ -187,12 +165,18 @@ class _Queue:
         return int(self.attributes[name])
 
 
-class SmqStandIn:
+class SmqStandIn(FaultyStandIn[RequestRecord]):
     """One SMQ account on 127.0.0.1 with its queues, AccessKeys and STS credentials.
 
     `clock` (epoch seconds) judges the Date, STS expiry, delays, visibility and retention. Pass one that runs ahead
     to provoke TimeExpired, or one you can move forward (e.g. `lambda: time.time() + offset[0]`) to skip delays and
-    visibility timeouts without sleeping; a jump of a few minutes stays within the 15-minute Date window."""
+    visibility timeouts without sleeping; a jump of a few minutes stays within the 15-minute Date window.
+
+    A `drop`: the SDK resends a request once, at once, when its connection is closed without an answer (it takes
+    that for a stale kept-alive connection), so one drop is invisible to it: two in a row reach the caller."""
+
+    THREAD_NAME, DESCRIPTION = "smq-stand-in", "the SMQ stand-in"
+    OPERATIONS = OPERATIONS
 
     def __init__(
         self,
@@ -202,60 +186,21 @@ class SmqStandIn:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host, port)
         self.region = region
         static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
         self._keys = KeyRing(static)
-        self._address = (host, port)
         self._clock = clock
-        self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)  # a message was sent or made visible, or the server stops
         self._queues: dict[str, _Queue] = {}
         self._seq = 0
-        self._faults: list[Fault] = []
-        self._records: list[RequestRecord] = []
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self)
 
-    def start(self) -> Self:
-        """Bind (port 0: any free port) and serve in a daemon thread."""
-        if self._server is None:
-            self._stopping.clear()
-            self._server = _Server(self._address, self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="smq-stand-in", daemon=True
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._stopping.set()  # wakes handlers sleeping in a "slow" fault
-            with self._changed:
-                self._changed.notify_all()  # and long polls
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.close_connections()
-            if self._thread is not None:
-                self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL, http://127.0.0.1:<port>: the `host` of `mns.account.Account`."""
-        if self._server is None:
-            raise RuntimeError("the SMQ stand-in is not started")
-        return f"http://{self._address[0]}:{self._server.server_port}"
+    def _wake(self) -> None:
+        with self._changed:
+            self._changed.notify_all()  # long polls
 
     def queue_url(self, name: str) -> str:
         return f"{self.endpoint}/queues/{name}"
@@ -321,76 +266,6 @@ class SmqStandIn:
     def visible_count(self, queue: str) -> int:
         return sum(1 for message in self.messages(queue) if message.visible)
 
-    # --- faults ----------------------------------------------------------------------------------------------
-
-    def fail(
-        self, times: int | None = 1, status: int = 500, code: str = "InternalError", operation: str | None = None
-    ) -> None:
-        """Answer the next `times` requests (of `operation`, or any) with this SMQ error."""
-        self._add_fault(Fault("fail", times, status=status, code=code, operation=operation))
-
-    def slow(self, seconds: float, times: int | None = None, operation: str | None = None) -> None:
-        """Wait `seconds` before answering the next `times` requests (None: until cleared)."""
-        self._add_fault(Fault("slow", times, seconds=seconds, operation=operation))
-
-    def drop(self, times: int | None = 1, operation: str | None = None) -> None:
-        """Close the connection without any answer (before doing anything) for the next `times` requests.
-
-        The SDK resends a request once, at once, when its connection is closed without an answer (it takes that for
-        a stale kept-alive connection), so one drop is invisible to it: two in a row reach the caller."""
-        self._add_fault(Fault("drop", times, operation=operation))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def faults(self) -> list[Fault]:
-        with self._lock:
-            return [Fault(**asdict(fault)) for fault in self._faults]
-
-    def _add_fault(self, fault: Fault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def _take_faults(self, op: str) -> tuple[Fault | None, Fault | None]:
-        """Consume the first matching slow fault and the first matching fail/drop fault."""
-        taken: dict[str, Fault] = {}
-        with self._lock:
-            for fault in list(self._faults):
-                group = "slow" if fault.kind == "slow" else "answer"
-                if group in taken or fault.operation not in (None, op):
-                    continue
-                taken[group] = fault
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-        return taken.get("slow"), taken.get("answer")
-
-    # --- records ---------------------------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        """Every SMQ request so far (control plane excluded), in the order they were answered."""
-        with self._lock:
-            return list(self._records)
-
-    def count(self, operation: str | None = None, status: int | None = None) -> int:
-        return sum(
-            1
-            for record in self.requests
-            if (operation is None or record.operation == operation) and (status is None or record.status == status)
-        )
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def _record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._records.append(record)
-
     # --- the API ---------------------------------------------------------------------------------------------
 
     def handle(self, request: SmqRequest) -> Answer:
@@ -402,9 +277,7 @@ class SmqStandIn:
         claimed = claimed_access_key_id(request)
         try:
             # Faults come first, as from a failing front end: before headers, signatures or queues are looked at.
-            slow, answer_fault = self._take_faults(op)
-            if slow is not None:
-                self._stopping.wait(slow.seconds)
+            answer_fault = self._front_end_fault(op)
             if answer_fault is not None and answer_fault.kind == "drop":
                 self._record(RequestRecord(op, queue, 0, "Dropped", request_id, claimed))
                 return Answer(0, {}, drop=True)
@@ -759,7 +632,7 @@ def control_plane(stand_in: SmqStandIn, method: str, route: str, body: bytes) ->
             raise TypeError("the body must be a JSON object")
         parts = route.split("/")
         if (method, route) == ("POST", "faults"):
-            stand_in._add_fault(Fault(**request))
+            stand_in.add_fault_json(request)
         elif (method, route) == ("DELETE", "faults"):
             stand_in.clear_faults()
         elif (method, route) == ("DELETE", "requests"):

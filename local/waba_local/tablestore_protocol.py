@@ -58,6 +58,8 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
+from waba_local.stand_in_base import WireRequest
+
 API_VERSION = "2015-12-31"
 MAX_SKEW_SECONDS = 15 * 60
 DATE_FORMAT = "%Y-%m-%dT%H:%M:%S.000Z"
@@ -171,25 +173,8 @@ def check_instance_name(name: str) -> None:
 
 
 @dataclass(frozen=True)
-class OtsRequest:
-    """What arrived on the wire: the raw request-target, header names lower-cased, the body."""
-
-    method: str
-    target: str
-    headers: dict[str, list[str]]
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        values = self.headers.get(name)
-        return ",".join(value.strip() for value in values) if values else None
-
-    @property
-    def raw_path(self) -> str:
-        return self.target.partition("?")[0]
-
-    @property
-    def raw_query(self) -> str:
-        return self.target.partition("?")[2]
+class OtsRequest(WireRequest):
+    """What arrived on the wire (see WireRequest)."""
 
 
 def route(request: OtsRequest) -> tuple[str, str]:

@@ -44,10 +44,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from waba_local.emulator_http import TrackingServer
+from waba_local.stand_in_base import FaultyStandIn
 from waba_local.tablestore_protocol import (
     DELETE_ALL_VERSION,
     DELETE_ONE_VERSION,
@@ -111,28 +111,6 @@ class RequestRecord:
 
 
 @dataclass
-class Fault:
-    """An injected misbehaviour; `times` None lasts until cleared."""
-
-    kind: str  # "fail", "slow" or "drop"
-    times: int | None = 1
-    status: int = 503
-    code: str = "OTSServerBusy"
-    seconds: float = 0.0
-    operation: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("fail", "slow", "drop"):
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.operation is not None and self.operation not in OPERATIONS:
-            raise ValueError(f"unknown operation {self.operation!r}; one of {', '.join(OPERATIONS)}")
-        if self.times is not None and self.times < 1:
-            raise ValueError("times must be at least 1, or None for until cleared")
-        if not 100 <= self.status <= 599 or self.seconds < 0:
-            raise ValueError("status must be an HTTP status and seconds not negative")
-
-
-@dataclass
 class Answer:
     status: int
     headers: dict[str, str]
@@ -153,12 +131,16 @@ class _Table:
     rows: dict[tuple[Value, ...], dict[str, _Cell]] = field(default_factory=dict)
 
 
-class TablestoreStandIn:
+class TablestoreStandIn(FaultyStandIn[RequestRecord]):
     """One Tablestore instance on 127.0.0.1 with its tables, AccessKeys and STS credentials.
 
     `clock` (epoch seconds) judges x-ots-date and STS expiry, dates the answers and versions the cells. The SDK
     refuses an answer dated more than 15 minutes from its own clock, so a clock that runs far ahead makes the client
     fail with OTSClientError as well as the stand-in refuse the request."""
+
+    THREAD_NAME, DESCRIPTION = "tablestore-stand-in", "the Tablestore stand-in"
+    OPERATIONS = OPERATIONS
+    FAIL_STATUS, FAIL_CODE = 503, "OTSServerBusy"
 
     def __init__(
         self,
@@ -169,60 +151,16 @@ class TablestoreStandIn:
         port: int = 0,
     ) -> None:
         check_instance_name(instance)
+        super().__init__(host, port)
         self.instance = instance
         static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
         self._keys = KeyRing(static)
-        self._address = (host, port)
         self._clock = clock
-        self._lock = threading.Lock()
         self._tables: dict[str, _Table] = {}
-        self._faults: list[Fault] = []
-        self._records: list[RequestRecord] = []
         self.internal_errors: list[str] = []  # "Operation: ExceptionType" of answers that were 500 by our own fault
-        self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle -------------------------------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind (port 0: any free port) and serve in a daemon thread."""
-        if self._server is None:
-            self._stopping.clear()
-            self._server = _Server(self._address, self)
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.01},
-                name="tablestore-stand-in",
-                daemon=True,
-            )
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._stopping.set()  # wakes handlers sleeping in a "slow" fault
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.close_connections()
-            if self._thread is not None:
-                self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-    @property
-    def endpoint(self) -> str:
-        """The base URL, http://127.0.0.1:<port>: the `end_point` of `tablestore.OTSClient`."""
-        if self._server is None:
-            raise RuntimeError("the Tablestore stand-in is not started")
-        return f"http://{self._address[0]}:{self._server.server_port}"
+    def _new_server(self) -> _Server:
+        return _Server(self._address, self)
 
     # --- setup and inspection --------------------------------------------------------------------------------
 
@@ -269,74 +207,6 @@ class TablestoreStandIn:
             check_primary_key(found.spec, [(column, value) for (column, _), value in zip(found.spec.primary_key, key)])
             found.rows[key] = {name: _Cell(value, now_ms) for name, value in columns.items()}
 
-    # --- faults ----------------------------------------------------------------------------------------------
-
-    def fail(
-        self, times: int | None = 1, status: int = 503, code: str = "OTSServerBusy", operation: str | None = None
-    ) -> None:
-        """Answer the next `times` requests (of `operation`, or any) with this Tablestore error, before anything
-        else is looked at (no Authorization on the answer, as from a failing front end)."""
-        self._add_fault(Fault("fail", times, status=status, code=code, operation=operation))
-
-    def slow(self, seconds: float, times: int | None = None, operation: str | None = None) -> None:
-        """Wait `seconds` before answering the next `times` requests (None: until cleared)."""
-        self._add_fault(Fault("slow", times, seconds=seconds, operation=operation))
-
-    def drop(self, times: int | None = 1, operation: str | None = None) -> None:
-        """Close the connection without any answer (before doing anything) for the next `times` requests."""
-        self._add_fault(Fault("drop", times, operation=operation))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    @property
-    def faults(self) -> list[Fault]:
-        with self._lock:
-            return [Fault(**asdict(fault)) for fault in self._faults]
-
-    def _add_fault(self, fault: Fault) -> None:
-        with self._lock:
-            self._faults.append(fault)
-
-    def _take_faults(self, op: str) -> tuple[Fault | None, Fault | None]:
-        """Consume the first matching slow fault and the first matching fail/drop fault."""
-        taken: dict[str, Fault] = {}
-        with self._lock:
-            for fault in list(self._faults):
-                group = "slow" if fault.kind == "slow" else "answer"
-                if group in taken or fault.operation not in (None, op):
-                    continue
-                taken[group] = fault
-                if fault.times is not None:
-                    fault.times -= 1
-                    if fault.times == 0:
-                        self._faults.remove(fault)
-        return taken.get("slow"), taken.get("answer")
-
-    # --- records ---------------------------------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RequestRecord]:
-        """Every Tablestore request so far (control plane excluded), in the order they were answered."""
-        with self._lock:
-            return list(self._records)
-
-    def count(self, operation: str | None = None, status: int | None = None) -> int:
-        return sum(
-            1
-            for record in self.requests
-            if (operation is None or record.operation == operation) and (status is None or record.status == status)
-        )
-
-    def clear_requests(self) -> None:
-        with self._lock:
-            self._records.clear()
-
-    def _record(self, record: RequestRecord) -> None:
-        with self._lock:
-            self._records.append(record)
-
     # --- the API ---------------------------------------------------------------------------------------------
 
     def handle(self, request: OtsRequest) -> Answer:
@@ -348,9 +218,7 @@ class TablestoreStandIn:
         auth: Authenticated | None = None
         try:
             # Faults come first, as from a failing front end: before headers, signatures or tables are looked at.
-            slow, answer_fault = self._take_faults(op)
-            if slow is not None:
-                self._stopping.wait(slow.seconds)
+            answer_fault = self._front_end_fault(op)
             if answer_fault is not None and answer_fault.kind == "drop":
                 self._record(RequestRecord(op, table, 0, "Dropped", request_id, claimed))
                 return Answer(0, {}, drop=True)
@@ -660,7 +528,7 @@ def control_plane(stand_in: TablestoreStandIn, method: str, route: str, body: by
             raise TypeError("the body must be a JSON object")
         parts = route.split("/")
         if (method, route) == ("POST", "faults"):
-            stand_in._add_fault(Fault(**request))
+            stand_in.add_fault_json(request)
         elif (method, route) == ("DELETE", "faults"):
             stand_in.clear_faults()
         elif (method, route) == ("DELETE", "requests"):

@@ -1,0 +1,233 @@
+"""What the local stand-ins share: serving in a daemon thread, the raw request, injected faults and the record of
+requests. The OSS, SMQ and Tablestore stand-ins are each a `FaultyStandIn` over their own protocol; the CAMS
+emulator serves the same way (`ServedInThread`) with its own behaviours instead of faults.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar
+
+from waba_local.emulator_http import TrackingServer
+
+FAULT_KINDS = ("fail", "slow", "drop")
+
+
+@dataclass(frozen=True)
+class WireRequest:
+    """What arrived on the wire: the raw request-target, header names lower-cased, the body."""
+
+    method: str
+    target: str
+    headers: dict[str, list[str]]
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        values = self.headers.get(name)
+        return ",".join(value.strip() for value in values) if values else None
+
+    @property
+    def raw_path(self) -> str:
+        return self.target.partition("?")[0]
+
+    @property
+    def raw_query(self) -> str:
+        return self.target.partition("?")[2]
+
+
+class ServedInThread:
+    """start() binds (port 0: any free port) and serves in a daemon thread; stop() wakes what waits, shuts the
+    server down and closes its kept-alive connections. A subclass makes its server (`_new_server`) and names itself
+    (THREAD_NAME for the thread, DESCRIPTION for errors)."""
+
+    THREAD_NAME = "stand-in"
+    DESCRIPTION = "the stand-in"
+
+    def __init__(self, host: str, port: int) -> None:
+        self._address = (host, port)
+        self._stopping = threading.Event()  # set while stopping: wakes handlers sleeping in a "slow" fault
+        self._server: TrackingServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def _new_server(self) -> TrackingServer:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        """Wake whatever else a handler may be waiting on (SMQ's long polls) as the stand-in stops."""
+
+    def start(self) -> Self:
+        if self._server is None:
+            self._stopping.clear()
+            self._server = self._new_server()
+            # A short poll interval keeps stop() quick (it waits for the loop to notice); tests start many.
+            self._thread = threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name=self.THREAD_NAME, daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._stopping.set()
+            self._wake()
+            self._server.shutdown()
+            self._server.server_close()
+            self._server.close_connections()
+            if self._thread is not None:
+                self._thread.join()
+            self._server = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def bound(self) -> str:
+        """host:port as bound."""
+        if self._server is None:
+            raise RuntimeError(f"{self.DESCRIPTION} is not started")
+        return f"{self._address[0]}:{self._server.server_port}"
+
+    @property
+    def endpoint(self) -> str:
+        """The base URL, http://127.0.0.1:<port>."""
+        return f"http://{self.bound}"
+
+
+@dataclass
+class Fault:
+    """An injected misbehaviour; `times` None lasts until cleared."""
+
+    kind: str  # "fail", "slow" or "drop"
+    times: int | None = 1
+    status: int = 500  # a fail's
+    code: str = "InternalError"  # a fail's
+    seconds: float = 0.0
+    operation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}")
+        if self.times is not None and self.times < 1:
+            raise ValueError("times must be at least 1, or None for until cleared")
+        if not 100 <= self.status <= 599 or self.seconds < 0:
+            raise ValueError("status must be an HTTP status and seconds not negative")
+
+
+class Recorded(Protocol):
+    """A stand-in's record of one answered request (status 0: dropped without an answer)."""
+
+    @property
+    def operation(self) -> str: ...
+
+    @property
+    def status(self) -> int: ...
+
+
+RecordT = TypeVar("RecordT", bound=Recorded)
+
+
+class FaultyStandIn(ServedInThread, Generic[RecordT]):
+    """A stand-in that records every request it answers and misbehaves on demand: `fail` (an error of the
+    service's own), `slow` and `drop` (the connection closed without an answer), for any request or one operation
+    (one of OPERATIONS), the next `times` of them or until cleared. Faults come first, as from a failing front end:
+    `_front_end_fault` is called before the request's headers, signature or resources are looked at."""
+
+    OPERATIONS: tuple[str, ...] = ()
+    FAIL_STATUS, FAIL_CODE = 500, "InternalError"
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(host, port)
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._records: list[RecordT] = []
+
+    # --- faults ----------------------------------------------------------------------------------------------
+
+    def fail(
+        self, times: int | None = 1, status: int | None = None, code: str | None = None, operation: str | None = None
+    ) -> None:
+        """Answer the next `times` requests (of `operation`, or any) with this error of the service's (by default
+        FAIL_STATUS and FAIL_CODE), before anything else is looked at."""
+        status, code = self.FAIL_STATUS if status is None else status, self.FAIL_CODE if code is None else code
+        self.add_fault(Fault("fail", times, status=status, code=code, operation=operation))
+
+    def slow(self, seconds: float, times: int | None = None, operation: str | None = None) -> None:
+        """Wait `seconds` before answering the next `times` requests (None: until cleared)."""
+        self.add_fault(Fault("slow", times, seconds=seconds, operation=operation))
+
+    def drop(self, times: int | None = 1, operation: str | None = None) -> None:
+        """Close the connection without any answer (before doing anything) for the next `times` requests."""
+        self.add_fault(Fault("drop", times, operation=operation))
+
+    def add_fault(self, fault: Fault) -> None:
+        if fault.operation is not None and fault.operation not in self.OPERATIONS:
+            raise ValueError(f"unknown operation {fault.operation!r}; one of {', '.join(self.OPERATIONS)}")
+        with self._lock:
+            self._faults.append(fault)
+
+    def add_fault_json(self, fields: dict[str, Any]) -> None:
+        """A fault as the control planes take it (the Fault's fields; a fail's status and code default to this
+        stand-in's FAIL_STATUS and FAIL_CODE)."""
+        defaults: dict[str, Any] = {"status": self.FAIL_STATUS, "code": self.FAIL_CODE}
+        self.add_fault(Fault(**(defaults | fields)))
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    @property
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return [Fault(**asdict(fault)) for fault in self._faults]
+
+    def _front_end_fault(self, op: str) -> Fault | None:
+        """Wait out a matching slow fault; the matching fail or drop fault to answer with, if any (each consumed)."""
+        slow, answer = self._take_faults(op)
+        if slow is not None:
+            self._stopping.wait(slow.seconds)
+        return answer
+
+    def _take_faults(self, op: str) -> tuple[Fault | None, Fault | None]:
+        """Consume the first matching slow fault and the first matching fail/drop fault."""
+        taken: dict[str, Fault] = {}
+        with self._lock:
+            for fault in list(self._faults):
+                group = "slow" if fault.kind == "slow" else "answer"
+                if group in taken or fault.operation not in (None, op):
+                    continue
+                taken[group] = fault
+                if fault.times is not None:
+                    fault.times -= 1
+                    if fault.times == 0:
+                        self._faults.remove(fault)
+        return taken.get("slow"), taken.get("answer")
+
+    # --- records ---------------------------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[RecordT]:
+        """Every request so far (control plane excluded), in the order they were answered."""
+        with self._lock:
+            return list(self._records)
+
+    def count(self, operation: str | None = None, status: int | None = None) -> int:
+        return sum(
+            1
+            for record in self.requests
+            if (operation is None or record.operation == operation) and (status is None or record.status == status)
+        )
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+    def _record(self, record: RecordT) -> None:
+        with self._lock:
+            self._records.append(record)
