@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,19 @@ EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "waba-cache-test"
 BUDGET_TABLE = "waba-budget-test"
 REGION = "ap-southeast-1"
+
+
+class OffsetClock:
+    """A stand-in's clock: real time plus an offset that tests move forward."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
 
 
 @pytest.fixture(autouse=True)

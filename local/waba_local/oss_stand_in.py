@@ -33,10 +33,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
-from waba_local.emulator_http import TrackingServer
 from waba_local.oss_protocol import (
     OPERATIONS,
     UNSUPPORTED,
@@ -60,11 +57,19 @@ from waba_local.oss_protocol import (
     resolve,
     verify_v4,
 )
-from waba_local.stand_in_base import FaultyStandIn
+from waba_local.stand_in_base import (
+    CONTROL_PREFIX,
+    Answer,
+    FaultyStandIn,
+    StandInHandler,
+    StandInServer,
+    WireRequest,
+    fault_and_record_routes,
+    json_answer,
+)
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalOssKey"
 DEFAULT_ACCESS_KEY_SECRET = "local-oss-secret"
-CONTROL_PREFIX = "/_stand_in/"
 MAX_BODY = 64 << 20  # enough for cache entries; refuse to buffer more
 
 
@@ -88,14 +93,6 @@ class RequestRecord:
     code: str  # the OSS error code, "" on success, "Dropped" for a dropped connection
     request_id: str
     access_key_id: str | None  # the id the request claimed (not a secret); None when it named none
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    drop: bool = False
 
 
 class OssStandIn(FaultyStandIn[RequestRecord]):
@@ -122,8 +119,8 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
         self._clock = clock
         self._buckets: dict[str, dict[str, StoredObject]] = {}
 
-    def _new_server(self) -> _Server:
-        return _Server(self._address, self)
+    def _new_server(self) -> StandInServer:
+        return StandInServer(self._address, self, _Handler)
 
     # --- setup -----------------------------------------------------------------------------------------------
 
@@ -301,94 +298,34 @@ def _list_page(objects: dict[str, StoredObject], params: dict[str, str]) -> List
     return ListPage(max_keys, contents, common, None)
 
 
-class _Server(TrackingServer):
-    def __init__(self, address: tuple[str, int], stand_in: OssStandIn) -> None:
-        super().__init__(address, _Handler)
-        self.stand_in = stand_in
+class _Handler(StandInHandler):
+    SERVER_NAME = "AliyunOSS"
+    MAX_BODY = MAX_BODY
 
+    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> OssRequest:
+        return OssRequest(method, target, headers, body)
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, so the SDK's pooled connections are reused as against OSS
-    disable_nagle_algorithm = True
-    server: _Server
+    def is_control(self, request: WireRequest) -> bool:
+        """The control plane's paths, unless addressed to a bucket (absolute-form and virtual-hosted requests address
+        by their Host header)."""
+        return super().is_control(request) and resolve(request.header("host") or "", "/").bucket is None
 
-    def version_string(self) -> str:
-        return "AliyunOSS"
+    def control(self, method: str, route: str, body: bytes) -> Answer:
+        return control_plane(self.server.stand_in, method, route, body)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the request log is the record; stderr lines could carry request lines into CI logs
+    def too_large(self) -> Exception:
+        return OssError("EntityTooLarge")
 
-    def do_GET(self) -> None:
-        self._dispatch()
+    def bad_length(self) -> Exception:
+        return OssError("InvalidArgument", "Bad Content-Length or chunk size.")
 
-    do_PUT = do_HEAD = do_DELETE = do_POST = do_GET
-
-    def _dispatch(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        headers = {name.lower(): self.headers.get_all(name, []) for name in set(self.headers.keys())}
-        # absolute-form ("GET http://bucket.host/key", as sent through a proxy) addresses by its Host header too
-        target = self.path
-        if "://" in target.partition("?")[0]:
-            target = "/" + (target.split("/", 3) + [""])[3]
-        request = OssRequest(self.command, target, headers, body)
-        stand_in = self.server.stand_in
-        if target.startswith(CONTROL_PREFIX) and resolve(request.header("host") or "", "/").bucket is None:
-            self._send(control_plane(stand_in, self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
-        else:
-            self._send(stand_in.handle(request))
-
-    def _read_body(self) -> bytes | None:
-        try:
-            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-                return self._read_chunked()
-            length = int(self.headers.get("content-length") or 0)
-            if length < 0:
-                raise ValueError(length)
-            if length > MAX_BODY:
-                raise OssError("EntityTooLarge")
-        except ValueError:
-            self._refuse(OssError("InvalidArgument", "Bad Content-Length or chunk size."))
-            return None
-        except OssError as error:
-            self._refuse(error)
-            return None
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            total += size
-            if total > MAX_BODY:
-                raise OssError("EntityTooLarge")
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(chunks)
-
-    def _refuse(self, error: OssError) -> None:
-        """Answer a request whose body cannot be read, then close: the rest of the stream cannot be trusted."""
+    def refusal(self, error: Exception) -> Answer:
+        assert isinstance(error, OssError)
         request_id = new_request_id()
         body = error_xml(error, request_id, f"oss-{self.server.stand_in.region}.aliyuncs.com")
-        self.close_connection = True
-        headers = {"x-oss-request-id": request_id, "Content-Type": "application/xml", "Connection": "close"}
-        self._send(Answer(error.status, headers, body))
+        return Answer(error.status, {"x-oss-request-id": request_id, "Content-Type": "application/xml"}, body)
 
-    def _send(self, answer: Answer) -> None:
-        if answer.drop:
-            self.close_connection = True  # returning without writing closes the socket: no answer at all
-            return
-        self.send_response(answer.status)  # adds Date and Server: AliyunOSS
-        # On HEAD the length is the object's, as on GET; a 204 carries none.
-        headers = {} if answer.status == 204 else {"Content-Length": str(len(answer.body))}
-        for name, value in (headers | answer.headers).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = StandInHandler._dispatch
 
 
 def control_plane(stand_in: OssStandIn, method: str, route: str, body: bytes) -> Answer:
@@ -397,25 +334,15 @@ def control_plane(stand_in: OssStandIn, method: str, route: str, body: bytes) ->
         request = json.loads(body or b"{}")
         if not isinstance(request, dict):
             raise TypeError("the body must be a JSON object")
-        if (method, route) == ("POST", "faults"):
-            stand_in.add_fault_json(request)
-        elif (method, route) == ("DELETE", "faults"):
-            stand_in.clear_faults()
-        elif (method, route) == ("DELETE", "requests"):
-            stand_in.clear_requests()
-        elif (method, route) == ("POST", "buckets"):
+        common = fault_and_record_routes(stand_in, method, route, request)
+        if common is not None:
+            return common
+        if (method, route) == ("POST", "buckets"):
             stand_in.create_bucket(str(request["name"]))
-        elif (method, route) == ("GET", "requests"):
-            return _json(200, [asdict(record) for record in stand_in.requests])
-        elif (method, route) != ("GET", "faults"):
-            return _json(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+            return json_answer(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
+        return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
     except (ValueError, TypeError, KeyError, OssError) as exc:  # json.JSONDecodeError is a ValueError too
-        return _json(400, {"error": str(exc)})
-    return _json(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
-
-
-def _json(status: int, payload: Any) -> Answer:
-    return Answer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
+        return json_answer(400, {"error": str(exc)})
 
 
 def main(argv: list[str] | None = None) -> None:

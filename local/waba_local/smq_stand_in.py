@@ -41,10 +41,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from waba_local.emulator_http import TrackingServer
 from waba_local.smq_protocol import (
     API_VERSION,
     DEFAULT_PRIORITY,
@@ -76,12 +74,19 @@ from waba_local.smq_protocol import (
     verify,
     xml_document,
 )
-from waba_local.stand_in_base import FaultyStandIn
+from waba_local.stand_in_base import (
+    CONTROL_PREFIX,
+    Answer,
+    FaultyStandIn,
+    StandInHandler,
+    StandInServer,
+    fault_and_record_routes,
+    json_answer,
+)
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalSmqKey"
 DEFAULT_ACCESS_KEY_SECRET = "local-smq-secret"
 ACCOUNT_ID = "5123456789012345"  # the endpoint's account id (in HostId; real endpoints are <account>.mns.<region>...)
-CONTROL_PREFIX = "/_stand_in/"
 MAX_BODY = 1 << 20  # a full batch is 64 KB of bodies plus XML; refuse to buffer much more
 RECHECK_SECONDS = 1.0  # a long poll re-reads the clock at least this often (an injected clock may jump)
 
@@ -115,15 +120,6 @@ class RequestRecord:
     code: str  # the SMQ error code ("" on success, the first entry's code for a batch partial failure, "Dropped")
     request_id: str
     access_key_id: str | None  # the id the Authorization header named (not a secret), checked out or not
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    drop: bool = False
-    code: str = ""  # recorded for a batch partial failure
 
 
 @dataclass
@@ -195,8 +191,8 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
         self._queues: dict[str, _Queue] = {}
         self._seq = 0
 
-    def _new_server(self) -> _Server:
-        return _Server(self._address, self)
+    def _new_server(self) -> StandInServer:
+        return StandInServer(self._address, self, _Handler)
 
     def _wake(self) -> None:
         with self._changed:
@@ -537,91 +533,29 @@ def _attribute_fields(queue: _Queue, now: float) -> list[tuple[str, Any]]:
     return fields
 
 
-class _Server(TrackingServer):
-    def __init__(self, address: tuple[str, int], stand_in: SmqStandIn) -> None:
-        super().__init__(address, _Handler)
-        self.stand_in = stand_in
+class _Handler(StandInHandler):
+    SERVER_NAME = "smq-stand-in"
+    MAX_BODY = MAX_BODY
 
+    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> SmqRequest:
+        return SmqRequest(method, target, headers, body)
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: the SDK keeps one connection open and reuses it
-    disable_nagle_algorithm = True
-    server: _Server
+    def control(self, method: str, route: str, body: bytes) -> Answer:
+        return control_plane(self.server.stand_in, method, route, body)
 
-    def version_string(self) -> str:
-        return "smq-stand-in"
+    def too_large(self) -> Exception:
+        return invalid_value("the length of the request body", 0, MAX_BODY, "bytes")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the request log is the record; stderr lines could carry request lines into CI logs
+    def bad_length(self) -> Exception:
+        return SmqError("InvalidArgument", "Bad Content-Length or chunk size.")
 
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    do_PUT = do_DELETE = do_POST = do_GET
-
-    def _dispatch(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        headers = {name.lower(): self.headers.get_all(name, []) for name in set(self.headers.keys())}
-        target = self.path
-        if "://" in target.partition("?")[0]:  # absolute-form, as sent through a proxy
-            target = "/" + (target.split("/", 3) + [""])[3]
-        request = SmqRequest(self.command, target, headers, body)
-        stand_in = self.server.stand_in
-        if target.startswith(CONTROL_PREFIX):
-            self._send(control_plane(stand_in, self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
-        else:
-            self._send(stand_in.handle(request))
-
-    def _read_body(self) -> bytes | None:
-        try:
-            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-                return self._read_chunked()
-            length = int(self.headers.get("content-length") or 0)
-            if length < 0:
-                raise ValueError(length)
-            if length > MAX_BODY:
-                raise invalid_value("the length of the request body", 0, MAX_BODY, "bytes")
-        except ValueError:
-            self._refuse(SmqError("InvalidArgument", "Bad Content-Length or chunk size."))
-            return None
-        except SmqError as error:
-            self._refuse(error)
-            return None
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            total += size
-            if total > MAX_BODY:
-                raise invalid_value("the length of the request body", 0, MAX_BODY, "bytes")
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(chunks)
-
-    def _refuse(self, error: SmqError) -> None:
-        """Answer a request whose body cannot be read, then close: the rest of the stream cannot be trusted."""
+    def refusal(self, error: Exception) -> Answer:
+        assert isinstance(error, SmqError)
         request_id = new_request_id()
         body = error_xml(error, request_id, self.server.stand_in.host_id)
-        self.close_connection = True
-        headers = {"x-mns-request-id": request_id, "Content-Type": "text/xml;charset=utf-8", "Connection": "close"}
-        self._send(Answer(error.status, headers, body))
+        return Answer(error.status, {"x-mns-request-id": request_id, "Content-Type": "text/xml;charset=utf-8"}, body)
 
-    def _send(self, answer: Answer) -> None:
-        if answer.drop:
-            self.close_connection = True  # returning without writing closes the socket: no answer at all
-            return
-        self.send_response(answer.status)  # adds Date and Server
-        headers = {} if answer.status == 204 else {"Content-Length": str(len(answer.body))}
-        for name, value in (headers | answer.headers).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(answer.body)
+    do_GET = do_PUT = do_DELETE = do_POST = StandInHandler._dispatch
 
 
 def control_plane(stand_in: SmqStandIn, method: str, route: str, body: bytes) -> Answer:
@@ -631,31 +565,24 @@ def control_plane(stand_in: SmqStandIn, method: str, route: str, body: bytes) ->
         if not isinstance(request, dict):
             raise TypeError("the body must be a JSON object")
         parts = route.split("/")
-        if (method, route) == ("POST", "faults"):
-            stand_in.add_fault_json(request)
-        elif (method, route) == ("DELETE", "faults"):
-            stand_in.clear_faults()
-        elif (method, route) == ("DELETE", "requests"):
-            stand_in.clear_requests()
-        elif (method, route) == ("GET", "requests"):
-            return _json(200, [asdict(record) for record in stand_in.requests])
-        elif (method, route) == ("POST", "queues"):
+        common = fault_and_record_routes(stand_in, method, route, request)
+        if common is not None:
+            return common
+        if (method, route) == ("POST", "queues"):
             name = str(request.pop("name"))
-            return _json(200, {"url": stand_in.create_queue(name, **request)})
+            return json_answer(200, {"url": stand_in.create_queue(name, **request)})
         elif method == "GET" and len(parts) == 2 and parts[0] == "queues":
-            return _json(200, _queue_view(stand_in, parts[1]))
+            return json_answer(200, _queue_view(stand_in, parts[1]))
         elif method == "POST" and len(parts) == 3 and parts[0] == "queues" and parts[2] == "messages":
             message_id = stand_in.send(
                 parts[1], str(request["body"]), request.get("delay_seconds"), bool(request.get("base64", True))
             )
-            return _json(200, {"message_id": message_id})
-        elif (method, route) != ("GET", "faults"):
-            return _json(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+            return json_answer(200, {"message_id": message_id})
+        return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
     except SmqError as error:
-        return _json(error.status, {"error": error.code, "message": error.message})
+        return json_answer(error.status, {"error": error.code, "message": error.message})
     except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError too
-        return _json(400, {"error": str(exc)})
-    return _json(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
+        return json_answer(400, {"error": str(exc)})
 
 
 def _queue_view(stand_in: SmqStandIn, name: str) -> dict[str, Any]:
@@ -669,10 +596,6 @@ def _queue_view(stand_in: SmqStandIn, name: str) -> dict[str, Any]:
         "visible": sum(1 for message in messages if message.visible),
         "messages": [asdict(message) for message in messages],
     }
-
-
-def _json(status: int, payload: Any) -> Answer:
-    return Answer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,14 +5,33 @@ emulator serves the same way (`ServedInThread`) with its own behaviours instead 
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from waba_local.emulator_http import TrackingServer
 
 FAULT_KINDS = ("fail", "slow", "drop")
+CONTROL_PREFIX = "/_stand_in/"  # the unsigned control plane's paths: faults, requests and each stand-in's own
+
+
+@dataclass
+class Answer:
+    """What a stand-in answers: status, headers, body; or, with `drop`, nothing (the connection is closed)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    drop: bool = False
+    code: str = ""  # the error code to record when the status does not say it (SMQ's batch partial failures)
+
+
+def json_answer(status: int, payload: Any) -> Answer:
+    """A control-plane answer."""
+    return Answer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
 
 
 @dataclass(frozen=True)
@@ -231,3 +250,136 @@ class FaultyStandIn(ServedInThread, Generic[RecordT]):
     def _record(self, record: RecordT) -> None:
         with self._lock:
             self._records.append(record)
+
+
+def fault_and_record_routes(
+    stand_in: FaultyStandIn[Any], method: str, route: str, request: dict[str, Any]
+) -> Answer | None:
+    """The control routes every stand-in has, or None for another: POST, DELETE and GET `faults` (each answered
+    with the faults left), DELETE `requests` (the same) and GET `requests` (the record)."""
+    if (method, route) == ("POST", "faults"):
+        stand_in.add_fault_json(request)
+    elif (method, route) == ("DELETE", "faults"):
+        stand_in.clear_faults()
+    elif (method, route) == ("DELETE", "requests"):
+        stand_in.clear_requests()
+    elif (method, route) == ("GET", "requests"):
+        return json_answer(200, [asdict(record) for record in stand_in.requests])
+    elif (method, route) != ("GET", "faults"):
+        return None
+    return json_answer(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
+
+
+class StandInServer(TrackingServer):
+    """A stand-in's server: its handler class, and the stand-in the handler answers for."""
+
+    def __init__(self, address: tuple[str, int], stand_in: Any, handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self.stand_in = stand_in
+
+
+class BodyTooLarge(Exception):
+    """A request body over the stand-in's MAX_BODY."""
+
+
+class StandInHandler(BaseHTTPRequestHandler):
+    """HTTP/1.1 with keep-alive (the SDKs reuse their connections), the body read whole (Content-Length or chunked,
+    at most MAX_BODY), absolute-form targets (through a proxy) taken by their path, and the control plane beside the
+    API. A stand-in's handler says how its requests are made (`make_request`), what is control (`is_control`,
+    `control`) and how a request whose body cannot be read is refused (`too_large`, `bad_length`, `refusal`)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    SERVER_NAME = "stand-in"
+    MAX_BODY = 1 << 20
+    server: StandInServer
+
+    def version_string(self) -> str:
+        return self.SERVER_NAME
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the request log is the record; stderr lines could carry request lines into CI logs
+
+    # --- what differs by stand-in ----------------------------------------------------------------------------
+
+    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> WireRequest:
+        raise NotImplementedError
+
+    def is_control(self, request: WireRequest) -> bool:
+        return request.target.startswith(CONTROL_PREFIX)
+
+    def control(self, method: str, route: str, body: bytes) -> Answer:
+        raise NotImplementedError
+
+    def too_large(self) -> Exception:
+        raise NotImplementedError
+
+    def bad_length(self) -> Exception:
+        raise NotImplementedError
+
+    def refusal(self, error: Exception) -> Answer:
+        """The answer to a request whose body cannot be read (the connection is closed after it)."""
+        raise NotImplementedError
+
+    # --- the same for all ------------------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        headers = {name.lower(): self.headers.get_all(name, []) for name in set(self.headers.keys())}
+        target = self.path
+        if "://" in target.partition("?")[0]:  # absolute-form, as sent through a proxy
+            target = "/" + (target.split("/", 3) + [""])[3]
+        request = self.make_request(self.command, target, headers, body)
+        if self.is_control(request):
+            self._send(self.control(self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
+        else:
+            self._send(self.server.stand_in.handle(request))
+
+    def _read_body(self) -> bytes | None:
+        error: Exception
+        try:
+            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
+                return self._read_chunked()
+            length = int(self.headers.get("content-length") or 0)
+            if length < 0:
+                raise ValueError(length)
+            if length > self.MAX_BODY:
+                raise BodyTooLarge
+        except ValueError:
+            error = self.bad_length()
+        except BodyTooLarge:
+            error = self.too_large()
+        else:
+            return self.rfile.read(length)
+        self.close_connection = True  # the rest of the stream cannot be trusted
+        answer = self.refusal(error)
+        self._send(Answer(answer.status, answer.headers | {"Connection": "close"}, answer.body))
+        return None
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+            total += size
+            if total > self.MAX_BODY:
+                raise BodyTooLarge
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailers
+        return b"".join(chunks)
+
+    def _send(self, answer: Answer) -> None:
+        if answer.drop:
+            self.close_connection = True  # returning without writing closes the socket: no answer at all
+            return
+        self.send_response(answer.status)  # adds Date and Server
+        # On HEAD the length is the resource's, as on GET; a 204 carries none.
+        headers = {} if answer.status == 204 else {"Content-Length": str(len(answer.body))}
+        for name, value in (headers | answer.headers).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(answer.body)

@@ -42,12 +42,18 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler
+from dataclasses import dataclass, field
 from typing import Any
 
-from waba_local.emulator_http import TrackingServer
-from waba_local.stand_in_base import FaultyStandIn
+from waba_local.stand_in_base import (
+    CONTROL_PREFIX,
+    Answer,
+    FaultyStandIn,
+    StandInHandler,
+    StandInServer,
+    fault_and_record_routes,
+    json_answer,
+)
 from waba_local.tablestore_protocol import (
     DELETE_ALL_VERSION,
     DELETE_ONE_VERSION,
@@ -94,7 +100,6 @@ from waba_local.tablestore_protocol import (
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalOtsKey"
 DEFAULT_ACCESS_KEY_SECRET = "local-ots-secret"
 INSTANCE = "waba-local"
-CONTROL_PREFIX = "/_stand_in/"
 MAX_BODY = 5 << 20  # more than a PutRow may carry; refuse to buffer much more (OTSRequestBodyTooLarge)
 
 
@@ -108,14 +113,6 @@ class RequestRecord:
     code: str  # the Tablestore error code ("" on success, "Dropped" for a dropped connection)
     request_id: str
     access_key_id: str | None  # the id the request named (not a secret), checked out or not
-
-
-@dataclass
-class Answer:
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    drop: bool = False
 
 
 @dataclass
@@ -159,8 +156,8 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
         self._tables: dict[str, _Table] = {}
         self.internal_errors: list[str] = []  # "Operation: ExceptionType" of answers that were 500 by our own fault
 
-    def _new_server(self) -> _Server:
-        return _Server(self._address, self)
+    def _new_server(self) -> StandInServer:
+        return StandInServer(self._address, self, _Handler)
 
     # --- setup and inspection --------------------------------------------------------------------------------
 
@@ -431,90 +428,29 @@ def _check_change(request: WriteRow) -> None:
             raise invalid(f"Invalid op type of cell: {cell.op}.")
 
 
-class _Server(TrackingServer):
-    def __init__(self, address: tuple[str, int], stand_in: TablestoreStandIn) -> None:
-        super().__init__(address, _Handler)
-        self.stand_in = stand_in
+class _Handler(StandInHandler):
+    SERVER_NAME = "tablestore-stand-in"
+    MAX_BODY = MAX_BODY
 
+    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> OtsRequest:
+        return OtsRequest(method, target, headers, body)
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: urllib3 keeps its connections open and reuses them
-    disable_nagle_algorithm = True
-    server: _Server
+    def control(self, method: str, route: str, body: bytes) -> Answer:
+        return control_plane(self.server.stand_in, method, route, body)
 
-    def version_string(self) -> str:
-        return "tablestore-stand-in"
+    def too_large(self) -> Exception:
+        return OtsError("OTSRequestBodyTooLarge")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the request log is the record; stderr lines could carry request lines into CI logs
+    def bad_length(self) -> Exception:
+        return invalid("Bad Content-Length or chunk size.")
 
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_POST
-
-    def _dispatch(self) -> None:
-        body = self._read_body()
-        if body is None:
-            return
-        headers = {name.lower(): self.headers.get_all(name, []) for name in set(self.headers.keys())}
-        target = self.path
-        if "://" in target.partition("?")[0]:  # absolute-form, as sent through a proxy
-            target = "/" + (target.split("/", 3) + [""])[3]
-        request = OtsRequest(self.command, target, headers, body)
-        stand_in = self.server.stand_in
-        if target.startswith(CONTROL_PREFIX):
-            self._send(control_plane(stand_in, self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
-        else:
-            self._send(stand_in.handle(request))
-
-    def _read_body(self) -> bytes | None:
-        try:
-            if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
-                return self._read_chunked()
-            length = int(self.headers.get("content-length") or 0)
-            if length < 0:
-                raise ValueError(length)
-            if length > MAX_BODY:
-                raise OtsError("OTSRequestBodyTooLarge")
-        except ValueError:
-            self._refuse(invalid("Bad Content-Length or chunk size."))
-            return None
-        except OtsError as error:
-            self._refuse(error)
-            return None
-        return self.rfile.read(length)
-
-    def _read_chunked(self) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-            total += size
-            if total > MAX_BODY:
-                raise OtsError("OTSRequestBodyTooLarge")
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
-        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-            pass  # trailers
-        return b"".join(chunks)
-
-    def _refuse(self, error: OtsError) -> None:
-        """Answer a request whose body cannot be read, then close: the rest of the stream cannot be trusted."""
+    def refusal(self, error: Exception) -> Answer:
+        assert isinstance(error, OtsError)
         body = error_body(error)
-        self.close_connection = True
         headers = answer_headers(body, new_request_id(), self.server.stand_in._clock(), self.path, None)
-        self._send(Answer(error.status, headers | {"Connection": "close"}, body))
+        return Answer(error.status, headers, body)
 
-    def _send(self, answer: Answer) -> None:
-        if answer.drop:
-            self.close_connection = True  # returning without writing closes the socket: no answer at all
-            return
-        self.send_response(answer.status)  # adds Date and Server
-        for name, value in ({"Content-Length": str(len(answer.body))} | answer.headers).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
+    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_POST = StandInHandler._dispatch
 
 
 # --- the control plane --------------------------------------------------------------------------------------------
@@ -527,36 +463,29 @@ def control_plane(stand_in: TablestoreStandIn, method: str, route: str, body: by
         if not isinstance(request, dict):
             raise TypeError("the body must be a JSON object")
         parts = route.split("/")
-        if (method, route) == ("POST", "faults"):
-            stand_in.add_fault_json(request)
-        elif (method, route) == ("DELETE", "faults"):
-            stand_in.clear_faults()
-        elif (method, route) == ("DELETE", "requests"):
-            stand_in.clear_requests()
-        elif (method, route) == ("GET", "requests"):
-            return _json(200, [asdict(record) for record in stand_in.requests])
-        elif (method, route) == ("GET", "tables"):
+        common = fault_and_record_routes(stand_in, method, route, request)
+        if common is not None:
+            return common
+        if (method, route) == ("GET", "tables"):
             with stand_in._lock:
-                return _json(200, {"tables": sorted(stand_in._tables)})
+                return json_answer(200, {"tables": sorted(stand_in._tables)})
         elif (method, route) == ("POST", "tables"):
             stand_in.create_table(str(request["name"]), str(request.get("primary_key", "pk")))
-            return _json(200, {"name": request["name"]})
+            return json_answer(200, {"name": request["name"]})
         elif method == "GET" and len(parts) == 2 and parts[0] == "tables":
-            return _json(200, _table_view(stand_in, parts[1]))
+            return json_answer(200, _table_view(stand_in, parts[1]))
         elif method == "POST" and len(parts) == 3 and parts[0] == "tables" and parts[2] == "rows":
             key = request["primary_key"]
             columns = request.get("columns", {})
             if not isinstance(columns, dict):
                 raise TypeError("columns must be a JSON object")
             stand_in.put_row(parts[1], tuple(key) if isinstance(key, list) else key, columns)
-            return _json(200, {"table": parts[1]})
-        elif (method, route) != ("GET", "faults"):
-            return _json(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+            return json_answer(200, {"table": parts[1]})
+        return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
     except OtsError as error:
-        return _json(error.status, {"error": error.code, "message": error.message})
+        return json_answer(error.status, {"error": error.code, "message": error.message})
     except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError too
-        return _json(400, {"error": str(exc)})
-    return _json(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
+        return json_answer(400, {"error": str(exc)})
 
 
 def _table_view(stand_in: TablestoreStandIn, name: str) -> dict[str, Any]:
@@ -579,10 +508,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"binary": base64.b64encode(value).decode()}
     return value
-
-
-def _json(status: int, payload: Any) -> Answer:
-    return Answer(status, {"Content-Type": "application/json"}, json.dumps(payload).encode())
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,22 +32,10 @@ from waba_local.smq_stand_in import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated function:DeprecationWarning")  # the SDK's own
+from tests.conftest import OffsetClock as Clock
 
 QUEUE = "waba-refresh"
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NUlocalSmqKey", "sts-secret-do-not-leak", "CAIS-smq-token-do-not-leak"
-
-
-class Clock:
-    """The stand-in's clock: real time plus an offset that tests move forward."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ import tablestore as ots
 import tablestore.protobuf.table_store_pb2 as pb2
 import urllib3
 
+from tests.conftest import OffsetClock as Clock
 from waba_local import tablestore_protocol, tablestore_stand_in
 from waba_local.tablestore_protocol import OtsError, encode_row, parse_row
 from waba_local.tablestore_stand_in import (
@@ -36,19 +37,6 @@ from waba_local.tablestore_stand_in import (
 TABLE = "waba_budget"
 KEY = [("pk", "budget/123")]
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NUlocalOtsKey", "sts-secret-do-not-leak", "CAIS-ots-token-do-not-leak"
-
-
-class Clock:
-    """The stand-in's clock: real time plus an offset that tests move."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.time() + self.offset
-
-    def advance(self, seconds: float) -> None:
-        self.offset += seconds
 
 
 @pytest.fixture
