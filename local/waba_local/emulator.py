@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import hmac
-import threading
 import time
 from collections.abc import Callable
 
@@ -46,7 +45,7 @@ from waba_local.emulator_state import (
     NonceCache,
     busiest_window,
 )
-from waba_local.stand_in_base import ServedInThread
+from waba_local.stand_in_base import ServedInThread, serve_until_interrupted
 
 __all__ = [
     "ANY_CUSTOMER",
@@ -202,10 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with CamsEmulator(host=args.host, port=args.port, qps_limit=args.qps_limit) as emulator:
         _print_banner(emulator)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
+        serve_until_interrupted([])
 
 
 def _print_banner(emulator: CamsEmulator) -> None:

@@ -19,12 +19,13 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
+from waba_local.stand_in_base import KeyRing as BaseKeyRing
 from waba_local.stand_in_base import WireRequest
 
 ALGORITHM = "OSS4-HMAC-SHA256"
@@ -111,32 +112,23 @@ class Resource:
         return quote(f"/{self.bucket}/{self.key or ''}" if self.bucket else "/", safe="/")
 
 
-@dataclass
-class KeyRing:
-    """AccessKeyId -> secret for long-term keys, and STS keys with their token and expiry (epoch seconds)."""
+class KeyRing(BaseKeyRing):
+    """The keys OSS accepts, refused in OSS's words (with the ECs OSS gives)."""
 
-    static: dict[str, str] = field(default_factory=dict)
-    sts: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # id -> (secret, token, expires_at)
-
-    def secret_for(self, access_key_id: str, token: str | None, now: float) -> str:
-        if access_key_id in self.sts:
-            secret, expected, expires_at = self.sts[access_key_id]
-            if token is None:
-                message = (
-                    ERRORS["InvalidAccessKeyId"][1]
-                    + " The Security Token may be lost to specify that it is a STS Access Id."
-                )
-                raise OssError("InvalidAccessKeyId", message, "0002-00000003", extras={"OSSAccessKeyId": access_key_id})
-            if not hmac.compare_digest(token.encode(), expected.encode()):
-                raise OssError("InvalidSecurityToken", extras={"OSSAccessKeyId": access_key_id})
-            if now >= expires_at:
-                raise OssError("SecurityTokenExpired", extras={"OSSAccessKeyId": access_key_id})
-            return secret
-        long_term = self.static.get(access_key_id)
-        if long_term is None or token is not None:  # a token marks an STS request, and this is no STS key
-            ec = "0002-00000002" if long_term else None
-            raise OssError("InvalidAccessKeyId", ec=ec, extras={"OSSAccessKeyId": access_key_id})
-        return long_term
+    def rejection(self, reason: str, access_key_id: str) -> Exception:
+        extras = {"OSSAccessKeyId": access_key_id}
+        if reason == "no token":
+            message = (
+                ERRORS["InvalidAccessKeyId"][1]
+                + " The Security Token may be lost to specify that it is a STS Access Id."
+            )
+            return OssError("InvalidAccessKeyId", message, "0002-00000003", extras=extras)
+        if reason == "wrong token":
+            return OssError("InvalidSecurityToken", extras=extras)
+        if reason == "expired":
+            return OssError("SecurityTokenExpired", extras=extras)
+        ec = "0002-00000002" if reason == "token for a long-term key" and self.static[access_key_id] else None
+        return OssError("InvalidAccessKeyId", ec=ec, extras=extras)
 
 
 def resolve(host: str, raw_path: str) -> Resource:
@@ -173,7 +165,7 @@ def check_names(resource: Resource) -> None:
         raise OssError("InvalidObjectName")
 
 
-def verify_v4(request: OssRequest, resource: Resource, keys: KeyRing, region: str, now: float) -> str:
+def verify_v4(request: OssRequest, resource: Resource, keys: BaseKeyRing, region: str, now: float) -> str:
     """Check the OSS4-HMAC-SHA256 Authorization header; return the AccessKeyId it was signed with."""
     authorization = request.header("authorization")
     if authorization is None:

@@ -29,7 +29,6 @@ import argparse
 import base64
 import hashlib
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -66,6 +65,7 @@ from waba_local.stand_in_base import (
     WireRequest,
     fault_and_record_routes,
     json_answer,
+    serve_until_interrupted,
 )
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalOssKey"
@@ -129,11 +129,6 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
         with self._lock:
             self._buckets.setdefault(name, {})
 
-    def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
-        """Accept STS credentials until `expires_at` (epoch seconds); requests must carry x-oss-security-token."""
-        with self._lock:
-            self._keys.sts[access_key_id] = (secret, token, expires_at)
-
     def put(self, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         """Store an object directly (no request recorded), e.g. to seed a cache."""
         with self._lock:
@@ -162,8 +157,7 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
             if answer_fault is not None:
                 raise OssError(answer_fault.code, status=answer_fault.status)
             check_names(resource)
-            with self._lock:
-                keys = KeyRing(dict(self._keys.static), dict(self._keys.sts))
+            keys = self._key_ring()
             claimed = verify_v4(request, resource, keys, self.region, self._clock())
             answer = self._serve(op, request, resource, query, request_id)
         except OssError as error:
@@ -367,11 +361,7 @@ def main(argv: list[str] | None = None) -> None:
             f"""faults: curl -X POST {faults} -d '{{"kind": "fail", "times": 1, "status": 503, "code": "ServiceUnavailable"}}'""",
             f"        curl -X DELETE {faults}",
         ]
-        print("\n".join(lines), flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
+        serve_until_interrupted(lines)
 
 
 if __name__ == "__main__":

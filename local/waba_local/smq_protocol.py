@@ -39,11 +39,12 @@ import hmac
 import re
 import secrets
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
+from waba_local.stand_in_base import KeyRing as BaseKeyRing
 from waba_local.stand_in_base import WireRequest
 
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
@@ -154,27 +155,12 @@ class SmqRequest(WireRequest):
         return {unquote(key).lower(): unquote(value) for key, _, value in pairs}
 
 
-@dataclass
-class KeyRing:
-    """AccessKeyId -> secret for long-term keys, and STS keys with their token and expiry (epoch seconds)."""
+class KeyRing(BaseKeyRing):
+    """The keys SMQ accepts, refused in SMQ's words."""
 
-    static: dict[str, str] = field(default_factory=dict)
-    sts: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # id -> (secret, token, expires_at)
-
-    def secret_for(self, access_key_id: str, token: str | None, now: float) -> str:
-        if access_key_id in self.sts:
-            secret, expected, expires_at = self.sts[access_key_id]
-            if token is None:
-                raise SmqError("InvalidAccessKeyId")  # without its token an STS key id is nobody's
-            if not hmac.compare_digest(token.encode(), expected.encode()):
-                raise SmqError("InvalidSecurityToken")
-            if now >= expires_at:
-                raise SmqError("SecurityTokenExpired")
-            return secret
-        long_term = self.static.get(access_key_id)
-        if long_term is None or token is not None:  # a token marks an STS request, and this is no STS key
-            raise SmqError("InvalidAccessKeyId")
-        return long_term
+    def rejection(self, reason: str, access_key_id: str) -> Exception:
+        codes = {"wrong token": "InvalidSecurityToken", "expired": "SecurityTokenExpired"}
+        return SmqError(codes.get(reason, "InvalidAccessKeyId"))
 
 
 @dataclass(frozen=True)
@@ -215,7 +201,7 @@ def check_queue_name(name: str) -> None:
 # --- authentication -----------------------------------------------------------------------------------------------
 
 
-def verify(request: SmqRequest, keys: KeyRing, now: float) -> str:
+def verify(request: SmqRequest, keys: BaseKeyRing, now: float) -> str:
     """Check the headers, the Date against the clock, the key (and STS token), then the signature.
 
     Returns the AccessKeyId the request was signed with."""

@@ -82,6 +82,7 @@ from waba_local.stand_in_base import (
     StandInServer,
     fault_and_record_routes,
     json_answer,
+    serve_until_interrupted,
 )
 
 DEFAULT_ACCESS_KEY_ID = "LTAI5tLocalSmqKey"
@@ -238,11 +239,6 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
                 existing.attributes, existing.modified = attributes, now
         return self.queue_url(name) if self._server is not None else f"/queues/{name}"
 
-    def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
-        """Accept STS credentials until `expires_at` (epoch seconds); requests must carry their security token."""
-        with self._lock:
-            self._keys.sts[access_key_id] = (secret, token, expires_at)
-
     def send(self, queue: str, body: str, delay_seconds: int | None = None, encode: bool = True) -> str:
         """Enqueue a message directly (no request recorded), base64-encoded as the SDK sends by default; its id."""
         text = base64.b64encode(body.encode()).decode() if encode else body
@@ -279,8 +275,7 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
                 return Answer(0, {}, drop=True)
             if answer_fault is not None:
                 raise SmqError(answer_fault.code, status=answer_fault.status)
-            with self._lock:
-                keys = KeyRing(dict(self._keys.static), dict(self._keys.sts))
+            keys = self._key_ring()
             verify(request, keys, self._clock())
             check_content_md5(request)
             if op == UNSUPPORTED or queue is None:
@@ -620,11 +615,7 @@ def main(argv: list[str] | None = None) -> None:
             f"        curl -X DELETE {faults}",
             f"inspect: curl {stand_in.endpoint}{CONTROL_PREFIX}queues/<queue>",
         ]
-        print("\n".join(lines), flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
+        serve_until_interrupted(lines)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,10 @@ emulator serves the same way (`ServedInThread`) with its own behaviours instead 
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar
@@ -54,6 +55,50 @@ class WireRequest:
     @property
     def raw_query(self) -> str:
         return self.target.partition("?")[2]
+
+
+def serve_until_interrupted(lines: list[str]) -> None:
+    """A CLI's last step, its stand-in serving in its thread: print what a client needs, then wait for Ctrl-C."""
+    if lines:
+        print("\n".join(lines), flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+
+
+@dataclass
+class KeyRing:
+    """AccessKeyId -> secret for long-term keys, and STS keys with their token and expiry (epoch seconds). A
+    protocol's KeyRing says how it refuses a key (`rejection`), in that service's own error."""
+
+    static: dict[str, str] = field(default_factory=dict)
+    sts: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # id -> (secret, token, expires_at)
+
+    def secret_for(self, access_key_id: str, token: str | None, now: float) -> str:
+        if access_key_id in self.sts:
+            secret, expected, expires_at = self.sts[access_key_id]
+            if token is None:
+                raise self.rejection("no token", access_key_id)  # without its token an STS key id is nobody's
+            if not hmac.compare_digest(token.encode(), expected.encode()):
+                raise self.rejection("wrong token", access_key_id)
+            if now >= expires_at:
+                raise self.rejection("expired", access_key_id)
+            return secret
+        long_term = self.static.get(access_key_id)
+        if long_term is None:
+            raise self.rejection("unknown", access_key_id)
+        if token is not None:  # a token marks an STS request, and this is no STS key
+            raise self.rejection("token for a long-term key", access_key_id)
+        return long_term
+
+    def rejection(self, reason: str, access_key_id: str) -> Exception:
+        """The service's error for a key refused for `reason`: "no token", "wrong token", "expired", "unknown" or
+        "token for a long-term key"."""
+        raise NotImplementedError
+
+    def snapshot(self) -> Self:
+        return type(self)(dict(self.static), dict(self.sts))
 
 
 class ServedInThread:
@@ -160,12 +205,23 @@ class FaultyStandIn(ServedInThread, Generic[RecordT]):
 
     OPERATIONS: tuple[str, ...] = ()
     FAIL_STATUS, FAIL_CODE = 500, "InternalError"
+    _keys: KeyRing  # the subclass's, made in its __init__
 
     def __init__(self, host: str, port: int) -> None:
         super().__init__(host, port)
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._records: list[RecordT] = []
+
+    def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
+        """Accept STS credentials until `expires_at` (epoch seconds); requests must carry their security token."""
+        with self._lock:
+            self._keys.sts[access_key_id] = (secret, token, expires_at)
+
+    def _key_ring(self) -> KeyRing:
+        """The keys as they are now, to check a request with outside the lock."""
+        with self._lock:
+            return self._keys.snapshot()
 
     # --- faults ----------------------------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
+from waba_local.stand_in_base import KeyRing as BaseKeyRing
 from waba_local.stand_in_base import WireRequest
 
 API_VERSION = "2015-12-31"
@@ -208,27 +209,15 @@ def new_request_id() -> str:
 # --- authentication -----------------------------------------------------------------------------------------------
 
 
-@dataclass
-class KeyRing:
-    """AccessKeyId -> secret for long-term keys, and STS keys with their token and expiry (epoch seconds)."""
+class KeyRing(BaseKeyRing):
+    """The keys Tablestore accepts, refused as OTSAuthFailed (the wordings for STS tokens are ours)."""
 
-    static: dict[str, str] = field(default_factory=dict)
-    sts: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # id -> (secret, token, expires_at)
-
-    def secret_for(self, access_key_id: str, token: str | None, now: float) -> str:
-        if access_key_id in self.sts:
-            secret, expected, expires_at = self.sts[access_key_id]
-            if token is None:
-                raise OtsError("OTSAuthFailed", "The AccessKeyID does not exist.")  # chosen: no token, nobody's key
-            if not hmac.compare_digest(token.encode(), expected.encode()):
-                raise OtsError("OTSAuthFailed", "The security token you provided is invalid.")  # chosen wording
-            if now >= expires_at:
-                raise OtsError("OTSAuthFailed", "The security token you provided has expired.")  # chosen wording
-            return secret
-        long_term = self.static.get(access_key_id)
-        if long_term is None or token is not None:  # a token marks an STS request, and this is no STS key
-            raise OtsError("OTSAuthFailed", "The AccessKeyID does not exist.")
-        return long_term
+    def rejection(self, reason: str, access_key_id: str) -> Exception:
+        messages = {
+            "wrong token": "The security token you provided is invalid.",
+            "expired": "The security token you provided has expired.",
+        }
+        return OtsError("OTSAuthFailed", messages.get(reason, "The AccessKeyID does not exist."))
 
 
 @dataclass(frozen=True)
@@ -243,7 +232,7 @@ REQUIRED_HEADERS = ("x-ots-date", "x-ots-apiversion", "x-ots-accesskeyid", "x-ot
 SIGNATURE_HEADERS = ("x-ots-signature", "x-ots-signaturev4")
 
 
-def verify(request: OtsRequest, instance: str, keys: KeyRing, now: float) -> Authenticated:
+def verify(request: OtsRequest, instance: str, keys: BaseKeyRing, now: float) -> Authenticated:
     """Check the headers, the date against the clock, the body's MD5, the instance, the key (and STS token), then the
     signature (v2, or v4 when x-ots-signaturev4 is sent)."""
     for name in REQUIRED_HEADERS:

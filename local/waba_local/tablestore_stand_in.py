@@ -39,7 +39,6 @@ import argparse
 import base64
 import json
 import math
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from waba_local.stand_in_base import (
     StandInServer,
     fault_and_record_routes,
     json_answer,
+    serve_until_interrupted,
 )
 from waba_local.tablestore_protocol import (
     DELETE_ALL_VERSION,
@@ -174,11 +174,6 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
             if existing is None:
                 self._tables[name] = _Table(spec, self._clock())
 
-    def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
-        """Accept STS credentials until `expires_at` (epoch seconds); requests must carry their x-ots-ststoken."""
-        with self._lock:
-            self._keys.sts[access_key_id] = (secret, token, expires_at)
-
     def rows(self, table: str) -> dict[Any, dict[str, Any]]:
         """Every row: primary key value (a tuple of them for a table with several key columns) -> attribute columns
         (latest values: str, int, float, bool, or bytes for BINARY)."""
@@ -223,8 +218,7 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
                 raise OtsError(answer_fault.code, status=answer_fault.status)
             if request.method != "POST":
                 raise OtsError("OTSMethodNotAllowed")
-            with self._lock:
-                keys = KeyRing(dict(self._keys.static), dict(self._keys.sts))
+            keys = self._key_ring()
             auth = verify(request, self.instance, keys, self._clock())
             if op == UNSUPPORTED:
                 raise invalid(f"Unsupported operation: {action}.")
@@ -541,11 +535,7 @@ def main(argv: list[str] | None = None) -> None:
             f"        curl -X DELETE {faults}",
             f"inspect: curl {stand_in.endpoint}{CONTROL_PREFIX}tables/<table>",
         ]
-        print("\n".join(lines), flush=True)
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopped", flush=True)
+        serve_until_interrupted(lines)
 
 
 if __name__ == "__main__":
