@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from waba_local.bench_figures import percentile
+from waba_local.local_aws import LocalAws
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTION = ROOT / "functions" / "http_api"
@@ -96,26 +97,12 @@ print({mark!r} + json.dumps({{"cold": imported - started, "cpu": cpu, "loaded_be
 
 @contextmanager
 def moto_server() -> Iterator[str]:
-    """moto's server in a process of its own; yields its endpoint."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """moto's server in a process of its own (local_aws, as the benchmark runs it); yields its endpoint."""
+    local = LocalAws(own_process=True).start()
     try:
-        give_up = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > give_up:
-                    raise RuntimeError("moto's server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield local.endpoint
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        local.stop()
 
 
 def deployed_env(endpoint: str) -> dict[str, str]:
