@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,15 @@ EVENTS = Path(__file__).resolve().parent.parent / "events"
 BUCKET = "waba-cache-test"
 BUDGET_TABLE = "waba-budget-test"
 REGION = "ap-southeast-1"
+
+
+def control(server: Any, method: str, route: str, body: Any = None) -> Any:
+    """A call to a stand-in's control plane (the stand-in, or its endpoint), its JSON answer."""
+    endpoint = server if isinstance(server, str) else server.endpoint
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{endpoint}/_stand_in/{route}", data=data, method=method)
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
 
 
 class OffsetClock:

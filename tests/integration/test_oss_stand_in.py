@@ -23,6 +23,7 @@ import alibabacloud_oss_v2 as oss
 import pytest
 from alibabacloud_oss_v2.crc import Crc64
 
+from tests.conftest import control
 from waba_local.oss_protocol import crc64ecma
 from waba_local.oss_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, OssStandIn
 
@@ -390,13 +391,6 @@ def test_http_control_plane(stand_in: OssStandIn, client: oss.Client) -> None:
             control(stand_in, "POST", "faults", bad)
         assert http_error.value.code == 400
     assert stand_in.faults == []
-
-
-def control(server: OssStandIn, method: str, route: str, body: Any = None) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{server.endpoint}/_stand_in/{route}", data=data, method=method)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 # --- no secrets out -------------------------------------------------------------------------------------------

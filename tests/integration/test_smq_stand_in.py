@@ -33,6 +33,7 @@ from waba_local.smq_stand_in import (
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated function:DeprecationWarning")  # the SDK's own
 from tests.conftest import OffsetClock as Clock
+from tests.conftest import control
 
 QUEUE = "waba-refresh"
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NUlocalSmqKey", "sts-secret-do-not-leak", "CAIS-smq-token-do-not-leak"
@@ -484,14 +485,6 @@ def test_http_control_plane(stand_in: SmqStandIn, queue: Queue) -> None:
             control(stand_in, method, route, body)
         assert http_error.value.code == status, route
     assert stand_in.faults == []
-
-
-def control(server: SmqStandIn | str, method: str, route: str, body: Any = None) -> Any:
-    endpoint = server if isinstance(server, str) else server.endpoint
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{endpoint}/_stand_in/{route}", data=data, method=method)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 # --- no secrets out -------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import tablestore.protobuf.table_store_pb2 as pb2
 import urllib3
 
 from tests.conftest import OffsetClock as Clock
+from tests.conftest import control
 from waba_local import tablestore_protocol, tablestore_stand_in
 from waba_local.tablestore_protocol import OtsError, encode_row, parse_row
 from waba_local.tablestore_stand_in import (
@@ -578,14 +579,6 @@ def test_http_control_plane(stand_in: TablestoreStandIn, client: Any) -> None:
         assert http_error.value.code == status, route
     control(stand_in, "DELETE", "requests")
     assert stand_in.requests == [] and stand_in.faults == []
-
-
-def control(server: TablestoreStandIn | str, method: str, route: str, body: Any = None) -> Any:
-    endpoint = server if isinstance(server, str) else server.endpoint
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{endpoint}/_stand_in/{route}", data=data, method=method)
-    with urllib.request.urlopen(request, timeout=5) as response:
-        return json.loads(response.read())
 
 
 # --- atomicity ----------------------------------------------------------------------------------------------------
