@@ -38,6 +38,8 @@ ROUTES = (
     ("GET", re.compile(r"/waba/(?!refresh$)[^/]+")),  # the literal /waba/refresh wins, as in openapi.yaml
     ("POST", re.compile(r"/waba/refresh")),
 )
+# one Cache-Control directive and its comma: a token, optionally `=token` or `="quoted string"` (RFC 9111 5.2)
+CACHE_DIRECTIVE = re.compile(r'\s*(?:([^\s=,"]+)\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^,"]*))?)?\s*(?:,|$)')
 STATUS = {
     InvalidRequest: 400,
     Denied: 403,
@@ -118,10 +120,20 @@ def unexpected(error: Exception) -> Response[str]:
 
 
 def _refresh_asked(refresh: str | None, cache_control: str | None) -> bool:
-    """`?refresh=true|false` (nothing else) or `Cache-Control: no-cache` skips a fresh entry."""
+    """`?refresh=true|false` (nothing else) or a `no-cache` directive in Cache-Control asks to skip a fresh entry."""
     if refresh not in (None, "true", "false"):
         raise InvalidRequest("refresh must be true or false")
-    return refresh == "true" or "no-cache" in (cache_control or "").lower()
+    return refresh == "true" or "no-cache" in cache_directives(cache_control or "")
+
+
+def cache_directives(value: str) -> set[str]:
+    """The directive names of a Cache-Control value, lower case (RFC 9111 5.2): `no-cache` in `max-age=0, no-cache`,
+    not in `private="no-cache"` or `x-no-cache-hint`. Whatever follows a malformed directive is ignored."""
+    names, at = set(), 0
+    while at < len(value) and (found := CACHE_DIRECTIVE.match(value, at)) and found.end() > at:
+        names.add((found.group(1) or "").lower())
+        at = found.end()
+    return names - {""}
 
 
 def _error(

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -120,10 +121,13 @@ class ObjectStore(Protocol):
 class WabaCache:
     """Read and write cache entries in one bucket under a prefix and the account's scope."""
 
-    def __init__(self, store: ObjectStore, prefix: str, account_scope: str) -> None:
+    def __init__(
+        self, store: ObjectStore, prefix: str, account_scope: str, wall: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.prefix = prefix
         self.account_scope = account_scope
+        self.wall = wall  # what "now" is when an entry's FetchedAt is checked
 
     def binding(self, customer: Customer) -> str:
         """The digest that binds an entry to its account, CustSpaceId and IsvCode (absent IsvCode included)."""
@@ -145,7 +149,7 @@ class WabaCache:
         if raw is None:
             return None
         try:
-            return CacheEntry.from_json(raw, self.binding(customer))
+            return CacheEntry.from_json(raw, self.binding(customer), self.wall())
         except (ValueError, KeyError, TypeError):
             logger.warning("unreadable cache entry ignored", extra={"cache_key": key})
             return None

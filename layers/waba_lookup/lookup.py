@@ -83,14 +83,16 @@ class WabaLookup:
     def read(
         self, customer: Customer, deadline: float, refresh: bool = False, wait_seconds: float | None = None
     ) -> Answer:
-        """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles. With
-        `wait_seconds`, the wait for a permit is bounded from after the cache read, which a slow store may spend."""
+        """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles. `refresh`
+        skips a fresh entry unless it is younger than REFRESH_MIN_INTERVAL_SECONDS. With `wait_seconds`, the wait for a permit is bounded from after the cache read, which a slow store may spend."""
         ttl, stale = self.settings.cache_ttl_seconds, self.settings.cache_stale_seconds
         cached = self.cache.get(customer) if self.cache else None
         if wait_seconds is not None:
             deadline = min(deadline, self._clock() + wait_seconds + self.settings.call_seconds)
         now = self._wall()
-        if cached and not refresh and cached.is_fresh(now, ttl):
+        # a forced read of an entry fetched moments ago is served from it, so no caller can spend CAMS in a loop
+        forced = refresh and not (cached and cached.age(now) < self.settings.refresh_min_interval_seconds)
+        if cached and not forced and cached.is_fresh(now, ttl):
             count("CacheHits")
             return Answer(cached.raise_if_denied(), "HIT", int(cached.age(now)))
         count("CacheMisses")

@@ -30,6 +30,9 @@ from waba_local.poller import WORKER_BATCH, LocalLambdaContext, LocalPoller, Pol
 
 SUB, (SUB_ISV, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
 BULK = 36
+# a forced refresh of an entry younger than this is a HIT: 60 s deployed, 2 s here so the demo shows both sides
+REFRESH_MIN_INTERVAL = 2
+PAST_INTERVAL = f"CAMS failing (503), forced {REFRESH_MIN_INTERVAL} s later"
 
 
 QUIET = {"POWERTOOLS_LOG_LEVEL": "CRITICAL", "POWERTOOLS_METRICS_DISABLED": "true"}
@@ -56,6 +59,7 @@ def main() -> None:
     assert local.emulator is not None and local.oss is not None
     os.environ.update(local.environment())
     os.environ["CAMS_TIMEOUT_MS"] = "1500"
+    os.environ["REFRESH_MIN_INTERVAL_SECONDS"] = str(REFRESH_MIN_INTERVAL)
     print(
         f"  CAMS emulator      {local.emulator.endpoint}  (checks ACS3-HMAC-SHA256 signatures, 10 calls/s flow control)"
     )
@@ -118,7 +122,8 @@ def http_part(emulator: CamsEmulator, title: str, invoke: Callable[[str, str, di
     steps: list[tuple[str, str, str, dict[str, str], str | None]] = [
         ("first read", "GET", f"/waba/{SUB}", sub_headers, None),
         ("second read", "GET", f"/waba/{SUB}", sub_headers, None),
-        ("CAMS failing (503), forced refresh", "GET", f"/waba/{SUB}?refresh=true", sub_headers, "5xx"),
+        ("forced refresh at once (no CAMS call)", "GET", f"/waba/{SUB}?refresh=true", sub_headers, None),
+        (PAST_INTERVAL, "GET", f"/waba/{SUB}?refresh=true", sub_headers, "5xx"),
         ("CAMS failing, nothing cached", "GET", "/waba", {}, "5xx"),
         (
             "CAMS flow control, nothing cached",
@@ -133,6 +138,8 @@ def http_part(emulator: CamsEmulator, title: str, invoke: Callable[[str, str, di
     rows = []
     for label, method, path, headers, behaviour in steps:
         emulator.clear_behaviours()
+        if label == PAST_INTERVAL:
+            time.sleep(REFRESH_MIN_INTERVAL)
         if behaviour:
             emulator.set_behaviour("*", behaviour)
         before = len(emulator.calls)

@@ -216,8 +216,9 @@ def print_banner(
         behaviour = f"curl -s -X POST {control}behaviour -d"
         print("  faults (the emulator's control plane; CustSpaceId null is the account's own WABA):")
         print(f"""    {behaviour} '{{"CustSpaceId": null, "Behaviour": "error:System.LimitControl"}}'""")
-        print("      then ?refresh=true answers 429 with Retry-After; with an entry past CACHE_TTL_SECONDS (start")
-        print("      with CACHE_TTL_SECONDS=5 to see it soon) it answers 200 with X-Cache: STALE")
+        print("      then ?refresh=true answers 429 with Retry-After, or 200 with X-Cache: STALE from a cached entry;")
+        print("      an entry younger than REFRESH_MIN_INTERVAL_SECONDS (60 s; start with a smaller value to see it")
+        print("      sooner) is a HIT whatever is asked: no caller can spend CAMS calls in a loop")
         print(f"""    {behaviour} '{{"CustSpaceId": "{space}", "Behaviour": "5xx", "Times": 3}}'""")
         print("      other behaviours: error:Ram.PermissionDeny (403), 500, garbage (502), slow:6 (504), drop, ok")
         print(f"    curl -s {control}calls      # every call CAMS saw")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,23 +112,71 @@ def test_miss_then_hit_spends_one_cams_call(stack: Stack) -> None:
 
 def test_age_counts_seconds_since_fetched(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     assert header(stack.call("own"), "Age") == "0"
-    lookup = get_lookup()
-    monkeypatch.setattr(lookup, "_wall", lambda: __import__("time").time() + 42)
+    later(42, monkeypatch)
     hit = stack.call("own")
     assert header(hit, "X-Cache") == "HIT" and header(hit, "Age") in ("42", "43")
 
 
+def later(seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The instance's wall clock `seconds` ahead: cache entries it reads are that much older."""
+    lookup = get_lookup()
+    monkeypatch.setattr(lookup, "_wall", lambda: time.time() + seconds)
+    assert lookup.cache is not None
+    monkeypatch.setattr(lookup.cache, "wall", lookup._wall)
+
+
 @pytest.mark.parametrize("case", ["sub-refresh", "sub-no-cache"])
-def test_refresh_and_no_cache_skip_a_fresh_entry(stack: Stack, case: str) -> None:
+def test_refresh_and_no_cache_skip_a_fresh_entry_past_the_min_interval(
+    stack: Stack, case: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     stack.call("sub")
+    later(61, monkeypatch)  # fresh (TTL 300 s), but older than REFRESH_MIN_INTERVAL_SECONDS (60 s)
     forced = stack.call(case)
     assert header(forced, "X-Cache") == "MISS"
     assert stack.cams.count(cust_space_id=SUB) == 2
 
 
-def test_no_cache_in_a_rest_api_event_skips_a_fresh_entry(aws_stack: Stack) -> None:
+@pytest.mark.parametrize("case", ["sub-refresh", "sub-no-cache"])
+def test_forced_reads_in_a_loop_spend_one_cams_call(stack: Stack, case: str) -> None:
+    # Given an entry fetched moments ago, When a caller forces four reads in a row
+    answers = [stack.call(case) for _ in range(4)]
+    # Then the first fetched it, the rest were served from it: CAMS was called once
+    assert [a["statusCode"] for a in answers] == [200] * 4
+    assert [header(a, "X-Cache") for a in answers] == ["MISS", "HIT", "HIT", "HIT"]
+    assert stack.cams.count(cust_space_id=SUB) == 1
+
+
+@pytest.mark.parametrize(
+    ("cache_control", "forced"),
+    [
+        ("no-cache", True),
+        ("No-Cache", True),
+        ("max-age=0, no-cache", True),
+        ('no-cache="Set-Cookie"', True),
+        ("no-store", False),
+        ("x-no-cache-hint", False),
+        ('private="no-cache"', False),
+        ("max-age=0", False),
+    ],
+)
+def test_cache_control_is_read_as_directives(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, cache_control: str, forced: bool
+) -> None:
+    stack.call("sub")
+    later(61, monkeypatch)
+    event = load_event(f"{'http-v2' if stack.platform == 'aws' else 'fc-http'}-sub")
+    headers = {k: v for k, v in event["headers"].items() if k.lower() != "cache-control"}
+    name = "cache-control" if stack.platform == "aws" else "Cache-Control"  # as each platform spells it
+    answer = stack.call("sub", headers=headers | {name: cache_control})
+    assert header(answer, "X-Cache") == ("MISS" if forced else "HIT")
+    assert stack.cams.count(cust_space_id=SUB) == (2 if forced else 1)
+
+
+def test_no_cache_in_a_rest_api_event_skips_a_fresh_entry(aws_stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
     aws_stack.call("sub")
+    later(61, monkeypatch)
     assert header(call("rest-v1-sub-no-cache"), "X-Cache") == "MISS"
+    assert header(call("rest-v1-sub-no-cache"), "X-Cache") == "HIT"  # fetched moments ago now
     assert aws_stack.cams.count(cust_space_id=SUB) == 2
 
 
@@ -213,6 +262,7 @@ def test_the_budget_store_down_serves_a_stale_entry_and_fresh_hits_never_ask_it(
     new_instance_without_the_budget_store(monkeypatch)
     hit = stack.call("sub")
     assert header(hit, "X-Cache") == "HIT" and get_lookup().budget.stats.store_requests == 0
+    later(61, monkeypatch)  # past REFRESH_MIN_INTERVAL_SECONDS: a forced read asks CAMS, through the budget
     stale = stack.call("sub-refresh")
     assert stale["statusCode"] == 200 and header(stale, "X-Cache") == "STALE"
     assert cams.count(cust_space_id=SUB) == 1
