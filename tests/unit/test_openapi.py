@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -41,3 +42,23 @@ def test_the_documented_patterns_and_limits_are_the_codes() -> None:
     assert schema["IsvCode"]["pattern"] == f"^{ISV_CODE.pattern}$"
     items = SPEC["paths"]["/waba/refresh"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert items["properties"]["Items"]["maxItems"] == MAX_ITEMS
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "code"),
+    [("GET", "/nowhere", 404, "NotFound"), ("DELETE", "/waba", 405, "MethodNotAllowed")],
+)
+def test_the_answers_to_other_routes_are_documented(
+    method: str, path: str, status: int, code: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from waba_local.apigw import http_event
+    from waba_local.poller import LocalLambdaContext
+
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    answer = app.lambda_handler(http_event(method, path, {}), LocalLambdaContext(10_000))
+    documented = SPEC["components"]["responses"]["NotFound" if status == 404 else "MethodNotAllowed"]
+    assert answer["statusCode"] == status and json.loads(answer["body"])["Code"] == code
+    error = SPEC["components"]["schemas"]["Error"]
+    assert documented["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
+    assert set(json.loads(answer["body"])) == set(error["required"])
+    assert all(name.lower() in {h.lower() for h in answer["headers"]} for name in documented.get("headers", {}))
