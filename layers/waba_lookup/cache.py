@@ -28,16 +28,24 @@ FUTURE_SKEW_SECONDS = 60  # how far ahead of this instance's clock a FetchedAt m
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """What CAMS answered and when: a success body, or a 403-class error."""
+    """What CAMS answered and when: a success body, or a 403-class error with the last success beside it.
+
+    A denial never destroys the last good body (one bad RAM policy would otherwise erase every stale copy): it is
+    kept as `last_good`, never served while the denial is fresh, and served stale once the denial is past fresh and
+    CAMS fails or throttles, within CACHE_TTL_SECONDS + CACHE_STALE_SECONDS of its own fetch."""
 
     fetched_at: float
     body: dict[str, Any] | None = None
     error: dict[str, str | None] | None = None
+    last_good: CacheEntry | None = None  # a denial's predecessor with a body
     stored: bool = field(default=False, compare=False)  # whether the last write reached the store
 
     @classmethod
-    def denied(cls, error: Denied, fetched_at: float) -> CacheEntry:
-        return cls(fetched_at, error={"Code": error.code, "Message": error.message, "RequestId": error.request_id})
+    def denied(cls, error: Denied, fetched_at: float, previous: CacheEntry | None = None) -> CacheEntry:
+        """A 403-class answer, keeping the last good body of the entry it replaces."""
+        last_good = previous if previous and previous.body is not None else previous and previous.last_good
+        error_fields = {"Code": error.code, "Message": error.message, "RequestId": error.request_id}
+        return cls(fetched_at, error=error_fields, last_good=last_good or None)
 
     def age(self, now: float) -> float:
         return max(0.0, now - self.fetched_at)
@@ -45,9 +53,13 @@ class CacheEntry:
     def is_fresh(self, now: float, ttl: float) -> bool:
         return self.age(now) < (ttl if self.body is not None else min(ttl, DENIED_TTL_SECONDS))
 
-    def is_servable_stale(self, now: float, ttl: float, stale: float) -> bool:
-        """A success entry that may still be served when CAMS fails or throttles."""
-        return self.body is not None and self.age(now) < ttl + stale
+    def servable_stale(self, now: float, ttl: float, stale: float) -> CacheEntry | None:
+        """The success entry that may be served when CAMS fails or throttles: this one, or a denial's last good
+        body once the denial is past fresh; None when neither is younger than `ttl + stale`."""
+        if self.body is None:
+            usable = self.last_good is not None and not self.is_fresh(now, ttl)
+            return self.last_good.servable_stale(now, ttl, stale) if usable and self.last_good else None
+        return self if self.age(now) < ttl + stale else None
 
     def raise_if_denied(self) -> dict[str, Any]:
         """The success body, or the cached 403-class error raised again."""
@@ -66,6 +78,8 @@ class CacheEntry:
             "Body": self.body,
             "Error": self.error,
         }
+        if self.last_good is not None:
+            document["LastGood"] = {"FetchedAt": self.last_good.fetched_at, "Body": self.last_good.body}
         return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
     @classmethod
@@ -83,8 +97,21 @@ class CacheEntry:
         body, error = document.get("Body"), document.get("Error")
         if not isinstance(body, dict) and not isinstance(error, dict):
             return None
-        fetched_at = _fetched_at(document.get("FetchedAt"), time.time() if now is None else now)
-        return cls(fetched_at, body if isinstance(body, dict) else None, error)
+        now = time.time() if now is None else now
+        fetched_at = _fetched_at(document.get("FetchedAt"), now)
+        if isinstance(body, dict):
+            return cls(fetched_at, body)
+        return cls(fetched_at, None, error, _last_good(document.get("LastGood"), now))
+
+
+def _last_good(value: Any, now: float) -> CacheEntry | None:
+    # an unreadable LastGood costs only the stale copy, never the denial beside it
+    if not isinstance(value, dict) or not isinstance(value.get("Body"), dict):
+        return None
+    try:
+        return CacheEntry(_fetched_at(value.get("FetchedAt"), now), value["Body"])
+    except (ValueError, TypeError):
+        return None
 
 
 def _fetched_at(value: Any, now: float) -> float:

@@ -97,13 +97,14 @@ class WabaLookup:
             return Answer(cached.raise_if_denied(), "HIT", int(cached.age(now)))
         count("CacheMisses")
         try:
-            entry = self._fetch_and_store(customer, deadline, interactive=True)
+            entry = self._fetch_and_store(customer, deadline, interactive=True, previous=cached)
         except (Throttled, UpstreamFailed) as error:
             now = self._wall()
-            if cached and cached.is_servable_stale(now, ttl, stale):
+            servable = cached.servable_stale(now, ttl, stale) if cached else None
+            if servable is not None:
                 count("CacheStale")
                 logger.warning("serving a stale entry", extra={"cams_code": error.code})
-                return Answer(cached.raise_if_denied(), "STALE", int(cached.age(now)))
+                return Answer(servable.raise_if_denied(), "STALE", int(servable.age(now)))
             raise
         return Answer(entry.raise_if_denied(), "MISS", 0)
 
@@ -115,7 +116,7 @@ class WabaLookup:
             return "recent"
         if not self.cache:
             raise ConfigurationError("CACHE_BUCKET is not set: a refresh has nowhere to go")
-        entry = self._fetch_and_store(customer, deadline, interactive=False)
+        entry = self._fetch_and_store(customer, deadline, interactive=False, previous=cached)
         if not entry.stored:
             raise UpstreamFailed("the cache entry could not be written", "CacheUnavailable")
         return "refreshed" if entry.body is not None else "denied"
@@ -127,11 +128,13 @@ class WabaLookup:
             raise ConfigurationError("CACHE_BUCKET is not set: a refresh has nowhere to go")
         self._cams().ready()
 
-    def _fetch_and_store(self, customer: Customer, deadline: float, interactive: bool) -> CacheEntry:
+    def _fetch_and_store(
+        self, customer: Customer, deadline: float, interactive: bool, previous: CacheEntry | None
+    ) -> CacheEntry:
         try:
             entry = CacheEntry(self._wall(), body=self.fetch(customer, deadline, interactive))
         except Denied as denied:
-            entry = CacheEntry.denied(denied, self._wall())
+            entry = CacheEntry.denied(denied, self._wall(), previous)
         stored = self.cache.put(customer, entry) if self.cache else False
         return dataclasses.replace(entry, stored=stored)
 

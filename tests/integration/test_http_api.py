@@ -17,6 +17,7 @@ from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, l
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
 from waba_lookup import refresh_queue
+from waba_lookup.customer import Customer
 from waba_lookup.lookup import get_lookup
 from waba_lookup.settings import get_settings
 from waba_lookup.sqs import SqsBatches
@@ -400,3 +401,36 @@ def test_a_partial_enqueue_says_which_items_to_send_again_and_a_retry_of_those_d
     assert retry["statusCode"] == 202 and body(retry) == {"Queued": len(answer["NotQueued"])}
     queued = [json.dumps(m, sort_keys=True) for m in stack.queued()]
     assert sorted(queued) == sorted(json.dumps(i, sort_keys=True) for i in items)  # each exactly once
+
+
+def test_a_denied_refresh_keeps_the_last_good_body_for_stale_serving(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a good entry, then an account-wide denial that a background refresh records
+    good = stack.call("sub")
+    monkeypatch.setenv("REFRESH_MIN_INTERVAL_SECONDS", "0")
+    get_settings.cache_clear()
+    get_lookup.cache_clear()
+    stack.cams.set_behaviour("*", "error:Ram.PermissionDeny")
+    customer = Customer(SUB, ISV)
+    assert get_lookup().refresh(customer, time.monotonic() + 10) == "denied"
+    [entry] = stack.cache.cache_objects().values()
+    assert entry["Result"] == "DENIED" and entry["LastGood"]["Body"] == body(good)
+    # While the denial is fresh, reads answer it: the last good body is not served
+    assert body(stack.call("sub"))["Code"] == "Ram.PermissionDeny"
+    # When the denial is fixed but CAMS throttles, past the denial's freshness the last good body is served stale
+    stack.cams.set_behaviour("*", "error:System.LimitControl")
+    later(61, monkeypatch)
+    stale = stack.call("sub")
+    assert (stale["statusCode"], header(stale, "X-Cache")) == (200, "STALE") and body(stale) == body(good)
+    # A denial again is answered, and still keeps the last good body beside it
+    stack.cams.set_behaviour("*", "error:Product.Unsubscript")
+    assert stack.call("sub")["statusCode"] == 403
+    [entry] = stack.cache.cache_objects().values()
+    assert entry["Error"]["Code"] == "Product.Unsubscript" and entry["LastGood"]["Body"] == body(good)
+    # And once CAMS answers well again, the entry is good and carries no LastGood
+    stack.cams.clear_behaviours()
+    later(122, monkeypatch)
+    assert header(stack.call("sub"), "X-Cache") == "MISS"
+    [entry] = stack.cache.cache_objects().values()
+    assert entry["Result"] == "OK" and entry.get("LastGood") is None

@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 
 from waba_lookup.cache import SCHEMA, CacheEntry
+from waba_lookup.customer import Customer
+from waba_lookup.errors import Denied
 
 NOW = 1_800_000_000.0
 BINDING = "b" * 40
@@ -58,3 +60,33 @@ def test_now_defaults_to_the_wall_clock() -> None:
 def test_a_deeply_nested_object_is_unreadable_not_a_crash() -> None:
     with pytest.raises(ValueError):
         CacheEntry.from_json(b"[" * 100_000, BINDING, now=NOW)
+
+
+def denial(previous: CacheEntry | None, at: float = NOW) -> CacheEntry:
+    return CacheEntry.denied(Denied("no", "Ram.PermissionDeny", "r-1"), at, previous)
+
+
+def round_trip(entry: CacheEntry) -> CacheEntry | None:
+    return CacheEntry.from_json(entry.to_json(BINDING, Customer("cs-1")), BINDING, now=NOW)
+
+
+def test_a_denial_keeps_the_last_good_body_through_later_denials_and_the_store() -> None:
+    good = CacheEntry(NOW - 500, {"Code": "OK", "Data": {"Id": "1"}})
+    twice = denial(denial(good, NOW - 100))
+    assert twice.last_good == good and round_trip(twice) == twice
+    assert denial(None).last_good is None and denial(CacheEntry(NOW, error={"Code": "x"})).last_good is None
+
+
+def test_the_last_good_body_is_served_stale_only_once_the_denial_is_past_fresh() -> None:
+    good = CacheEntry(NOW - 500, {"Code": "OK"})
+    ttl, stale = 300, 86_400
+    assert denial(good, NOW - 10).servable_stale(NOW, ttl, stale) is None  # the denial is fresh (60 s)
+    assert denial(good, NOW - 61).servable_stale(NOW, ttl, stale) == good
+    assert denial(good, NOW - 61).servable_stale(NOW, ttl, stale=100) is None  # the good body is past stale too
+
+
+@pytest.mark.parametrize("last_good", [{"FetchedAt": "x", "Body": {}}, {"FetchedAt": NOW}, [], {"Body": None}])
+def test_an_unreadable_last_good_costs_only_the_stale_copy(last_good: Any) -> None:
+    document = json.loads(denial(None).to_json(BINDING, Customer()))
+    entry = CacheEntry.from_json(json.dumps(document | {"LastGood": last_good}).encode(), BINDING, now=NOW)
+    assert entry is not None and entry.error and entry.last_good is None
