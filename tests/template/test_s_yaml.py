@@ -92,6 +92,7 @@ RUN = (*TRIGGER, "runOptions")
 INFRA = "waba_infra"
 BUDGET_INSTANCE = ("props", "template", "Resources", "BudgetInstance", "Properties")
 BUDGET_TABLE = ("props", "template", "Resources", "BudgetTable", "Properties")
+REFRESH_QUEUE = ("props", "template", "Resources", "RefreshQueue", "Properties")
 
 
 @pytest.mark.parametrize(
@@ -105,6 +106,8 @@ BUDGET_TABLE = ("props", "template", "Resources", "BudgetTable", "Properties")
         (HTTP, (*TRIGGER, "authType"), "jwt"),  # without its authConfig
         (WORKER, ("props", "concurrencyConfig", "reservedConcurrency"), "2"),
         (HTTP, ("props", "memory"), 512),  # a misspelt property fc3 would ignore
+        (HTTP, ("props", "instanceConcurrency"), 2),  # the library's per-instance state takes one request at a time
+        (WORKER, ("props", "instanceConcurrency"), 10),
         (
             WORKER,
             (*TRIGGER, "eventSourceConfig", "eventSourceParameters", "sourceMNSParameters", "IsBase64Decode"),
@@ -129,6 +132,8 @@ BUDGET_TABLE = ("props", "template", "Resources", "BudgetTable", "Properties")
         (INFRA, (*BUDGET_TABLE, "ReservedThroughput", "Read"), 1),  # billed every hour, used or not
         (INFRA, (*BUDGET_TABLE, "PrimaryKey", 0, "Type"), "TEXT"),
         (INFRA, (*BUDGET_TABLE, "TTL"), -1),  # a misspelt property
+        (INFRA, (*REFRESH_QUEUE, "KmsKeyId"), "key-id"),  # ROS's ALIYUN::MNS::Queue has no encryption property
+        (INFRA, (*REFRESH_QUEUE, "VisibilityTimeout"), 43201),  # SMQ's most is 12 h
     ],
 )
 def test_schema_rejects_what_fc_would_refuse_or_ignore(
@@ -321,6 +326,15 @@ def test_the_http_function_has_no_reserved_concurrency() -> None:
     props = raw()["resources"][HTTP]["props"]
     assert "concurrencyConfig" not in props
     assert "CAMS_MAX_INSTANCES" not in props["environmentVariables"]
+
+
+def test_each_instance_serves_one_request_at_a_time(doc: dict[str, Any]) -> None:
+    """instanceConcurrency 1 on both functions: the budget's state in an instance (its static share's log, its place
+    in line) and the credentials read at each call are kept per instance, without locks. Function Compute 3.0's
+    built-in runtimes serve one request per instance anyway (only custom runtimes take more): the pin keeps it so."""
+    for function in (HTTP, WORKER):
+        assert raw()["resources"][function]["props"].get("instanceConcurrency") == 1, function
+        assert functions(doc)[function]["instanceConcurrency"] == 1, function
 
 
 def test_the_workers_cap_is_its_fallback_instance_count(doc: dict[str, Any]) -> None:
