@@ -20,6 +20,7 @@ from waba_local.oss_stand_in import OssStandIn
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_local.smq_stand_in import SmqStandIn
 from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_lookup.credentials import use_invocation_credentials
 from waba_lookup.dynamodb import decode
 from waba_lookup.lookup import get_lookup
 from waba_lookup.observability import metrics
@@ -84,6 +85,7 @@ def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for cached in caches:
         cached.cache_clear()
     metrics.clear_metrics()  # what an earlier test counted is not this instance's
+    use_invocation_credentials(None)  # no FC invocation's credentials: each test passes its own context
     yield
     for cached in caches:
         cached.cache_clear()

@@ -163,7 +163,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
 def handler(event: bytes, context: Any) -> dict[str, Any]:
     """Function Compute's HTTP trigger: its event through the same router, as an API Gateway v2 event."""
     started = time.monotonic()
-    return fc.http_answer(_resolve_fc(fc.http_event(event), fc.FcContext.of(context, started)))
+    return fc.http_answer(_resolve_fc(fc.http_event(event), fc.begin_invocation(context, started)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False)

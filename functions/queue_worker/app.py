@@ -87,7 +87,7 @@ def handler(event: bytes, context: Any) -> dict[str, int]:
     """Function Compute's SMQ trigger (EventBridge, CloudEvents): the same item logic, with failed items sent on
     (re-sent with a delay, or dead-lettered) before returning, since a batch there succeeds or fails whole."""
     started = time.monotonic()
-    return _refresh_fc(fc.queue_messages(event), fc.FcContext.of(context, started))
+    return _refresh_fc(fc.queue_messages(event), fc.begin_invocation(context, started))
 
 
 @logger.inject_lambda_context(log_event=False)

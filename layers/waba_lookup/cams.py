@@ -14,7 +14,7 @@ import socket
 from typing import Any
 from urllib.parse import quote
 
-from waba_lookup.credentials import AccessKey, Credentials, EnvironmentCredentials, SecretCredentials
+from waba_lookup.credentials import AccessKey, Credentials, FunctionCredentials, SecretCredentials
 from waba_lookup.errors import AUTH_CODE_PREFIXES, UpstreamFailed, UpstreamTimeout, WabaLookupError, error_for_code
 from waba_lookup.settings import Settings
 
@@ -119,7 +119,7 @@ def client_from_settings(settings: Settings) -> CamsClient:
     (on Function Compute, the function role's), else the SDK's default chain (profiles, OIDC, instance roles)."""
     if settings.cams_credentials_secret:
         return CamsClient(settings, SecretCredentials(settings.cams_credentials_secret))
-    return CamsClient(settings, EnvironmentCredentials())
+    return CamsClient(settings, FunctionCredentials())
 
 
 def _checked_body(body: Any, secrets: list[str]) -> dict[str, Any]:

@@ -1,7 +1,11 @@
 """Where the Alibaba Cloud credentials come from, read again when they change or are rejected.
 
+- `FunctionCredentials`, the library's default: the invocation's credentials where the platform passes them (FC's
+  `context.credentials` on its Python 3.10 and older runtimes), else `EnvironmentCredentials`.
 - `EnvironmentCredentials`: `ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN`, read at every use. On Function
-  Compute these are the function role's STS credentials, which the platform renews; an AccessKey works the same.
+  Compute's Python 3.12 runtime these are the function role's STS credentials, set when the instance starts and
+  valid for 36 hours (it passes no `context.credentials`:
+  https://www.alibabacloud.com/help/en/functioncompute/fc/context-1); an AccessKey works the same.
 - `SecretCredentials` (AWS): a Secrets Manager secret, cached, read again at most once a minute after CAMS
   rejected the key it held, so a rotated key is picked up without a cold start.
 """
@@ -74,6 +78,34 @@ class EnvironmentCredentials:
 
     def rejected(self) -> None:
         pass  # the next current() reads the variables again anyway
+
+
+_invocation: list[AccessKey | None] = [None]  # the running invocation's, set by its platform adapter
+
+
+def use_invocation_credentials(context: Any) -> None:
+    """Take the credentials an invocation's context carries (`context.credentials` with `access_key_id`,
+    `access_key_secret`, `security_token`), or none: each invocation replaces the last one's."""
+    given = getattr(context, "credentials", None)
+    key_id, secret = getattr(given, "access_key_id", None), getattr(given, "access_key_secret", None)
+    token = getattr(given, "security_token", None)
+    if isinstance(key_id, str) and key_id and isinstance(secret, str) and secret:
+        _invocation[0] = AccessKey(key_id, secret, token if isinstance(token, str) and token else None)
+    else:
+        _invocation[0] = None
+
+
+@dataclass
+class FunctionCredentials:
+    """The running invocation's credentials when its platform passed any, else the ALIBABA_CLOUD_* variables."""
+
+    environment: EnvironmentCredentials = field(default_factory=EnvironmentCredentials)
+
+    def current(self) -> AccessKey | None:
+        return _invocation[0] or self.environment.current()
+
+    def rejected(self) -> None:
+        pass  # both are read again at every use
 
 
 @dataclass

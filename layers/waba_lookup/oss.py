@@ -14,7 +14,7 @@ from urllib.parse import quote, urlsplit
 
 from waba_lookup import signed_get
 from waba_lookup.cache import ObjectStoreError
-from waba_lookup.credentials import Credentials, EnvironmentCredentials
+from waba_lookup.credentials import Credentials, FunctionCredentials
 
 CONNECT_SECONDS, READ_SECONDS = 1, 2  # as for S3: FAIL_FAST_SECONDS in all
 
@@ -26,7 +26,7 @@ class OssObjectStore:
         self, bucket: str, region: str, endpoint: str, credentials: Credentials | None = None, client: Any = None
     ) -> None:
         self.bucket, self.region, self.endpoint = bucket, region, endpoint
-        self._credentials = credentials or EnvironmentCredentials()
+        self._credentials = credentials or FunctionCredentials()
         self._oss = client
 
     def read(self, key: str) -> bytes | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from waba_lookup.credentials import Credentials, EnvironmentCredentials
+from waba_lookup.credentials import Credentials, FunctionCredentials
 from waba_lookup.log_store import StoreUnavailable, from_columns, to_columns
 from waba_lookup.sliding_log import LogRecord
 
@@ -35,7 +35,7 @@ class TablestoreLogStore:
     ) -> None:
         self.endpoint, self.instance, self.table = endpoint, instance, table
         self.primary_key = [("pk", f"budget/{key}")]
-        self._credentials = credentials or EnvironmentCredentials()
+        self._credentials = credentials or FunctionCredentials()
         self._client = client
 
     def load(self) -> LogRecord:

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from waba_lookup.credentials import Credentials, EnvironmentCredentials
+from waba_lookup.credentials import Credentials, FunctionCredentials
 from waba_lookup.errors import ConfigurationError
 from waba_lookup.refresh_queue import QueueSendFailed
 
@@ -38,7 +38,7 @@ class SmqQueue:
     def __init__(self, url: str, credentials: Credentials | None = None) -> None:
         self.url = url
         self.endpoint, self.name = parse_queue_url(url)
-        self._credentials = credentials or EnvironmentCredentials()
+        self._credentials = credentials or FunctionCredentials()
         self._local = threading.local()
 
     def send_batch(self, bodies: list[str], delays: list[int] | None = None) -> list[int]:

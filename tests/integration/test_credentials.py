@@ -6,14 +6,16 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import boto3
 import pytest
 from http_api import app
 
-from tests.conftest import REGION, OssCache, load_event
+from tests.conftest import REGION, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
+from waba_local.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.cams import CamsClient
 from waba_lookup.credentials import AccessKey, SecretCredentials
 from waba_lookup.customer import Customer
@@ -55,6 +57,51 @@ def test_on_fc_cams_and_oss_are_called_with_the_roles_sts_credentials_and_renewa
     assert [c.access_key_id for c in cams_env.calls] == ["STS.role1", "STS.role2"]
     assert all(c.status == 200 for c in cams_env.calls)
     assert get_settings().account_scope == scope and scope == get_lookup().settings.account_scope
+
+
+@dataclass(frozen=True)
+class InvocationCredentials:
+    """`context.credentials` as FC's Python 3.10/3.9 runtimes pass them (3.12 passes none: the environment has them)."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str
+
+
+@dataclass(frozen=True)
+class ContextWithCredentials(LocalFcContext):
+    credentials: InvocationCredentials | None = None
+
+
+def test_on_fc_the_invocations_credentials_win_over_expired_ones_in_the_environment(
+    cams_env: CamsEmulator,
+    oss: OssCache,
+    smq: SmqQueues,
+    tablestore: TablestoreStandIn,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given CAMS, OSS, SMQ and Tablestore that know the role's key 1, expired, and key 2, and key 1 in the environment
+    for service in (cams_env, oss.stand_in, smq.stand_in, tablestore):
+        service.add_sts("STS.role1", "sts-secret-1", "sts-token-1", expires_at=time.time() - 1)
+        service.add_sts("STS.role2", "sts-secret-2", "sts-token-2", expires_at=time.time() + 3600)
+    use_sts(monkeypatch, 1)
+    context = ContextWithCredentials(credentials=InvocationCredentials("STS.role2", "sts-secret-2", "sts-token-2"))
+
+    def invoke(case: str, **overrides: object) -> dict[str, Any]:
+        event = json.dumps(load_event(f"fc-http-{case}", **overrides)).encode()
+        return cast(dict[str, Any], app.handler(event, context))
+
+    # When the invocation carries key 2: a miss (the budget in Tablestore, CAMS, the OSS write), a hit (the signed
+    # OSS read) and a bulk refresh (SMQ)
+    miss, hit = invoke("sub"), invoke("sub")
+    queued = invoke("refresh", body=json.dumps({"Items": [{"CustSpaceId": "cs-1"}]}))
+    # Then each was called with key 2, and none failed
+    assert (miss["statusCode"], miss["headers"]["X-Cache"]) == (200, "MISS")
+    assert (hit["statusCode"], hit["headers"]["X-Cache"]) == (200, "HIT")
+    assert queued["statusCode"] == 202 and json.loads(queued["body"]) == {"Queued": 1}
+    assert [c.access_key_id for c in cams_env.calls] == ["STS.role2"]
+    assert len(smq.bodies()) == 1 and len(oss.cache_objects()) == 1
+    assert get_lookup().budget.stats.fallbacks == 0 and get_lookup().budget.stats.store_requests > 0
 
 
 @dataclass

@@ -6,11 +6,13 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from tests.conftest import load_event
 from waba_local.fc_local import LocalFcContext, fc_http_event
-from waba_lookup.fc import FcContext, http_answer, http_event
+from waba_lookup.credentials import AccessKey, FunctionCredentials
+from waba_lookup.fc import FcContext, begin_invocation, http_answer, http_event
 
 
 def as_router_sees_it(fc_event: bytes | dict[str, Any]) -> APIGatewayProxyEventV2:
@@ -73,3 +75,13 @@ def test_the_context_carries_fcs_request_id_and_function() -> None:
     assert (context.aws_request_id, context.function_name, context.memory_limit_in_mb) == ("1-abc", "waba-http", 512)
     assert context.invoked_function_arn == "acs:fc:cn-hangzhou:123:functions/waba-http"
     assert context.function_version == "prod"
+
+
+def test_an_invocations_credentials_are_used_for_it_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_ID", "env-key")
+    monkeypatch.setenv("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "env-secret")
+    given = SimpleNamespace(access_key_id="STS.ctx", access_key_secret="ctx-secret", security_token="ctx-token")
+    begin_invocation(SimpleNamespace(credentials=given), 0.0)
+    assert FunctionCredentials().current() == AccessKey("STS.ctx", "ctx-secret", "ctx-token")
+    begin_invocation(SimpleNamespace(), 0.0)  # the next invocation passes none (Python 3.12): the environment's
+    assert FunctionCredentials().current() == AccessKey("env-key", "env-secret")
