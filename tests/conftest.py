@@ -67,6 +67,7 @@ def fresh_instance(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "AWS_ENDPOINT_URL_SQS",
         "AWS_ENDPOINT_URL_DYNAMODB",
         "AWS_PROFILE",
+        "AWS_CA_BUNDLE",  # set on some machines; Lambda sets none, and with it S3 reads would skip the signed GET
         "FC_FUNCTION_NAME",
         "FC_REGION",
         "FC_ACCOUNT_ID",

@@ -22,16 +22,20 @@ CONNECT_SECONDS, READ_SECONDS = 1, 2  # as for S3: FAIL_FAST_SECONDS in all
 class OssObjectStore:
     """One OSS bucket. A failed read falls through to CAMS; a failed refresh write goes back to the queue."""
 
+    write_seconds = float(CONNECT_SECONDS + READ_SECONDS)
+
     def __init__(
         self, bucket: str, region: str, endpoint: str, credentials: Credentials | None = None, client: Any = None
     ) -> None:
         self.bucket, self.region, self.endpoint = bucket, region, endpoint
         self._credentials = credentials or FunctionCredentials()
         self._oss = client
+        self._path = signed_get.ReadPath(signed=client is None)  # a client given: every call goes through it
 
     def read(self, key: str) -> bytes | None:
-        if self._oss is None:  # no client given: the signed GET
-            return self._read_signed(key)
+        return self._path.read(lambda: signed_get.fetch(*self.signed_get_request(key)), lambda: self._read_sdk(key))
+
+    def _read_sdk(self, key: str) -> bytes | None:
         import alibabacloud_oss_v2 as oss
 
         try:
@@ -53,9 +57,6 @@ class OssObjectStore:
             self._client().put_object(request)
         except Exception as exc:  # noqa: BLE001
             raise _store_error(exc) from None
-
-    def _read_signed(self, key: str) -> bytes | None:
-        return signed_get.object_or_none(signed_get.fetch(*self.signed_get_request(key)))
 
     def signed_get_request(self, key: str, now: float | None = None) -> tuple[str, dict[str, str]]:
         """The URL and signed headers of a GET of the object (signed now, or at `now`), addressed as the SDK

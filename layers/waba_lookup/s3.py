@@ -7,8 +7,9 @@ credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)
 addressed as botocore addresses them (virtual-hosted; path-style on a configured endpoint). Anything else goes through
 botocore's client: tracing on (so that X-Ray sees S3's calls), a profile, FIPS or dual-stack endpoints, a CA
 bundle, a proxy, the China or GovCloud partitions, a bucket name with dots, directory buckets and Object Lambda
-aliases, an endpoint with a path; and for the rest of the instance's life, a bucket S3 says is in another region
-(botocore follows the redirect). Every write goes through botocore.
+aliases, an endpoint with a path; and for the rest of the instance's life, once a signed read failed where botocore's
+succeeded (`signed_get.ReadPath`: a bucket in another region, whose redirect botocore follows, among others). Every
+write goes through botocore.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from waba_lookup import signed_get
-from waba_lookup.aws import fail_fast_client
+from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
 from waba_lookup.cache import ObjectStoreError
 from waba_lookup.observability import tracer
 
@@ -44,18 +45,21 @@ _BOTOCORE_ONLY = (
 class S3ObjectStore:
     """One S3 bucket. A failed read falls through to CAMS; a failed refresh write goes back to the queue."""
 
+    write_seconds = FAIL_FAST_SECONDS
+
     def __init__(self, bucket: str, s3_client: Any = None, environ: Mapping[str, str] = os.environ) -> None:
         self.bucket = bucket
         self._s3 = s3_client  # given: every call goes through it
         self._environ = environ
-        self._signed = s3_client is None
+        self._path = signed_get.ReadPath(signed=s3_client is None)
 
     def read(self, key: str) -> bytes | None:
-        request = signed_get_request(self.bucket, key, self._environ) if self._signed and not tracer.on else None
-        if request is not None:
-            signed = self._read_signed(*request)
-            if self._signed:
-                return signed
+        request = signed_get_request(self.bucket, key, self._environ) if self._path.signed and not tracer.on else None
+        if request is None:  # the environment needs botocore
+            return self._read_sdk(key)
+        return self._path.read(lambda: signed_get.fetch(*request), lambda: self._read_sdk(key))
+
+    def _read_sdk(self, key: str) -> bytes | None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
@@ -74,13 +78,6 @@ class S3ObjectStore:
             self._client().put_object(Bucket=self.bucket, Key=key, Body=data, ContentType="application/json")
         except (BotoCoreError, ClientError) as exc:
             raise ObjectStoreError(_error_code(exc), type(exc).__name__) from None
-
-    def _read_signed(self, url: str, headers: dict[str, str]) -> bytes | None:
-        reply = signed_get.fetch(url, headers)
-        if reply.status != 200 and reply.headers.get("x-amz-bucket-region"):  # 301 PermanentRedirect, 400 …
-            self._signed = False  # the bucket is in another region than AWS_DEFAULT_REGION: botocore follows it
-            return None
-        return signed_get.object_or_none(reply)
 
     def _client(self) -> Any:
         if self._s3 is None:

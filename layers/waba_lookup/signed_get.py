@@ -23,6 +23,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -155,6 +156,46 @@ def fetch(url: str, headers: dict[str, str]) -> Reply:
         return get(url, headers)
     except Exception as exc:  # noqa: BLE001 - OSError, HTTPException, a header value refused: each a failed read
         raise ObjectStoreError(None, type(exc).__name__) from None
+
+
+class ReadPath:
+    """How an instance reads one store: the signed GET, until a signed read fails where the SDK's read of the same
+    object does not; from then on the SDK's, for the instance's life.
+
+    A signing regression, or a request the real service judges otherwise than the stand-ins (SignatureDoesNotMatch,
+    AccessDenied, a redirect, a 400), would otherwise quietly turn every HIT into a CAMS call. So any failure but a
+    missing object or a timeout (which the SDK would meet as well) is retried once through the SDK, and a success
+    there is logged once, naming the failure's code, and counted as a cache failure (the CacheFailures alarm)."""
+
+    def __init__(self, signed: bool = True) -> None:
+        self.signed = signed
+
+    def read(self, signed: Callable[[], Reply], sdk: Callable[[], bytes | None]) -> bytes | None:
+        """The object (None: no such object) through the path in use; ObjectStoreError when it cannot be read."""
+        from waba_lookup.cache import ObjectStoreError
+
+        if not self.signed:
+            return sdk()
+        try:
+            reply = signed()
+        except ObjectStoreError as error:
+            if error.error_type in ("TimeoutError", "timeout"):
+                raise
+            failure = error.code or error.error_type
+        else:
+            if reply.status == 200 or reply.status == 404 and reply.error_code in ("NoSuchKey", None):
+                return object_or_none(reply)
+            failure = reply.error_code or f"HTTP{reply.status}"
+        data = sdk()  # raises if the SDK fails too: then it is the store's failure, not the signing's
+        self.signed = False
+        from waba_lookup.observability import count, logger
+
+        logger.warning(
+            "signed cache read failed where the SDK's did not: reading through the SDK from now on",
+            extra={"error_code": failure},
+        )
+        count("CacheFailures")
+        return data
 
 
 def object_or_none(reply: Reply) -> bytes | None:

@@ -30,6 +30,7 @@ from typing import Any
 
 REQUESTS_PATH = "/_stand_in/requests"  # GET: requests served so far, per service and per operation
 SLOW_PATH = "/_stand_in/slow"  # POST ?seconds=&service=&method=: the functions' requests of that kind wait first
+FAIL_PATH = "/_stand_in/fail"  # POST ?status=&code=&service=&method=&times=: the functions' next requests fail so
 _SERVICE = re.compile(r"Credential=[^/]+/\d{8}/[^/]+/([^/]+)/aws4_request")
 WsgiApp = Callable[[dict[str, Any], Any], Iterable[bytes]]
 
@@ -45,19 +46,25 @@ class SerialMotoApp:
     """moto's WSGI app answering one request at a time, counting requests per service ("dynamodb") and
     operation ("dynamodb:GetItem", when the request names one in X-Amz-Target).
 
-    It can be slow, as moto cannot: `slow` makes requests of one service and method wait before they are answered
-    (outside the lock, so others go on). It slows the functions' requests, not boto3's: a test's own boto3 client
-    (its User-Agent says Boto3) reads the bucket at full speed to check what the functions left there."""
+    It can be slow and fail, as moto cannot: `slow` makes requests of one service and method wait before they are
+    answered (outside the lock, so others go on), `fail` answers the next ones with an error of S3's. Both touch the
+    functions' requests, not boto3's: a test's own boto3 client (its User-Agent says Boto3) reads the bucket at full
+    speed to check what the functions left there."""
 
     def __init__(self, app: WsgiApp) -> None:
         self.app = app
         self.requests: Counter[str] = Counter()
         self.slowness: dict[tuple[str, str], float] = {}  # (service, method) -> seconds
+        self.failures: dict[tuple[str, str], list[tuple[int, str]]] = {}  # (service, method) -> (status, code)s
         self._lock = threading.Lock()
 
     def slow(self, seconds: float, service: str = "s3", method: str = "GET") -> None:
         """From now on, the functions' `method` requests to `service` wait `seconds` first (0: no longer)."""
         self.slowness[(service, method.upper())] = seconds
+
+    def fail(self, status: int, code: str, service: str = "s3", method: str = "GET", times: int = 1) -> None:
+        """Answer the functions' next `times` `method` requests to `service` with `status` and an XML error `code`."""
+        self.failures.setdefault((service, method.upper()), []).extend([(status, code)] * times)
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == REQUESTS_PATH:
@@ -69,10 +76,20 @@ class SerialMotoApp:
             self.slow(float(query["seconds"]), query.get("service", "s3"), query.get("method", "GET"))
             start_response("204 No Content", [])
             return []
+        if environ.get("PATH_INFO") == FAIL_PATH:
+            query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", "")))
+            service, method, times = query.get("service", "s3"), query.get("method", "GET"), int(query.get("times", 1))
+            self.fail(int(query["status"]), query["code"], service, method, times)
+            start_response("204 No Content", [])
+            return []
         if environ.get("PATH_INFO") == "/moto-api/reset":
             self.slowness.clear()  # a reset starts from a quick, empty moto
-        elif self.slowness and "Boto3/" not in environ.get("HTTP_USER_AGENT", ""):
-            time.sleep(self.slowness.get((_service(environ), environ.get("REQUEST_METHOD", "")), 0))
+            self.failures.clear()
+        elif "Boto3/" not in environ.get("HTTP_USER_AGENT", ""):
+            kind = (_service(environ), environ.get("REQUEST_METHOD", ""))
+            time.sleep(self.slowness.get(kind, 0))
+            if self.failures.get(kind):
+                return _error(*self.failures[kind].pop(0), start_response)
         with self._lock:
             self._count(environ)
             answer = self.app(environ, start_response)
@@ -86,6 +103,15 @@ class SerialMotoApp:
         self.requests[service] += 1
         if target := environ.get("HTTP_X_AMZ_TARGET"):
             self.requests[f"{service}:{target.rpartition('.')[2]}"] += 1
+
+
+def _error(status: int, code: str, start_response: Any) -> Iterable[bytes]:
+    body = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>{code}</Code><Message>injected</Message></Error>'
+    headers = [("Content-Type", "application/xml"), ("Content-Length", str(len(body)))]
+    if 300 <= status < 400:
+        headers.append(("Location", "http://127.0.0.1:9/elsewhere"))
+    start_response(f"{status} {code}", headers)
+    return [body.encode()]
 
 
 def _service(environ: dict[str, Any]) -> str:
@@ -143,6 +169,11 @@ class LocalAws:
         """Make the functions' `method` requests to `service` wait `seconds` first (0 to stop); see SerialMotoApp."""
         query = urllib.parse.urlencode({"seconds": seconds, "service": service, "method": method})
         self._post(f"{SLOW_PATH}?{query}")
+
+    def fail(self, status: int, code: str, service: str = "s3", method: str = "GET", times: int = 1) -> None:
+        """Answer the functions' next `times` `method` requests to `service` with an error; see SerialMotoApp."""
+        query = {"status": status, "code": code, "service": service, "method": method, "times": times}
+        self._post(f"{FAIL_PATH}?{urllib.parse.urlencode(query)}")
 
     def requests(self) -> Counter[str]:
         """Requests served so far, per service and operation (see SerialMotoApp)."""

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 
 from tests.conftest import BUCKET, AwsStandIn, OssCache
+from waba_lookup import signed_get
 from waba_lookup.cache import CacheEntry, ObjectStore, WabaCache
 from waba_lookup.credentials import AccessKey, StaticCredentials
 from waba_lookup.customer import Customer
+from waba_lookup.observability import metrics
 from waba_lookup.oss import OssObjectStore
 from waba_lookup.s3 import S3ObjectStore
 
@@ -121,6 +123,58 @@ def test_an_unreadable_object_is_a_miss(backend: Backend, caplog: pytest.LogCapt
     assert "unreadable cache entry" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(403, "SignatureDoesNotMatch"), (403, "AccessDenied"), (307, "TemporaryRedirect"), (400, "InvalidRequest")],
+)
+def test_a_signed_read_failing_where_the_sdks_does_not_hands_the_instance_to_the_sdk(
+    request: pytest.FixtureRequest, backend: Backend, status: int, code: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given an entry, and a store that refuses the next signed read of it as the real service might
+    assert backend.cache.put(SUB, CacheEntry(time.time(), body=BODY))
+    if isinstance(backend.cache.store, S3ObjectStore):
+        request.getfixturevalue("aws").server.fail(status, code)
+    else:
+        request.getfixturevalue("oss").stand_in.fail(times=1, status=status, code=code, operation="GetObject")
+    signed = spy_on_signed_gets(request.getfixturevalue("monkeypatch"))
+    # When it is read twice
+    first, second = backend.cache.get(SUB), backend.cache.get(SUB)
+    # Then both reads are HITs: the first retried through the SDK, the second through the SDK alone
+    assert first is not None and second is not None and first.body == second.body == BODY
+    assert len(signed) == 1
+    warnings = [r for r in caplog.records if "reading through the SDK" in r.getMessage()]
+    assert len(warnings) == 1 and getattr(warnings[0], "error_code", None) == code
+    if isinstance(backend.cache.store, S3ObjectStore):  # metrics are AWS's
+        assert metrics.metric_set["CacheFailures"]["Value"] == [1.0]
+
+
+def test_a_failure_of_the_sdk_too_is_the_stores_and_keeps_the_signed_path(
+    request: pytest.FixtureRequest, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert backend.cache.put(SUB, CacheEntry(time.time(), body=BODY))
+    if isinstance(backend.cache.store, S3ObjectStore):
+        request.getfixturevalue("aws").server.fail(403, "AccessDenied", times=2)
+    else:
+        request.getfixturevalue("oss").stand_in.fail(times=2, status=403, code="AccessDenied", operation="GetObject")
+    signed = spy_on_signed_gets(request.getfixturevalue("monkeypatch"))
+    assert backend.cache.get(SUB) is None and "cache read failed" in caplog.text
+    assert backend.cache.get(SUB) is not None and len(signed) == 2
+    assert "reading through the SDK" not in caplog.text
+
+
+def spy_on_signed_gets(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The URLs of the signed GETs sent from now on (each still sent)."""
+    sent: list[str] = []
+    real = signed_get.get
+
+    def get(url: str, headers: dict[str, str]) -> signed_get.Reply:
+        sent.append(url)
+        return real(url, headers)
+
+    monkeypatch.setattr(signed_get, "get", get)
+    return sent
+
+
 def oss_failure(oss: OssCache, emulator_credentials: tuple[str, str], how: str) -> OssObjectStore:
     """An OSS store whose requests fail the way `how` says."""
     key_id, secret = emulator_credentials
@@ -132,10 +186,10 @@ def oss_failure(oss: OssCache, emulator_credentials: tuple[str, str], how: str) 
     elif how == "expired STS token":
         stand_in.add_sts("STS.expired", "sts-secret", "sts-token", expires_at=time.time() - 1)
         credentials = AccessKey("STS.expired", "sts-secret", "sts-token")
-    elif how == "500":
-        stand_in.fail(times=2, status=500, code="InternalError")
+    elif how == "500":  # the signed read, its retry through the SDK, and the write
+        stand_in.fail(times=3, status=500, code="InternalError")
     elif how == "dropped connection":
-        stand_in.drop(times=2)
+        stand_in.drop(times=3)
     elif how == "slow":
         stand_in.slow(2.5, times=2)
     return OssObjectStore(BUCKET, stand_in.region, stand_in.endpoint, StaticCredentials(credentials))

@@ -258,15 +258,18 @@ def test_a_body_cut_off_is_an_error_and_never_sent_again(keep_alive_server: dict
     assert len(keep_alive_server["requests"]) == 1
 
 
-def test_an_s3_error_is_an_object_store_error_with_its_code(keep_alive_server: dict[str, Any]) -> None:
-    from waba_lookup.cache import ObjectStoreError
-
+def test_an_s3_error_answer_is_read_again_through_botocore(
+    keep_alive_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
-    store = S3ObjectStore("waba-cache", environ=env | {"AWS_ENDPOINT_URL": keep_alive_server["url"]})
-    keep_alive_server["answer"] = "error"
-    with pytest.raises(ObjectStoreError) as denied:
-        store.read("k.json")
-    assert (denied.value.code, denied.value.error_type) == ("AccessDenied", "HTTP403")
+    env |= {"AWS_ENDPOINT_URL": keep_alive_server["url"]}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # botocore's client reads the same environment
+    store = S3ObjectStore("waba-cache", environ=env)
+    keep_alive_server["answer"] = "error"  # AccessDenied to the signed GET, then the object
+    assert store.read("k.json") == b"/waba-cache/k.json"
+    signed, by_botocore = keep_alive_server["requests"]
+    assert "Botocore" not in signed and "Botocore" in by_botocore
 
 
 def test_a_bucket_in_another_region_sends_reads_to_botocore(
@@ -284,14 +287,17 @@ def test_a_bucket_in_another_region_sends_reads_to_botocore(
     assert "Botocore" not in first and then and all("Botocore" in agent for agent in then)
 
 
-def test_an_s3_failure_is_an_object_store_error_with_its_code(keep_alive_server: dict[str, Any]) -> None:
+def test_an_s3_store_that_cannot_be_reached_is_an_object_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from waba_lookup.cache import ObjectStoreError
 
     env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
-    store = S3ObjectStore("waba-cache", environ=env | {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    env |= {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    store = S3ObjectStore("waba-cache", environ=env)
     with pytest.raises(ObjectStoreError) as refused:
-        store.read("k.json")
-    assert refused.value.code is None and refused.value.error_type == "ConnectionRefusedError"
+        store.read("k.json")  # refused signed, then refused to botocore
+    assert refused.value.code is None and refused.value.error_type == "EndpointConnectionError"
 
 
 def _url(request: tuple[str, dict[str, str]] | None) -> str:
