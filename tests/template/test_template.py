@@ -1,12 +1,17 @@
 """template.yaml declares what SPEC promises: closed routes, a private cache, no lost messages, least privilege,
 one CAMS budget for the whole deployment whose parameters always leave each instance a share, logs that expire,
-alarms that fire, outputs to use."""
+alarms that fire, outputs to use. Some tests read the template after the SAM transform, as CloudFormation runs it."""
 
 from __future__ import annotations
 
+import fnmatch
+import importlib.util
 import itertools
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +21,9 @@ import pytest
 from cfnlint.decode import decode_str
 from http_api import app
 
+from waba_local.poller import LocalLambdaContext
+from waba_lookup.cache import ObjectStoreError, WabaCache
+from waba_lookup.customer import Customer
 from waba_lookup.errors import BudgetUnavailable
 from waba_lookup.fallback import FallbackBudget
 from waba_lookup.log_store import MemoryLogStore
@@ -23,6 +31,21 @@ from waba_lookup.observability import count_error, metrics
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TOOLS_PYTHON = TEMPLATE.parent / ".venv-tools" / "bin" / "python"  # `make tools`: SAM CLI, with samtranslator
+# The SAM transform as `sam validate` runs it: code locations stand in as S3 URIs, they are not the transform's concern.
+SAM_TRANSFORM = """
+import json, sys
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+template = yaml_parse(sys.stdin.read())
+for resource in template["Resources"].values():
+    for location in ("CodeUri", "ContentUri"):
+        if location in resource.get("Properties", {}):
+            resource["Properties"][location] = "s3://bucket/key"
+json.dump(Translator(managed_policy_map=None, sam_parser=Parser()).translate(template, parameter_values={}), sys.stdout)
+"""
 QUOTA_PARAMETERS = ("CamsQpsBudget", "InteractiveReserve", "WorkerMaxInstances")
 HTTP_CAPS = ("", "1", "2", "3", "8", "50", "9999")  # HttpMaxInstances: unset, and below, at and above the reserve
 ROUTE_SECURITY = {"Fn::If": ["UseJwt", [{"JwtAuthorizer": []}], [{"AWS_IAM": []}]]}
@@ -36,6 +59,25 @@ def template() -> dict[str, Any]:
     decoded, problems = decode_str(TEMPLATE.read_text())
     assert not problems, problems
     return dict(decoded)
+
+
+@pytest.fixture(scope="module")
+def transformed() -> dict[str, Any]:
+    """The template after the SAM transform: what CloudFormation creates (roles, routes, stage, permissions)."""
+    python = Path(sys.executable) if importlib.util.find_spec("samtranslator") else TOOLS_PYTHON
+    if not python.exists():
+        pytest.skip("the SAM transform needs samtranslator, which `make tools` installs with SAM CLI")
+    run = subprocess.run(
+        [str(python), "-c", SAM_TRANSFORM],
+        input=TEMPLATE.read_text(),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "AWS_DEFAULT_REGION": "ap-southeast-1"},
+    )
+    assert run.returncode == 0, run.stderr
+    return dict(json.loads(run.stdout))
 
 
 def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
@@ -60,8 +102,16 @@ def events(template: dict[str, Any], kind: str) -> Iterator[tuple[str, dict[str,
                 yield function, event["Properties"]
 
 
+def role_of(template: dict[str, Any], function: str) -> str | None:
+    """The logical name of the function's own role, when it has one rather than SAM's."""
+    role = prop(template, function, "Role")
+    return role["Fn::GetAtt"][0] if isinstance(role, dict) and "Fn::GetAtt" in role else None
+
+
 def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Every IAM statement the template writes: functions' inline policies, roles, policies, bucket policies."""
+    """Every IAM statement the template writes: functions' inline policies, roles (a function's own role under the
+    function's name), policies, bucket policies."""
+    owners = {role_of(template, f): f for f in resources(template, "AWS::Serverless::Function")}
     for function in resources(template, "AWS::Serverless::Function"):
         for policy in prop(template, function, "Policies") or []:
             for statement in policy["Statement"]:
@@ -74,7 +124,17 @@ def statements(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]
             )
             for document in documents:
                 for statement in document["Statement"]:
-                    yield name, statement
+                    yield owners.get(name, name), statement
+
+
+class UnreachableStore:
+    """An object store that fails every call, as S3 does when it is unreachable or refuses."""
+
+    def read(self, key: str) -> bytes | None:
+        raise ObjectStoreError("SlowDown", "ClientError")
+
+    def write(self, key: str, data: bytes) -> None:
+        raise ObjectStoreError(None, "ConnectTimeoutError")
 
 
 def as_list(value: Any) -> list[Any]:
@@ -83,7 +143,7 @@ def as_list(value: Any) -> list[Any]:
 
 def test_every_route_the_code_serves_is_an_api_route_that_needs_iam_or_a_jwt(template: dict[str, Any]) -> None:
     api = resources(template, "AWS::Serverless::HttpApi")["HttpApi"]["Properties"]
-    routes = {(e["Method"].lower(), e["Path"]): e for _, e in events(template, "HttpApi")}
+    routes = {(e["Method"].lower(), e["Path"]): e for _, e in events(template, "HttpApi") if e["Path"] != "$default"}
     served = {(r.method.lower(), r.openapi_path) for r in [*app.http_api._static_routes, *app.http_api._dynamic_routes]}
 
     assert set(routes) == served
@@ -99,6 +159,76 @@ def test_every_route_the_code_serves_is_an_api_route_that_needs_iam_or_a_jwt(tem
         "issuer": {"Ref": "JwtIssuer"},
         "audience": {"Ref": "JwtAudience"},
     }
+
+
+def default_route_event(method: str, path: str) -> dict[str, Any]:
+    """An HTTP API (v2) event as API Gateway sends it for a request that matched no route but $default."""
+    event: dict[str, Any] = json.loads((TEMPLATE.parent / "events" / "http-v2-own.json").read_text())
+    event.update(routeKey="$default", rawPath=path)
+    http = {**event["requestContext"]["http"], "method": method, "path": path}
+    event["requestContext"] = {**event["requestContext"], "routeKey": "$default", "http": http}
+    return event
+
+
+@pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")  # a 404 counts none
+def test_any_other_request_reaches_the_function_behind_the_same_authorizer(template: dict[str, Any]) -> None:
+    [(function, route)] = [(f, e) for f, e in events(template, "HttpApi") if e["Path"] == "$default"]
+    paths = template["Resources"]["HttpApi"]["Properties"]["DefinitionBody"]["paths"]
+
+    assert function == "HttpApiFunction"
+    assert (route["Method"], route["ApiId"]) == ("ANY", {"Ref": "HttpApi"})
+    assert route.get("Auth", {}).get("Authorizer") != "NONE"
+    assert paths["$default"] == {"x-amazon-apigateway-any-method": {"isDefaultRoute": True, "security": ROUTE_SECURITY}}
+    # what the function answers there: its own JSON errors, not API Gateway's {"message": "Not Found"}
+    for (method, path), status in {("GET", "/nowhere"): 404, ("DELETE", "/waba"): 405}.items():
+        answer = app.lambda_handler(default_route_event(method, path), LocalLambdaContext())
+        assert answer["statusCode"] == status, (method, path)
+        assert set(json.loads(answer["body"])) == {"Code", "Message", "RequestId"}
+
+
+def test_the_deployed_api_sends_any_other_request_to_the_function_with_the_same_security(
+    transformed: dict[str, Any],
+) -> None:
+    paths = transformed["Resources"]["HttpApi"]["Properties"]["Body"]["paths"]
+    route = paths["/$default"]["x-amazon-apigateway-any-method"]
+    permissions = [
+        r["Properties"]
+        for r in transformed["Resources"].values()
+        if r["Type"] == "AWS::Lambda::Permission" and r["Properties"]["FunctionName"] == {"Ref": "HttpApiFunction"}
+    ]
+
+    assert route["isDefaultRoute"] is True
+    assert route["security"] == ROUTE_SECURITY
+    assert all(method["security"] == ROUTE_SECURITY for path in paths.values() for method in path.values())
+    assert "${HttpApiFunction.Arn}" in route["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"]
+    # API Gateway may invoke the function for the $default route: any method and path of any stage of this API
+    assert any(p["SourceArn"]["Fn::Sub"][0].endswith("${__ApiId__}/${__Stage__}/*") for p in permissions)
+    assert all(p["SourceArn"]["Fn::Sub"][1]["__ApiId__"] == {"Ref": "HttpApi"} for p in permissions)
+
+
+def test_each_route_is_throttled_by_parameters_within_the_account_limits(template: dict[str, Any]) -> None:
+    settings = template["Resources"]["HttpApi"]["Properties"]["DefaultRouteSettings"]
+    rate, burst = (template["Parameters"][name] for name in ("HttpThrottlingRateLimit", "HttpThrottlingBurstLimit"))
+
+    assert settings == {
+        "ThrottlingRateLimit": {"Ref": "HttpThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "HttpThrottlingBurstLimit"},
+    }
+    # a stage's limits cannot exceed the account's per Region: 10,000 requests per second, a burst of 5,000
+    assert 1 <= rate["MinValue"] <= rate["Default"] <= rate["MaxValue"] <= 10000
+    assert 1 <= burst["MinValue"] <= burst["Default"] <= burst["MaxValue"] <= 5000
+    assert burst["Default"] >= rate["Default"]  # a second's worth of requests at once is not refused
+
+
+def test_the_deployed_stage_throttles_every_route(transformed: dict[str, Any]) -> None:
+    [stage] = [r["Properties"] for r in transformed["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Stage"]
+
+    assert stage["ApiId"] == {"Ref": "HttpApi"}
+    assert stage["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "HttpThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "HttpThrottlingBurstLimit"},
+    }
+    assert "RouteSettings" not in stage  # no route is left out of the default
 
 
 def test_the_api_stage_writes_access_logs(template: dict[str, Any]) -> None:
@@ -202,12 +332,54 @@ def test_each_function_gets_exactly_the_access_its_code_needs(template: dict[str
         "kms:GenerateDataKey": key,
         "kms:Decrypt": key,
     }
-    assert granted == {"HttpApiFunction": shared | queue, "QueueWorkerFunction": shared | queue}
+    # the worker's own role also holds what SAM would have attached, scoped: polling the refresh queue (Lambda's
+    # event source mapping uses the function's role) and writing to its own log group
+    refresh_queue = [{"Fn::GetAtt": ["RefreshQueue", "Arn"]}]
+    poller = {action: refresh_queue for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes")}
+    log_group = [{"Fn::GetAtt": ["QueueWorkerFunctionLogGroup", "Arn"]}]
+    logs = {"logs:CreateLogStream": log_group, "logs:PutLogEvents": log_group}
+    assert granted == {"HttpApiFunction": shared | queue, "QueueWorkerFunction": shared | queue | poller | logs}
     for function in granted:
         assert env(template, function)["CAMS_CREDENTIALS_SECRET"] == {"Ref": "CamsCredentialsSecretArn"}
         assert env(template, function)["CACHE_BUCKET"] == {"Ref": "CacheBucket"}
     for function in granted:
         assert env(template, function)["REFRESH_QUEUE_URL"] == {"Ref": "RefreshQueue"}
+
+
+def test_listing_the_bucket_is_confined_to_the_cache_prefix_its_entries_live_under(template: dict[str, Any]) -> None:
+    listing = [(owner, s) for owner, s in statements(template) if "s3:ListBucket" in as_list(s["Action"])]
+    prefix = template["Parameters"]["CachePrefix"]["Default"]
+    keys = [WabaCache(UnreachableStore(), prefix, "1234").object_key(c) for c in (Customer(), Customer("293", "isv"))]
+
+    assert {owner for owner, _ in listing} == {"HttpApiFunction", "QueueWorkerFunction"}
+    for owner, statement in listing:
+        assert as_list(statement["Action"]) == ["s3:ListBucket"], owner
+        assert statement["Condition"] == {"StringLike": {"s3:prefix": [{"Fn::Sub": "${CachePrefix}*"}]}}, owner
+    # S3 checks ListBucket with the missing key as s3:prefix: every key the cache reads matches, so a miss stays 404
+    assert all(fnmatch.fnmatchcase(key, f"{prefix}*") for key in keys), keys
+
+
+def test_the_worker_polls_the_refresh_queue_only(template: dict[str, Any], transformed: dict[str, Any]) -> None:
+    worker = transformed["Resources"]["QueueWorkerFunction"]["Properties"]
+    role = transformed["Resources"][worker["Role"]["Fn::GetAtt"][0]]["Properties"]
+    granted = [
+        (action, statement["Resource"])
+        for policy in role.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+    ]
+    x_ray = {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AWSXrayWriteOnlyAccess"}
+
+    # no AWS managed policy (AWSLambdaSQSQueueExecutionRole, AWSLambdaBasicExecutionRole: Resource "*"), but X-Ray's
+    # write-only one when traced: X-Ray has no resource-level permissions
+    for tracing, managed in (("Disabled", []), ("Active", [x_ray])):
+        values = parameter_values(template, XRayTracing=tracing)
+        assert resolve(transformed, role.get("ManagedPolicyArns", []), values) == managed, tracing
+    sqs = [(action, resource) for action, resource in granted if action.startswith("sqs:")]
+    assert {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"} <= {action for action, _ in sqs}
+    assert all(resource == {"Fn::GetAtt": ["RefreshQueue", "Arn"]} for _, resource in sqs), sqs
+    assert all("*" not in as_list(resource) for _, resource in granted)
 
 
 def test_both_functions_take_their_permits_from_one_budget_with_the_same_values(template: dict[str, Any]) -> None:
@@ -511,10 +683,33 @@ def test_an_alarm_fires_when_an_instance_falls_back_from_the_budget_table_as_the
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
 
 
+def test_an_alarm_fires_on_cache_failures_as_the_code_counts_them(
+    template: dict[str, Any], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for switch in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
+        monkeypatch.delenv(switch, raising=False)
+    assert WabaCache(UnreachableStore(), "waba/", "1234").get(Customer()) is None
+    metrics.flush_metrics()
+    [blob] = [
+        blob
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("{")
+        and "_aws" in (blob := json.loads(line))
+        and any(m["Name"] == "CacheFailures" for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"])
+    ]
+    [directive] = blob["_aws"]["CloudWatchMetrics"]
+    [dimensions] = directive["Dimensions"]
+
+    alarm = alarm_on(template, directive["Namespace"], "CacheFailures")
+    assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {name: blob[name] for name in dimensions}
+    assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+
+
 def test_every_alarm_notifies_the_alarm_topic_when_one_is_given(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
 
-    assert len(alarms) == 3
+    assert len(alarms) == 4
     for name, alarm in alarms.items():
         notified = resolve(template, alarm["Properties"], parameter_values(template, AlarmTopicArn=TOPIC_ARN))
         silent = resolve(template, alarm["Properties"], parameter_values(template))
@@ -552,11 +747,10 @@ def test_the_queues_are_encrypted_with_the_deployments_key_usable_through_sqs_on
     assert set(use["Action"]) == {"kms:GenerateDataKey", "kms:Decrypt"}
     assert use["Condition"]["StringEquals"]["kms:ViaService"] == {"Fn::Sub": "sqs.${AWS::Region}.amazonaws.com"}
     assert prop(template, "QueueKey", "EnableKeyRotation") is True
-    for function in resources(template, "AWS::Serverless::Function"):
-        for policy in prop(template, function, "Policies"):
-            for statement in policy["Statement"]:
-                if any(str(a).startswith("kms:") for a in as_list(statement["Action"])):
-                    assert (
-                        statement["Condition"]["StringEquals"]["kms:ViaService"]
-                        == use["Condition"]["StringEquals"]["kms:ViaService"]
-                    )
+    functions = resources(template, "AWS::Serverless::Function")
+    for owner, statement in statements(template):
+        if owner in functions and any(str(a).startswith("kms:") for a in as_list(statement["Action"])):
+            assert (
+                statement["Condition"]["StringEquals"]["kms:ViaService"]
+                == use["Condition"]["StringEquals"]["kms:ViaService"]
+            ), owner
