@@ -12,9 +12,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waba_lookup import fc
 from waba_lookup.errors import ConfigurationError, WabaLookupError
-from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, SETTLE_RESERVE_SECONDS, deadline_within, get_lookup
+from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, get_lookup, worker_deadline
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.redelivery import Delivery, Redelivery, redelivery_queues
+from waba_lookup.redelivery import Delivery, Redelivery, redelivery_queues, send_seconds
 from waba_lookup.refresh import OutOfTime, PoisonMessage, refresh_message
 from waba_lookup.refresh_queue import get_refresh_queue
 
@@ -27,7 +27,9 @@ not_attempted: list[SQSRecord] = []  # this invocation's records it had no time 
 
 def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     """Refresh one message's entry; raising returns the message to the queue (poison ones reach the DLQ)."""
-    deadline = deadline_within(lambda_context.get_remaining_time_in_millis(), reserve_seconds=SETTLE_RESERVE_SECONDS)
+    # kept for what follows the last CAMS answer: its write-back and cache write, and requeuing what had no time
+    requeue = get_refresh_queue().batches.call_seconds
+    deadline = worker_deadline(get_lookup(), lambda_context.get_remaining_time_in_millis(), requeue)
     try:
         outcome = refresh_message(get_lookup(), record.body, deadline, time.monotonic())
     except PoisonMessage as error:
@@ -95,7 +97,8 @@ def _refresh_fc(messages: list[fc.QueueMessage], context: fc.FcContext) -> dict[
     ready_to_refresh()
     lookup, plan = get_lookup(), Redelivery()
     queue, dead_letter_queue = redelivery_queues(lookup.settings)  # configuration errors fail the invocation
-    deadline = deadline_within(context.get_remaining_time_in_millis(), reserve_seconds=SETTLE_RESERVE_SECONDS)
+    final = send_seconds(queue, dead_letter_queue, len(messages))  # every failed item sent on before returning
+    deadline = worker_deadline(lookup, context.get_remaining_time_in_millis(), final)
     for message in messages:
         delivery = Delivery.read(message.body)
         try:

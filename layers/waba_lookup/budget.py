@@ -35,6 +35,7 @@ class Budget(Protocol):
     """Admission of CAMS attempts under the account's calls-per-second quota."""
 
     stats: BudgetStats
+    release_seconds: float  # the longest writing an attempt's answer back can take, after CAMS answered
 
     def permit(self, send_by: float, interactive: bool) -> AbstractContextManager[None]:
         """Hold a permit for one attempt, from before its send until its answer. `send_by` is a monotonic time;

@@ -138,6 +138,8 @@ class ObjectStoreError(Exception):
 class ObjectStore(Protocol):
     """One bucket of an object store, failing fast with no SDK retries."""
 
+    write_seconds: float  # the longest one write can take (its client's timeouts)
+
     def read(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is no such object; ObjectStoreError on any other failure."""
 

@@ -10,13 +10,15 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from waba_lookup.aws import fail_fast_client
+from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
 from waba_lookup.log_store import Column, StoreUnavailable, from_columns, to_columns
 from waba_lookup.sliding_log import LogRecord
 
 
 class DynamoLogStore:
     """The LogStore port on a DynamoDB table whose partition key is `pk` (a string)."""
+
+    answer_seconds = FAIL_FAST_SECONDS  # one UpdateItem
 
     def __init__(self, table: str, key: str, client: Any = None) -> None:
         self.table = table

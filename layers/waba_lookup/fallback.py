@@ -54,6 +54,7 @@ class FallbackBudget:
         self.in_fallback = False
         self._next_probe = 0.0
         self._sent_outside = False  # a static permit was taken since this fallback began
+        self.release_seconds = shared.store.answer_seconds
 
     @classmethod
     def from_settings(cls, store: LogStore, settings: Settings) -> FallbackBudget:

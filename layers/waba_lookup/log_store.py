@@ -66,6 +66,8 @@ class StoreUnavailable(Exception):
 class LogStore(Protocol):
     """One record, read whole and replaced whole, conditionally on its version; one slot updated alone."""
 
+    answer_seconds: float  # the longest writing an answer back can take (its requests' timeouts)
+
     def load(self) -> LogRecord:
         """The record as stored (strongly consistent), or an empty one with version ""."""
         ...
@@ -83,6 +85,8 @@ class LogStore(Protocol):
 
 class MemoryLogStore:
     """The record in a dict under a lock, for tests; `down` makes every request fail like an outage."""
+
+    answer_seconds = 0.0
 
     def __init__(self) -> None:
         self.record = LogRecord()

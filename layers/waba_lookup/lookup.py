@@ -80,6 +80,12 @@ class WabaLookup:
         """The instance's account budget, built when CAMS is first called."""
         return self._budget()
 
+    @property
+    def after_answer_seconds(self) -> float:
+        """The longest an attempt's aftermath can take once CAMS answered: its answer written back to the budget,
+        then the cache entry written. Builds the budget."""
+        return self.budget.release_seconds + (self.cache.store.write_seconds if self.cache else 0.0)
+
     def read(
         self, customer: Customer, deadline: float, refresh: bool = False, wait_seconds: float | None = None
     ) -> Answer:
@@ -189,6 +195,17 @@ def deadline_within(
     if wait_seconds is not None:
         budget = min(budget, wait_seconds + settings.call_seconds)
     return clock() + budget
+
+
+def worker_deadline(
+    lookup: WabaLookup, remaining_ms: int, final_seconds: float, clock: Callable[[], float] = time.monotonic
+) -> float:
+    """The monotonic time by which a worker's CAMS calls must have answered, so that what follows the last one
+    fits in the invocation: its answer written back and its entry written (`after_answer_seconds`), the sends
+    before returning (`final_seconds`, at their clients' timeouts), the final settle, and a margin. A record is
+    started only if a permit and a whole call fit before it (refresh.refresh_message)."""
+    after = lookup.after_answer_seconds + final_seconds + SETTLE_RESERVE_SECONDS + DEADLINE_MARGIN_SECONDS
+    return clock() + remaining_ms / 1000 - after
 
 
 @lru_cache(maxsize=1)

@@ -24,6 +24,8 @@ CONDITION_FAILED = "OTSConditionCheckFail"
 class TablestoreLogStore:
     """The LogStore port on a Tablestore table whose one primary key column is `pk` (a string)."""
 
+    answer_seconds = 2 * TIMEOUT_SECONDS  # UpdateRow, then GetRow (UpdateRow returns no columns)
+
     def __init__(
         self,
         endpoint: str,

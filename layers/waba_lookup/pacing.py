@@ -42,6 +42,8 @@ class Slot:
 class Pacer:
     """Thread-safe gate in front of every CAMS attempt of one instance."""
 
+    release_seconds = 0.0  # in memory
+
     def __init__(self, calls_per_second: int, clock: Clock = time.monotonic, waiter: Waiter | None = None) -> None:
         if calls_per_second < 1:
             raise ValueError("calls_per_second must be at least 1")

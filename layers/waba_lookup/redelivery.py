@@ -82,6 +82,13 @@ class Redelivery:
         _send_all(dead_letter_queue, self.dead, [0] * len(self.dead), "DeadLetterQueueUnavailable")
 
 
+def send_seconds(queue: Any, dead_letter_queue: Any, count: int) -> float:
+    """The longest `Redelivery.send` can take for a batch of `count` items, all failed: every batch call of both
+    queues at its client's timeouts."""
+    calls = -(-count // queue.max_messages) + 1  # the items split between the two queues: one call more at most
+    return float(calls * max(queue.call_seconds, dead_letter_queue.call_seconds))
+
+
 def _with(body: str, **fields: Any) -> str:
     try:
         document = json.loads(body)

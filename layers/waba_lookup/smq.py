@@ -33,7 +33,7 @@ class SmqQueue:
 
     max_messages = 16
     max_bytes = 64 * 1024
-    call_seconds = TIMEOUT_SECONDS
+    call_seconds = 2 * TIMEOUT_SECONDS  # the SDK sends once more when the connection closed without an answer
 
     def __init__(self, url: str, credentials: Credentials | None = None) -> None:
         self.url = url

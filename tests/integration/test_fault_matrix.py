@@ -475,3 +475,66 @@ def test_fault_matrix(
     if fault.needs_store and path in ("hit", "miss", "stale"):
         assert len(stack.cams.calls) == calls_before  # never fail open
         assert expected != "200 HIT" or get_lookup().budget.stats.store_requests == 0  # a hit never asks the store
+
+
+SLOW_STORE_BATCH = 8
+SLOW_WORKER_SECONDS = 30
+
+
+def slow_every_store(stack: Stack) -> None:
+    """Every store the worker writes to answers just inside its client's timeout: the budget's record, the cache, the
+    queue."""
+    if stack.platform == "fc":
+        assert stack.tablestore is not None and stack.oss is not None and stack.smq is not None
+        stack.tablestore.slow(1.8)  # TIMEOUT_SECONDS 2
+        stack.oss.stand_in.slow(1.8)  # 1 s to connect, 2 s to read
+        stack.smq.stand_in.slow(2.8, operation="BatchSendMessage")  # TIMEOUT_SECONDS 3
+    else:
+        assert stack.aws is not None and stack.aws.server is not None
+        for service, method, seconds in (("dynamodb", "POST", 1.8), ("s3", "GET", 1.8), ("s3", "PUT", 1.8)):
+            stack.aws.server.slow(seconds, service=service, method=method)  # 1 s to connect, 2 s to read
+        stack.aws.server.slow(1.8, service="sqs", method="POST")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("platform", ["aws", "fc"])
+def test_every_store_slow_the_worker_returns_in_time_and_loses_nothing(stack_for: Any, platform: str) -> None:
+    # Given a batch of refreshes (one unprocessable, one CAMS keeps failing) on the shared budget, CAMS answering in
+    # 0.8 s, and every store the worker writes to answering just inside its timeouts
+    stack: Stack = stack_for(platform, "shared")
+    spaces = [f"cs-slow-{i}" for i in range(SLOW_STORE_BATCH - 1)]
+    bodies = ["not json"] + [json.dumps({"CustSpaceId": s, "IsvCode": f"isv-{s}"}) for s in spaces]
+    for space in spaces:
+        stack.cams.set_behaviour(space, "slow:0.8")
+    stack.cams.set_behaviour(spaces[-1], "5xx")
+    slow_every_store(stack)
+    # When the worker takes the batch with SLOW_WORKER_SECONDS to run
+    started = time.monotonic()
+    if platform == "aws":
+        [template] = load_event("sqs-single")["Records"]
+        records = [template | {"messageId": f"m-{i}", "body": body} for i, body in enumerate(bodies)]
+        answer = worker_app.lambda_handler({"Records": records}, FakeLambdaContext(SLOW_WORKER_SECONDS * 1000))
+        failed = {
+            r["body"] for r in records if r["messageId"] in {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+        }
+    else:
+        [template] = [json.loads((EVENTS / "fc-smq-single.json").read_text())]
+        events = [
+            template | {"data": template["data"] | {"messageId": f"m-{i}", "messageBody": b}}
+            for i, b in enumerate(bodies)
+        ]
+        context = LocalFcContext(function=FunctionMeta(timeout=SLOW_WORKER_SECONDS))
+        worker_app.handler(json.dumps(events).encode(), context)
+        failed = set()
+    elapsed = time.monotonic() - started
+    # Then it returned before its timeout, and every message is in exactly one place
+    assert elapsed < SLOW_WORKER_SECONDS, f"the invocation ran {elapsed:.1f} s of {SLOW_WORKER_SECONDS}"
+    store = stack.aws if stack.aws is not None else stack.oss
+    assert store is not None
+    cached = {entry["CustSpaceId"] for entry in store.cache_objects().values()}
+    resent = {m.get("CustSpaceId") for m in stack.queued()}
+    dead = [json.loads(m["Message"]) if m["Message"].startswith("{") else m["Message"] for m in stack.queued("dlq")]
+    returned = {json.loads(b)["CustSpaceId"] if b.startswith("{") else b for b in failed}
+    places = sorted([*cached, *resent, *[d if isinstance(d, str) else d["CustSpaceId"] for d in dead], *returned])
+    assert places == sorted(["not json", *spaces]), places
+    assert spaces[-1] not in cached and cached, "the failing one is retried, and some were refreshed"

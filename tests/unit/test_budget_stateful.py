@@ -62,6 +62,7 @@ class Switchable:
 
     def __init__(self, store: LogStore) -> None:
         self.inner, self.down = store, False
+        self.answer_seconds = store.answer_seconds
 
     def load(self) -> LogRecord:
         self._up()
