@@ -67,9 +67,9 @@ class DynamoLogStore:
         return decode(answer.get("Attributes"))
 
     def _request(self, operation: str, **params: Any) -> Any:
-        if self._client is None:
-            self._client = fail_fast_client("dynamodb")
         try:
+            if self._client is None:
+                self._client = _client()
             return getattr(self._client, operation)(**params)
         except ClientError as exc:
             error = exc.response.get("Error", {})
@@ -78,6 +78,14 @@ class DynamoLogStore:
             raise StoreUnavailable(f"DynamoDB {operation}: {error.get('Code')}") from None
         except BotoCoreError as exc:
             raise StoreUnavailable(f"DynamoDB {operation}: {type(exc).__name__}") from None
+
+
+def _client() -> Any:
+    """The DynamoDB client, or StoreUnavailable when it cannot be built: the budget fails closed, never a 500."""
+    try:
+        return fail_fast_client("dynamodb")
+    except Exception as error:  # noqa: BLE001 - an ImportError, a bad region or endpoint: all the same to a caller
+        raise StoreUnavailable(f"DynamoDB client: {type(error).__name__}") from None
 
 
 class _ConditionFailed(Exception):

@@ -45,7 +45,7 @@ class TablestoreLogStore:
         return from_columns({name: value for name, value, _ in row.attribute_columns} if row else None)
 
     def replace(self, record: LogRecord, expected_version: str) -> LogRecord | None:
-        import tablestore as ots
+        ots = _sdk()
 
         if expected_version:
             version = ots.SingleColumnCondition("v", expected_version, ots.ComparatorType.EQUAL, pass_if_missing=False)
@@ -60,7 +60,7 @@ class TablestoreLogStore:
         return None
 
     def answer(self, index: int, holder: str, expires: float, version: str) -> LogRecord | None:
-        import tablestore as ots
+        ots = _sdk()
 
         held = ots.SingleColumnCondition(f"h{index}", holder, ots.ComparatorType.EQUAL, pass_if_missing=False)
         columns = {"PUT": [(f"e{index}", round(expires, 6)), (f"a{index}", True), ("v", version)]}
@@ -76,11 +76,10 @@ class TablestoreLogStore:
         return self.load()  # UpdateRow returns no attribute columns
 
     def _request(self, operation: str, *args: Any, **kwargs: Any) -> Any:
-        import tablestore as ots
-
-        if self._client is None:
-            self._client = build_client(self.endpoint, self.instance, self._credentials)
+        ots = _sdk()
         try:
+            if self._client is None:  # inside: a client that cannot be built is a store that cannot be reached
+                self._client = build_client(self.endpoint, self.instance, self._credentials)
             return getattr(self._client, operation)(*args, **kwargs)
         except ots.OTSServiceError as error:
             if error.get_error_code() == CONDITION_FAILED:
@@ -94,6 +93,15 @@ class TablestoreLogStore:
 
 class _ConditionFailed(Exception):
     pass
+
+
+def _sdk() -> Any:
+    """The Tablestore SDK, or StoreUnavailable when it cannot be loaded: the budget fails closed, never a 500."""
+    try:
+        import tablestore
+    except Exception as error:  # noqa: BLE001 - ImportError, or whatever its import-time code raises
+        raise StoreUnavailable(f"Tablestore SDK: {type(error).__name__}") from None
+    return tablestore
 
 
 def build_client(endpoint: str, instance: str, credentials: Credentials) -> Any:

@@ -434,3 +434,15 @@ def test_a_denied_refresh_keeps_the_last_good_body_for_stale_serving(
     assert header(stack.call("sub"), "X-Cache") == "MISS"
     [entry] = stack.cache.cache_objects().values()
     assert entry["Result"] == "OK" and entry.get("LastGood") is None
+
+
+def test_a_budget_store_client_that_cannot_be_built_fails_closed(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given an instance whose budget store's SDK cannot be loaded (a layer built without it)
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tablestore" if stack.platform == "fc" else "botocore.config", None)
+    # When a read must call CAMS
+    response = stack.call("sub")
+    # Then it is the budget store's failure, 503 with nothing spent, not an unexpected 500
+    assert (response["statusCode"], body(response)["Code"]) == (503, "BudgetUnavailable")
+    assert stack.cams.calls == []
