@@ -90,7 +90,10 @@ def lookup_failed(error: LookupError_) -> Response[str]:
     headers = {"Retry-After": str(round(error.retry_after + 0.49))} if isinstance(error, Throttled) else {}
     logger.info("lookup failed", extra={"status": status, "code": error.code})
     count(f"Http{status}")
-    return _error(status, error.code, error.message, error.request_id, headers)
+    message = error.message
+    if isinstance(error, Denied) and _sub_customer_without_isv_code():
+        message += " (the request had no X-Isv-Code header: a sub-customer's WABA is read with its ISV code)"
+    return _error(status, error.code, message, error.request_id, headers)
 
 
 @router.exception_handler(ConfigurationError)
@@ -117,6 +120,11 @@ def unexpected(error: Exception) -> Response[str]:
     logger.exception("unexpected failure", extra={"error_type": type(error).__name__})
     count("Http500")
     return _error(500, "InternalError", "the request failed unexpectedly; the function's logs say why", None)
+
+
+def _sub_customer_without_isv_code() -> bool:
+    event = router.current_event
+    return event.path.startswith("/waba/") and not event.headers.get("X-Isv-Code")
 
 
 def _refresh_asked(refresh: str | None, cache_control: str | None) -> bool:

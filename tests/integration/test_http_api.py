@@ -446,3 +446,9 @@ def test_a_budget_store_client_that_cannot_be_built_fails_closed(stack: Stack, m
     # Then it is the budget store's failure, 503 with nothing spent, not an unexpected 500
     assert (response["statusCode"], body(response)["Code"]) == (503, "BudgetUnavailable")
     assert stack.cams.calls == []
+
+
+def test_a_denied_sub_customer_read_without_an_isv_code_says_the_header_was_missing(stack: Stack) -> None:
+    denied, with_code = stack.call("sub-no-isv"), stack.call("sub-wrong-isv")
+    assert denied["statusCode"] == with_code["statusCode"] == 403
+    assert "X-Isv-Code" in body(denied)["Message"] and "X-Isv-Code" not in body(with_code)["Message"]
