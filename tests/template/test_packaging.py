@@ -57,3 +57,13 @@ def test_our_own_deprecations_still_show(module: str) -> None:
 
 def test_other_deprecations_of_the_sdk_still_show() -> None:
     assert emitted("alibabacloud_tea_openapi.utils", "something else is deprecated") == ["something else is deprecated"]
+
+
+def test_the_tablestore_floor_has_the_credentials_provider_the_budget_uses() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+    [requirement] = [r for r in project["dependencies"] if r.startswith("tablestore")]
+    floor = re.search(r">=\s*(\d+)\.(\d+)", requirement)
+    assert floor is not None and (int(floor[1]), int(floor[2])) >= (6, 2), requirement  # 6.1 has no such argument
