@@ -26,7 +26,7 @@ from waba_lookup.errors import (
     UpstreamTimeout,
 )
 from waba_lookup.errors import WabaLookupError as LookupError_
-from waba_lookup.lookup import HTTP_SLOT_WAIT_SECONDS, deadline_within, get_lookup
+from waba_lookup.lookup import deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.refresh import parse_refresh_request
 from waba_lookup.refresh_queue import get_refresh_queue
@@ -79,7 +79,8 @@ def _answer(customer: Customer) -> Response[str]:
     event = router.current_event
     refresh = _refresh_asked(event.get_query_string_value("refresh"), event.headers.get("Cache-Control"))
     deadline = deadline_within(router.lambda_context.get_remaining_time_in_millis())
-    answer = get_lookup().read(customer, deadline, refresh=refresh, wait_seconds=HTTP_SLOT_WAIT_SECONDS)
+    lookup = get_lookup()
+    answer = lookup.read(customer, deadline, refresh=refresh, wait_seconds=lookup.settings.http_permit_wait_seconds)
     tracer.put_annotation("cache", answer.cache)
     return _json(200, answer.body, {"X-Cache": answer.cache, "Age": str(answer.age)})
 

@@ -62,6 +62,11 @@ class CamsClient:
         """Read the credentials (ConfigurationError if they cannot be), without calling CAMS."""
         self._credentials.current()
 
+    def prepare(self) -> None:
+        """Load the SDK, read the credentials and build the client, without calling CAMS: done before a permit
+        starts, so that the permit's second is spent on the call alone (a Secrets Manager read can take longer)."""
+        self._client()
+
     def _client(self) -> Any:
         """The SDK client, built again whenever the credentials changed (an STS token renewed, a key rotated)."""
         key = self._credentials.current()

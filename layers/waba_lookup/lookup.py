@@ -34,7 +34,6 @@ from waba_lookup.settings import Settings, get_settings
 from waba_lookup.sliding_log import HOLD_AFTER_ANSWER
 
 MAX_ATTEMPTS = 3
-HTTP_SLOT_WAIT_SECONDS = 2.0  # how long an HTTP read may queue for a permit before answering 429
 DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
 # kept back from the last call for the worker's final wait, which static shares need (a slot is held a second
 # after the answer, plus jitter); with the shared budget the wait returns at once
@@ -149,6 +148,7 @@ class WabaLookup:
         send_by = deadline - self.settings.call_seconds
         failure: WabaLookupError | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            self._cams().prepare()  # everything the call needs, before its permit starts (again after a rejection)
             with ExitStack() as permit:
                 try:
                     permit.enter_context(self.budget.permit(send_by, interactive))

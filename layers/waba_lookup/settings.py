@@ -13,6 +13,7 @@ from waba_lookup.credentials import access_key_from_env
 from waba_lookup.errors import ConfigurationError
 
 CAMS_MAX_QPS = 10  # CAMS's flow control for QueryChatappBindWaba, per account and second
+MAX_PERMIT_WAIT_SECONDS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Settings:
     refresh_queue_url: str | None = None
     refresh_dlq_url: str | None = None  # FC: where a refresh goes after its last attempt (SQS redrives by itself)
     refresh_min_interval_seconds: int = 60
+    http_permit_wait_seconds: int = 5  # how long an HTTP read may wait for a CAMS permit before answering 429
     # the secret's name, the AccessKeyId, or the account for STS credentials (their key id changes at each renewal):
     # never the secret itself
     credential_source: str = "default-chain"
@@ -96,6 +98,10 @@ class Settings:
             refresh_dlq_url=env.optional("REFRESH_DLQ_URL"),
             refresh_min_interval_seconds=env.integer(
                 "REFRESH_MIN_INTERVAL_SECONDS", cls.refresh_min_interval_seconds, low=0
+            ),
+            # the HTTP function's timeout (20 s on both clouds) must hold the wait, one whole call and the cache
+            http_permit_wait_seconds=env.integer(
+                "HTTP_PERMIT_WAIT_SECONDS", cls.http_permit_wait_seconds, low=0, high=MAX_PERMIT_WAIT_SECONDS
             ),
         )
         platform, backend, oss_region, oss_endpoint = _platform(env)

@@ -282,9 +282,9 @@ def test_no_permit_within_the_wait_bound_is_429(stack: Stack, monkeypatch: pytes
     cams = stack.cams
     monkeypatch.setenv("CAMS_QPS_BUDGET", "1")
     monkeypatch.setenv("CAMS_INTERACTIVE_RESERVE", "0")
-    monkeypatch.setattr(app, "HTTP_SLOT_WAIT_SECONDS", 0.3)
+    monkeypatch.setenv("HTTP_PERMIT_WAIT_SECONDS", "0")
     assert stack.call("own")["statusCode"] == 200
-    # the one slot is held until a second after that answer; this read may queue for 0.3 s only
+    # the one slot is held until a second after that answer; this read may not wait at all
     response = stack.call("sub")
     assert response["statusCode"] == 429 and body(response)["Code"] == "Throttling.Pacing"
     assert header(response, "Retry-After") is not None
@@ -452,3 +452,21 @@ def test_a_denied_sub_customer_read_without_an_isv_code_says_the_header_was_miss
     denied, with_code = stack.call("sub-no-isv"), stack.call("sub-wrong-isv")
     assert denied["statusCode"] == with_code["statusCode"] == 403
     assert "X-Isv-Code" in body(denied)["Message"] and "X-Isv-Code" not in body(with_code)["Message"]
+
+
+def test_the_cams_client_is_ready_before_a_permit_starts(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a new instance, its CAMS client not built yet (the SDK not loaded, the credentials not read)
+    lookup = get_lookup()
+    budget, cams = lookup.budget, lookup._cams()
+    ready_at_permit: list[bool] = []
+    real_permit = budget.permit
+
+    def permit(send_by: float, interactive: bool) -> Any:
+        ready_at_permit.append(cams._sdk is not None)
+        return real_permit(send_by, interactive)
+
+    monkeypatch.setattr(budget, "permit", permit)
+    # When a read calls CAMS
+    assert stack.call("sub")["statusCode"] == 200
+    # Then the client was built before its permit was asked for: a permit's second is spent on the call alone
+    assert ready_at_permit == [True]
