@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waba_lookup import fc
-from waba_lookup.errors import ConfigurationError, WabaLookupError
+from waba_lookup.errors import BudgetUnavailable, ConfigurationError, WabaLookupError
 from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, get_lookup, worker_deadline
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.redelivery import Delivery, Redelivery, redelivery_queues, send_seconds
@@ -23,6 +23,7 @@ from waba_lookup.refresh_queue import get_refresh_queue
 # only add a failed invocation, an error alarm and a Lambda-level retry on top.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 not_attempted: list[SQSRecord] = []  # this invocation's records it had no time left for
+budget_down: list[BudgetUnavailable] = []  # set once the shared budget failed: the rest of the batch waits too
 
 
 def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
@@ -30,8 +31,16 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     # kept for what follows the last CAMS answer: its write-back and cache write, and requeuing what had no time
     requeue = get_refresh_queue().batches.call_seconds
     deadline = worker_deadline(get_lookup(), lambda_context.get_remaining_time_in_millis(), requeue)
+    if budget_down:  # back through the queue's visibility timeout, as the first one
+        raise budget_down[0]
     try:
         outcome = refresh_message(get_lookup(), record.body, deadline, time.monotonic())
+    except BudgetUnavailable as error:
+        budget_down.append(error)
+        logger.info(
+            "refresh postponed: no CAMS call without the shared budget", extra={"message_id": record.message_id}
+        )
+        raise
     except PoisonMessage as error:
         count("PoisonMessages")
         logger.error("unprocessable message", extra={"message_id": record.message_id, "reason": error.message})
@@ -52,11 +61,12 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
     ready_to_refresh()
     not_attempted.clear()
+    budget_down.clear()
     response = process_partial_response(
         event=event, record_handler=refresh_record, processor=processor, context=context
     )
     requeue_not_attempted(response, context)
-    # static shares end the invocation holding no CAMS slot (see Pacer.settle); the shared budget needs no wait
+    # an instance's own log ends the invocation holding no live permit (SharedBudget.settle); a shared one returns
     get_lookup().budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
     return response
 
@@ -99,10 +109,20 @@ def _refresh_fc(messages: list[fc.QueueMessage], context: fc.FcContext) -> dict[
     queue, dead_letter_queue = redelivery_queues(lookup.settings)  # configuration errors fail the invocation
     final = send_seconds(queue, dead_letter_queue, len(messages))  # every failed item sent on before returning
     deadline = worker_deadline(lookup, context.get_remaining_time_in_millis(), final)
+    budget_up = True
     for message in messages:
         delivery = Delivery.read(message.body)
+        if not budget_up:
+            plan.postponed(delivery)
+            continue
         try:
             refresh_message(lookup, delivery.body, deadline, time.monotonic())
+        except BudgetUnavailable:
+            logger.info(
+                "refresh postponed: no CAMS call without the shared budget", extra={"message_id": message.message_id}
+            )
+            plan.postponed(delivery)
+            budget_up = False
         except PoisonMessage as error:
             logger.error("unprocessable message", extra={"message_id": message.message_id, "reason": error.message})
             plan.dead_letter(delivery, error.code)

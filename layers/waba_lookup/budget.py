@@ -1,9 +1,8 @@
-"""The account budget: the port every CAMS attempt goes through, and the choice of implementation.
+"""The account budget: the port every CAMS attempt goes through, and the choice of its store.
 
-Behind it:
-- FallbackBudget (fallback.py): a SharedBudget (shared_budget.py), one sliding log for the whole deployment in a
-  LogStore (DynamoDB, dynamodb.py; in memory for tests, log_store.py), with static shares while the store fails;
-- Pacer (pacing.py): static per-instance shares, for no store and local runs without one.
+One implementation, SharedBudget (shared_budget.py): a sliding log of permits (sliding_log.py) in a LogStore, which
+is DynamoDB (dynamodb.py) or Tablestore (ots.py) for the whole deployment when CAMS_BUDGET_TABLE is set, and else
+an in-memory log of the instance's own (log_store.py) with floor(CAMS_QPS_BUDGET / CAMS_MAX_INSTANCES) as budget.
 """
 
 from __future__ import annotations
@@ -24,7 +23,7 @@ class BudgetStats:
     interactive_waits: list[float] = field(default_factory=list)
     store_requests: int = 0
     store_seconds: float = 0.0
-    fallbacks: int = 0
+    store_failures: int = 0  # permits refused, or answers not written back, because the store failed
 
     def record_wait(self, seconds: float, interactive: bool) -> None:
         self.permits += 1
@@ -35,12 +34,16 @@ class Budget(Protocol):
     """Admission of CAMS attempts under the account's calls-per-second quota."""
 
     stats: BudgetStats
-    release_seconds: float  # the longest writing an attempt's answer back can take, after CAMS answered
+
+    @property
+    def release_seconds(self) -> float:
+        """The longest writing an attempt's answer back can take, once CAMS answered."""
+        ...
 
     def permit(self, send_by: float, interactive: bool) -> AbstractContextManager[None]:
         """Hold a permit for one attempt, from before its send until its answer. `send_by` is a monotonic time;
-        raise Throttled (BudgetUnavailable when the store is down and there is no fallback) if no permit can be
-        had by then. `interactive`: an HTTP read, which goes before background refreshes."""
+        raise Throttled if no permit can be had by then, BudgetUnavailable if the store cannot be reached (no call
+        is then made). `interactive`: an HTTP read, which goes before background refreshes."""
         ...
 
     def throttled(self) -> None:
@@ -57,15 +60,17 @@ class Budget(Protocol):
 
 
 def budget_for(settings: Settings) -> Budget:
-    """The shared budget when CAMS_BUDGET_TABLE is set (DynamoDB on AWS, Tablestore on FC), else static shares of
-    CAMS_QPS_BUDGET."""
-    from waba_lookup.pacing import Pacer
+    """The shared log in CAMS_BUDGET_TABLE (DynamoDB on AWS, Tablestore on FC), else the instance's own log with its
+    share of CAMS_QPS_BUDGET (and of CAMS_INTERACTIVE_RESERVE, leaving background refreshes at least one call)."""
+    from waba_lookup.log_store import LogStore, MemoryLogStore
+    from waba_lookup.shared_budget import SharedBudget
+    from waba_lookup.sliding_log import Policy
 
+    budget, reserve = settings.cams_qps_budget, settings.cams_interactive_reserve
     if not settings.cams_budget_table:
-        return Pacer(settings.calls_per_second)
-    from waba_lookup.fallback import FallbackBudget
-    from waba_lookup.log_store import LogStore
-
+        share = settings.calls_per_second
+        policy = Policy(share, min(reserve // settings.cams_max_instances, share - 1), settings.call_seconds)
+        return SharedBudget(MemoryLogStore(), policy, local=True)
     store: LogStore
     if settings.on_fc:  # Tablestore
         from waba_lookup.ots import TablestoreLogStore
@@ -76,4 +81,4 @@ def budget_for(settings: Settings) -> Budget:
         from waba_lookup.dynamodb import DynamoLogStore
 
         store = DynamoLogStore(settings.cams_budget_table, settings.account_scope)
-    return FallbackBudget.from_settings(store, settings)
+    return SharedBudget(store, Policy(budget, reserve, settings.call_seconds))

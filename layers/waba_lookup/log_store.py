@@ -9,7 +9,7 @@ from typing import Protocol
 
 from waba_lookup.sliding_log import LogRecord, Slot
 
-# one column per record field: `v` (version), `ns`, `rm`, `ta`, `ra`, `rw`, `su` (times and rate); per slot i
+# one column per record field: `v` (version), `ns`, `rm`, `ta`, `ra`, `rw` (times and rate); per slot i
 # `h{i}` (holder), `s{i}` (sent), `e{i}` (expires), `a{i}` (answered), `c{i}` (interactive)
 RECORD_FIELDS = {
     "ns": "next_send",
@@ -17,7 +17,6 @@ RECORD_FIELDS = {
     "ta": "throttled_at",
     "ra": "reads_at",
     "rw": "reads_waiting_until",
-    "su": "static_until",
 }
 Column = str | float | bool
 
@@ -84,7 +83,8 @@ class LogStore(Protocol):
 
 
 class MemoryLogStore:
-    """The record in a dict under a lock, for tests; `down` makes every request fail like an outage."""
+    """The record in memory under a lock: one instance's own log without a table, and the tests' shared one;
+    `down` makes every request fail like an outage."""
 
     answer_seconds = 0.0
 

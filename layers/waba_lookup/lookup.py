@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Literal
 
-from waba_lookup.adaptive import CubicRate
 from waba_lookup.aws import FAIL_FAST_SECONDS
 from waba_lookup.budget import Budget, budget_for
 from waba_lookup.cache import CacheEntry, WabaCache, cache_for
@@ -31,13 +30,13 @@ from waba_lookup.errors import (
 )
 from waba_lookup.observability import count, count_error, logger
 from waba_lookup.settings import Settings, get_settings
-from waba_lookup.sliding_log import HOLD_AFTER_ANSWER
+from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER
 
 MAX_ATTEMPTS = 3
 DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs
-# kept back from the last call for the worker's final wait, which static shares need (a slot is held a second
-# after the answer, plus jitter); with the shared budget the wait returns at once
-SETTLE_RESERVE_SECONDS = HOLD_AFTER_ANSWER + CubicRate.CONTENDED_JITTER
+# kept back from the last call for the worker's final wait, which an instance's own log needs (a permit counts a
+# second after its answer, and the skew margin); with the shared log the wait returns at once
+SETTLE_RESERVE_SECONDS = HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 

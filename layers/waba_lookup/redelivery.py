@@ -1,7 +1,8 @@
 """Failures without partial batches (Function Compute's SMQ trigger): a batch succeeds or fails whole, so each item
 that failed is sent on again before the invocation returns, in this order:
 
-- never attempted (no time left): back to the queue, its attempt count unchanged;
+- never attempted (no time left, or the shared budget's store failing): back to the queue, its attempt count
+  unchanged;
 - a transient failure (throttled, 5xx, timeout): back to the queue with a growing delay and one more attempt;
 - its last attempt used up, or a message that can never be processed: to the dead-letter queue, with the last
   error code.
@@ -26,6 +27,7 @@ from waba_lookup.settings import Settings
 MAX_ATTEMPTS = 5  # as many as the SQS queue's maxReceiveCount
 RETRY_DELAYS_SECONDS = (10, 30, 60, 120)  # before attempts 2, 3, 4 and 5
 NOT_ATTEMPTED_DELAY_SECONDS = 1
+POSTPONED_DELAY_SECONDS = 10  # the shared budget's store could not be reached: give it time
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class Redelivery:
 
     def not_attempted(self, delivery: Delivery) -> None:
         self.retries.append((_with(delivery.body, Attempts=delivery.attempts), NOT_ATTEMPTED_DELAY_SECONDS))
+
+    def postponed(self, delivery: Delivery) -> None:
+        """Not attempted because no CAMS call could be made safely (the budget's store failed): back to the queue
+        with a delay, its attempt count unchanged."""
+        self.retries.append((_with(delivery.body, Attempts=delivery.attempts), POSTPONED_DELAY_SECONDS))
 
     def failed(self, delivery: Delivery, code: str) -> None:
         attempts = delivery.attempts + 1

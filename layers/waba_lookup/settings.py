@@ -33,7 +33,6 @@ class Settings:
     tablestore_instance: str | None = None
     cams_interactive_reserve: int = 2
     cams_max_instances: int = 1
-    instances_capped: bool = False  # CAMS_MAX_INSTANCES was set: the platform caps this function's concurrency
     refresh_queue_url: str | None = None
     refresh_dlq_url: str | None = None  # FC: where a refresh goes after its last attempt (SQS redrives by itself)
     refresh_min_interval_seconds: int = 60
@@ -48,7 +47,7 @@ class Settings:
 
     @property
     def calls_per_second(self) -> int:
-        """This instance's static share of the quota (no shared budget): floor(budget / instances)."""
+        """Without a table, this instance's share of the quota: floor(budget / instances)."""
         return self.cams_qps_budget // self.cams_max_instances
 
     @property
@@ -93,7 +92,6 @@ class Settings:
                 "CAMS_INTERACTIVE_RESERVE", cls.cams_interactive_reserve, low=0, high=CAMS_MAX_QPS - 1
             ),
             cams_max_instances=env.integer("CAMS_MAX_INSTANCES", cls.cams_max_instances, low=1),
-            instances_capped=env.optional("CAMS_MAX_INSTANCES") is not None,
             refresh_queue_url=env.optional("REFRESH_QUEUE_URL"),
             refresh_dlq_url=env.optional("REFRESH_DLQ_URL"),
             refresh_min_interval_seconds=env.integer(
@@ -130,7 +128,7 @@ class Settings:
                 f"CAMS_INTERACTIVE_RESERVE={settings.cams_interactive_reserve} must be below "
                 f"CAMS_QPS_BUDGET={settings.cams_qps_budget}: background refreshes would never get a permit"
             )
-        # with a shared budget, CAMS_MAX_INSTANCES only sizes the fallback shares, which may be zero
+        # CAMS_MAX_INSTANCES sizes each instance's own log, without a table only
         if not settings.cams_budget_table and settings.cams_max_instances > settings.cams_qps_budget:
             raise ConfigurationError(
                 f"CAMS_MAX_INSTANCES={settings.cams_max_instances} exceeds CAMS_QPS_BUDGET={settings.cams_qps_budget}: "

@@ -74,7 +74,6 @@ class LogRecord:
     throttled_at: float = 0.0
     reads_at: float = 0.0  # the last interactive permit or wait
     reads_waiting_until: float = 0.0
-    static_until: float = 0.0  # the last moment an instance in fallback may have sent outside the log
 
     def rate(self, now: float, budget: int) -> float:
         """The deployment's calls per second: the budget, or after a throttle the curve back up to it."""
@@ -111,9 +110,8 @@ def admit(record: LogRecord, now: float, policy: Policy, holder: str, interactiv
     again. The permit's `sent` is when it may start; its holder sends no earlier."""
     rate = record.rate(now, policy.budget)
     cap = policy.budget if rate >= policy.budget else max(1, math.floor(rate))
-    opens = record.static_until + policy.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
     # each condition as (when it surely clears, the soonest it might): the permit starts when all surely have
-    blocked: list[tuple[float, float]] = [(opens, opens)] if record.static_until else []
+    blocked: list[tuple[float, float]] = []
     if not interactive:
         blocked += [(record.reads_waiting_until,) * 2, (record.next_send,) * 2]
         if now - record.reads_at < READS_RECENT_SECONDS:
@@ -150,8 +148,3 @@ def cut(record: LogRecord, now: float, budget: int, sent: float) -> LogRecord | 
     if record.rate_max and sent < record.throttled_at + CLOCK_SKEW_MARGIN:
         return None
     return replace(record, rate_max=record.rate(now, budget), throttled_at=now)
-
-
-def after_static(record: LogRecord, until: float) -> LogRecord:
-    """An instance back from fallback: permits wait out the calls it made outside the log until `until`."""
-    return replace(record, static_until=max(record.static_until, until))

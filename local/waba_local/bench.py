@@ -48,7 +48,7 @@ def median_run(runs: list[RunFigures]) -> dict[str, Any]:
     row |= {name: med(name) for name in ("store_requests_per_call", "store_ms_per_call", "seconds")}
     row |= {"rejected": max(r.rejected for r in runs), "busiest_second": max(r.busiest_second for r in runs)}
     row |= {"completed": min(r.completed for r in runs), "backlog": runs[0].backlog}
-    row |= {"fallbacks": max(r.fallbacks for r in runs), "runs": len(runs)}
+    row |= {"store_failures": max(r.store_failures for r in runs), "runs": len(runs)}
     numbers = {k for r in runs for k, v in r.extra.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     row["extra"] = {k: median_of([r.extra.get(k) for r in runs]) for k in sorted(numbers)}
     row["extra"] |= {"outcomes": runs[0].extra["outcomes"]} if "outcomes" in runs[0].extra else {}
@@ -57,12 +57,12 @@ def median_run(runs: list[RunFigures]) -> dict[str, Any]:
 
 def main_table(rows: list[tuple[Scenario, str, dict[str, Any]]]) -> str:
     headers = ["scenario", "variant", "calls", "rejected", "busiest s", "steady/s", "end-to-end/s", "completed"]
-    headers += ["neighbour kept", "store req/call", "store ms/call", "fallbacks", "seconds"]
+    headers += ["neighbour kept", "store req/call", "store ms/call", "store failures", "seconds"]
     cells = [
         [s.name, variant, m["calls"], m["rejected"], m["busiest_second"], m["steady_per_s"], m["end_to_end_per_s"]]
         + [f"{m['completed']}/{m['backlog']}" if m["backlog"] else "-"]
         + [f"{m['neighbour_kept_pct']}%" if m["neighbour_kept_pct"] is not None else "-"]
-        + [m["store_requests_per_call"], m["store_ms_per_call"], m["fallbacks"], m["seconds"]]
+        + [m["store_requests_per_call"], m["store_ms_per_call"], m["store_failures"], m["seconds"]]
         for s, variant, m in rows
     ]
     return table(headers, cells)

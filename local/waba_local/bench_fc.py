@@ -36,7 +36,7 @@ def run(items: int, variant: str) -> list[object]:
     try:
         assert local.emulator is not None and local.smq is not None and local.oss is not None
         env = dict(os.environ) | local.fc_environment() | {"POWERTOOLS_LOG_LEVEL": "CRITICAL"}
-        env |= {k: worker_env[k] for k in ("CAMS_QPS_BUDGET", "CAMS_MAX_INSTANCES", "CAMS_TIMEOUT_MS")}
+        env |= {k: worker_env[k] for k in ("CAMS_QPS_BUDGET", "CAMS_TIMEOUT_MS")}
         env["FC_FUNCTION_NAME"] = "waba-lookup-worker"
         sender = _sender(local)
         bodies = [

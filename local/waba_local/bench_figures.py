@@ -33,7 +33,7 @@ class RunFigures:
     neighbour_kept_pct: float | None
     store_requests_per_call: float
     store_ms_per_call: float
-    fallbacks: int
+    store_failures: int
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)  # the scenario's own figures (reads, hits, the kill)
     ours: list[float] = field(default_factory=list, repr=False)  # arrival times, for the chart
@@ -62,12 +62,12 @@ def rates(accepted: list[float]) -> tuple[float, float]:
 
 
 def budget_cost(stats: list[dict[str, Any]], calls: int) -> tuple[float, float, int]:
-    """(store requests, store milliseconds) per CAMS call, and fallbacks, over every instance's BudgetStats."""
+    """(store requests, store milliseconds) per CAMS call, and store failures, over every instance's BudgetStats."""
     budgets = [s["budget"] for s in stats]
     requests = sum(b["store_requests"] for b in budgets)
     seconds = sum(b["store_seconds"] for b in budgets)
     per_call = lambda total: round(total / calls, 2) if calls else 0.0
-    return per_call(requests), per_call(1000 * seconds), sum(b["fallbacks"] for b in budgets)
+    return per_call(requests), per_call(1000 * seconds), sum(b["store_failures"] for b in budgets)
 
 
 def figures(
@@ -84,7 +84,7 @@ def figures(
     # the neighbour's calls while ours were calling: its idle tail alone would flatter its figure
     first, last = (min(c.arrived_at for c in ours), max(c.arrived_at for c in ours)) if ours else (0.0, 0.0)
     theirs = [c for c in calls if c.access_key_id == NEIGHBOUR_KEY[0] and first <= c.arrived_at <= last]
-    requests, ms, fallbacks = budget_cost(stats, len(ours))
+    requests, ms, store_failures = budget_cost(stats, len(ours))
     return RunFigures(
         scenario=scenario,
         variant=variant,
@@ -99,7 +99,7 @@ def figures(
         neighbour_kept_pct=round(100 * sum(c.accepted for c in theirs) / len(theirs), 1) if theirs else None,
         store_requests_per_call=requests,
         store_ms_per_call=ms,
-        fallbacks=fallbacks,
+        store_failures=store_failures,
         seconds=round(seconds, 1),
         ours=sorted(c.arrived_at for c in ours),
         rejected_at=sorted(c.arrived_at for c in ours if c.code == "System.LimitControl"),

@@ -250,7 +250,7 @@ def hits(args: argparse.Namespace) -> dict[str, Any]:
     children = [_fork(partial(_hit_instance, api, customer, args)) for customer in args.customers.split(",")]
     seen = [_collect(pid, pipe) for pid, pipe in children]
     stats = [s["budget"] for s in seen]
-    budget = {k: sum(b[k] for b in stats) for k in ("permits", "store_requests", "store_seconds", "fallbacks")}
+    budget = {k: sum(b[k] for b in stats) for k in ("permits", "store_requests", "store_seconds", "store_failures")}
     budget |= {k: [w for b in stats for w in b[k]] for k in ("waits", "interactive_waits")}
     return {"budget": budget, "reads": [s["read"] for s in seen]}
 

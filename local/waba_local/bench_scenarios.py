@@ -83,7 +83,7 @@ def variant_env(base: dict[str, str], variant: str, function: str, instances: in
         spread = max(cap, instances) if function == "worker" else cap
         env |= {"CAMS_QPS_BUDGET": str(budget), "CAMS_MAX_INSTANCES": str(spread)}
     elif variant in SHARED and function == "worker":
-        env["CAMS_MAX_INSTANCES"] = str(instances)  # sizes the fallback share only, as WorkerMaxInstances does
+        env["CAMS_MAX_INSTANCES"] = str(instances)  # as WorkerMaxInstances caps them (sizes the log without a table)
     return env
 
 

@@ -56,14 +56,14 @@ module = importlib.import_module(module_name)
 assert callable(getattr(module, name, None)), f"{handler} is not callable"
 for extra in imports:
     importlib.import_module(extra)
-# the shared budget as s.yaml deploys it: the Tablestore log behind the fallback, and its client (nothing is sent)
+# the shared budget as s.yaml deploys it: the Tablestore log, and its client (nothing is sent)
 from waba_lookup.budget import budget_for
 from waba_lookup.credentials import EnvironmentCredentials
 from waba_lookup.ots import TablestoreLogStore, build_client
 from waba_lookup.settings import get_settings
 settings = get_settings()
 budget = budget_for(settings)
-assert type(budget).__name__ == "FallbackBudget" and isinstance(budget.shared.store, TablestoreLogStore), budget
+assert type(budget).__name__ == "SharedBudget" and isinstance(budget.store, TablestoreLogStore), budget
 build_client(settings.tablestore_endpoint, settings.tablestore_instance, EnvironmentCredentials())
 assert "boto3" not in sys.modules, "boto3 was imported: it is not in the FC layer"
 if len(sys.argv) > 4:  # an event that needs no cloud: the adapter, the handler's logic and its answer end to end

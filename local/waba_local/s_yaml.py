@@ -36,7 +36,7 @@ class QueueTrigger:
     retry_attempts: int  # runOptions.retryStrategy.MaximumRetryAttempts: re-pushes of a failed batch, then its DLQ
     is_base64_decode: bool  # sourceMNSParameters.IsBase64Decode: whether messageBody is base64-decoded first
     worker_timeout_seconds: int  # the worker's timeout
-    worker_max_instances: int  # the worker's reserved concurrency (= maximumTasks, = CAMS_MAX_INSTANCES)
+    worker_max_instances: int  # the worker's reserved concurrency (= the trigger's maximumTasks)
     visibility_timeout_seconds: int  # the refresh queue's VisibilityTimeout
 
 

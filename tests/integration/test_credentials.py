@@ -101,7 +101,7 @@ def test_on_fc_the_invocations_credentials_win_over_expired_ones_in_the_environm
     assert queued["statusCode"] == 202 and json.loads(queued["body"]) == {"Queued": 1}
     assert [c.access_key_id for c in cams_env.calls] == ["STS.role2"]
     assert len(smq.bodies()) == 1 and len(oss.cache_objects()) == 1
-    assert get_lookup().budget.stats.fallbacks == 0 and get_lookup().budget.stats.store_requests > 0
+    assert get_lookup().budget.stats.store_failures == 0 and get_lookup().budget.stats.store_requests > 0
 
 
 @dataclass

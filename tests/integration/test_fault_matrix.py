@@ -164,8 +164,8 @@ FAULTS = {
             miss="503 BudgetUnavailable",
             stale="200 STALE",
             bulk="202",
-            worker="cached",  # on its static fallback share
-            metric="BudgetStoreFallback",
+            worker="returned",  # fail closed: no CAMS call; back to the queue (FC: later, attempts unchanged)
+            metric="BudgetStoreUnavailable",
             log="shared CAMS budget unreachable",
             met_on=("miss", "stale", "worker"),
             needs_store=True,
@@ -222,6 +222,7 @@ class Stack:
     smq: SmqQueues | None = None
     tablestore: TablestoreStandIn | None = None
     secrets: Any = None  # Secrets Manager (moto), for the secret's faults
+    fails_closed: bool = False  # the budget's store is failing: the worker postpones rather than fails
 
     def http(self, case: str, **overrides: Any) -> dict[str, Any]:
         response: dict[str, Any]
@@ -268,7 +269,8 @@ class Stack:
                 answer = worker_app.handler(raw, LocalFcContext(function=FunctionMeta(timeout=seconds)))
                 resent = self.queued()
                 assert answer == {"received": 1, "resent": len(resent), "deadLettered": len(self.queued("dlq"))}
-                assert resent in ([], [{"CustSpaceId": SUB, "IsvCode": ISV, "Attempts": 1}])
+                attempts = 0 if self.fails_closed else 1  # postponed, not failed, when no call could be made
+                assert resent in ([], [{"CustSpaceId": SUB, "IsvCode": ISV, "Attempts": attempts}])
                 places += ["returned"] * len(resent)
         except ConfigurationError:
             places.append("raised ConfigurationError")
@@ -344,6 +346,7 @@ def inject(stack: Stack, fault: str) -> None:
         stack.secrets.delete_secret(SecretId=SECRET, ForceDeleteWithoutRecovery=True)
         parameters.clear_caches()
     elif fault == "budget-unreachable":
+        stack.fails_closed = True
         if stack.tablestore is not None:
             stack.tablestore.fail(times=None, status=503, code="OTSServerBusy")
         else:

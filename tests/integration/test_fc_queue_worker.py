@@ -14,6 +14,7 @@ from tests.conftest import EVENTS, OssCache, SmqQueues
 from waba_local.emulator import CamsEmulator
 from waba_local.eventbridge import LocalSmqTrigger
 from waba_local.fc_local import FunctionMeta, LocalFcContext
+from waba_local.tablestore_stand_in import TablestoreStandIn
 from waba_lookup import redelivery
 from waba_lookup.errors import ConfigurationError, UpstreamFailed
 
@@ -168,3 +169,21 @@ def dead_customer(body: str) -> str:
 def load_event_any(name: str) -> Any:
     """events/<name>.json, which for the SMQ trigger may be one CloudEvent or an array of them."""
     return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def test_with_the_budget_store_down_items_go_back_later_without_counting_an_attempt(
+    fc: tuple[CamsEmulator, OssCache, SmqQueues], monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]
+) -> None:
+    cams, oss, smq = fc
+    with TablestoreStandIn(credentials=dict([emulator_credentials])) as tablestore:  # no budget table in it
+        monkeypatch.setenv("CAMS_BUDGET_TABLE", "no_such_budget_table")
+        monkeypatch.setenv("TABLESTORE_ENDPOINT", tablestore.endpoint)
+        monkeypatch.setenv("TABLESTORE_INSTANCE", tablestore.instance)
+        answer = invoke(load_event_any("fc-smq-batch"))
+    # fail closed: no CAMS call, every item re-sent with its attempt count unchanged, later, none dead-lettered
+    assert cams.calls == [] and oss.cache_objects() == {}
+    assert answer == {"received": 4, "resent": 4, "deadLettered": 0}
+    resent = [json.loads(m.body) for m in smq.stand_in.messages(smq.queue)]
+    assert [r.get("Attempts", 0) for r in resent] == [0, 0, 0, 2]  # the batch's last came with 2 already
+    delays = [m.visible_at - m.enqueue_time for m in smq.stand_in.messages(smq.queue)]
+    assert all(abs(d - redelivery.POSTPONED_DELAY_SECONDS) < 1 for d in delays), delays

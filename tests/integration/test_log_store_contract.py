@@ -49,7 +49,7 @@ def test_an_unwritten_record_reads_empty(store: LogStore) -> None:
 def test_a_record_reads_back_as_written(store: LogStore) -> None:
     record = with_slot(LogRecord(), 3, Slot("p1", 1000.25, 1007.25, False, True), "v1")
     record = replace(record, next_send=1000.35, rate_max=7.5, throttled_at=990.5, reads_at=999.0)
-    record = replace(record, reads_waiting_until=1000.5, static_until=980.125)
+    record = replace(record, reads_waiting_until=1000.5, reads_at=980.125)
     assert store.replace(record, "") is None
     assert store.load() == record
 

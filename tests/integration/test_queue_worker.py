@@ -155,25 +155,21 @@ def test_a_refresh_whose_cache_write_fails_goes_back_to_the_queue(
     assert cams.count(cust_space_id="cs-acme-001") == 1  # fetched, but not acknowledged: it will be retried
 
 
-def test_with_the_budget_store_down_the_worker_falls_back_to_its_static_share(
-    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch
+def test_with_the_budget_store_down_the_worker_calls_nothing_and_returns_every_record(
+    stack: tuple[CamsEmulator, AwsStandIn], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     cams, aws = stack
     monkeypatch.setenv("CAMS_BUDGET_TABLE", "no-such-budget-table")
-    monkeypatch.setenv("CAMS_MAX_INSTANCES", "4")  # (10 - 2) / 4: two calls a second each
-    customers = [f"cs-fallback-{i}" for i in range(3)]
-    for c in customers:
-        aws.sqs.send_message(QueueUrl=aws.queue_url, MessageBody=json.dumps({"CustSpaceId": c, "IsvCode": f"isv-{c}"}))
-    started = time.monotonic()  # the emulator's clock
-
-    stats = LocalPoller(aws.sqs, aws.queue_url, app.lambda_handler).drain(until_empty_for=1.0, time_limit=60)
-
-    assert stats.succeeded == 3 and set(results(aws)) == set(customers)
-    arrivals = sorted(c.arrived_at for c in cams.calls)
-    settings = get_lookup().settings
-    # it first waited out permits it could no longer see, then kept to two calls in any second
-    assert arrivals[0] - started >= settings.call_seconds + 1.0
-    assert arrivals[2] - arrivals[0] >= 1.0
+    bodies = [json.dumps({"CustSpaceId": f"cs-closed-{i}", "IsvCode": f"isv-cs-closed-{i}"}) for i in range(3)]
+    template = load_event("sqs-single")["Records"][0]
+    event = {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+    response = app.lambda_handler(event, FakeLambdaContext())
+    # fail closed: no CAMS call, every record back through the queue's visibility timeout, nothing cached
+    assert cams.calls == [] and aws.cache_objects() == {}
+    assert failures(response) == {f"m-{i}" for i in range(3)}
+    # the store was asked for the first record only (with one immediate retry): the rest waited with it
+    assert get_lookup().budget.stats.store_failures == 1
+    assert caplog.text.count("shared CAMS budget unreachable") == 1
 
 
 def test_records_never_attempted_are_requeued_without_burning_a_receive(

@@ -1,8 +1,8 @@
 """s.yaml declares what SPEC and docs/deploy-fc.md promise on Function Compute: the handlers that exist, the layer
 that `make build-fc` writes, configuration the library reads, a role per function that can do what its function
 does and nothing else, a private cache that expires, the refresh queue, its dead-letter queue and the worker's SMQ
-trigger, signed requests by default, and one shared CAMS budget in a Tablestore table for both functions: the HTTP
-function uncapped, the worker's one number for its cap and its share while the table is unreachable.
+trigger, signed requests by default, and one shared CAMS budget in a Tablestore table for both functions (no static
+shares): the HTTP function uncapped, the worker capped by one number, for its cost.
 
 The file is checked once its variables are substituted (by waba_local.s_yaml, and by Serverless Devs' own
 `s preview` when it is installed: both must agree) against tests/template/s_yaml.schema.json.
@@ -30,9 +30,9 @@ from waba_local import build_fc, s_yaml
 from waba_local.s_yaml import HTTP, WORKER, functions, output_of, raw, ros_resources
 from waba_lookup import redelivery
 from waba_lookup.budget import budget_for
-from waba_lookup.fallback import FallbackBudget
 from waba_lookup.ots import TablestoreLogStore
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
+from waba_lookup.shared_budget import SharedBudget
 from waba_lookup.smq import SmqQueue, parse_queue_url
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -320,39 +320,35 @@ def test_the_guides_jwt_trigger_is_valid(doc: dict[str, Any]) -> None:
 def test_the_http_function_has_no_reserved_concurrency() -> None:
     """The shared budget is the quota, not the HTTP function's concurrency (SPEC, Quota): reads, cache hits above all,
     scale with Function Compute, and one instance alone may use the whole idle budget. A cap would only reject
-    requests beyond it (Function Compute's own 429, cache hits too). Without CAMS_MAX_INSTANCES the library counts
-    the function as uncapped, so its reads never call CAMS outside the table: while it is unreachable they serve
-    stale entries or answer 503."""
+    requests beyond it (Function Compute's own 429, cache hits too)."""
     props = raw()["resources"][HTTP]["props"]
     assert "concurrencyConfig" not in props
     assert "CAMS_MAX_INSTANCES" not in props["environmentVariables"]
 
 
 def test_each_instance_serves_one_request_at_a_time(doc: dict[str, Any]) -> None:
-    """instanceConcurrency 1 on both functions: the budget's state in an instance (its static share's log, its place
-    in line) and the credentials read at each call are kept per instance, without locks. Function Compute 3.0's
-    built-in runtimes serve one request per instance anyway (only custom runtimes take more): the pin keeps it so."""
+    """instanceConcurrency 1 on both functions: the budget's state in an instance (its place in line; without the
+    table, its own log) and the credentials read at each call are kept per instance, without locks. Function Compute
+    3.0's built-in runtimes serve one request per instance anyway (only custom runtimes take more): the pin keeps it
+    so."""
     for function in (HTTP, WORKER):
         assert raw()["resources"][function]["props"].get("instanceConcurrency") == 1, function
         assert functions(doc)[function]["instanceConcurrency"] == 1, function
 
 
-def test_the_workers_cap_is_its_fallback_instance_count(doc: dict[str, Any]) -> None:
-    """One number: the worker's reserved concurrency, its CAMS_MAX_INSTANCES (the instance count of its share while
-    the table is unreachable) and its trigger's maximumTasks."""
+def test_the_workers_cap_is_one_number_for_its_cost(doc: dict[str, Any]) -> None:
+    """One number: the worker's reserved concurrency and its trigger's maximumTasks. It bounds cost, not the quota."""
     props = raw()["resources"][WORKER]["props"]
     assert props["concurrencyConfig"]["reservedConcurrency"] == "${vars.workerMaxInstances}"
-    assert props["environmentVariables"]["CAMS_MAX_INSTANCES"] == "${str('vars.workerMaxInstances')}"
-    rendered = functions(doc)[WORKER]
-    assert (
-        int(rendered["environmentVariables"]["CAMS_MAX_INSTANCES"])
-        == rendered["concurrencyConfig"]["reservedConcurrency"]
-    )
-    settings = Settings.from_env(deployed_environment(doc, WORKER))
-    assert settings.instances_capped and settings.cams_max_instances == doc["vars"]["workerMaxInstances"]
-    # every worker instance keeps at least one call a second while the table is unreachable (as AWS's Rules check)
-    budget, reserve = settings.cams_qps_budget, settings.cams_interactive_reserve
-    assert 1 <= settings.cams_max_instances <= budget - reserve
+    assert functions(doc)[WORKER]["concurrencyConfig"]["reservedConcurrency"] == doc["vars"]["workerMaxInstances"]
+
+
+def test_no_static_share_is_deployed_beside_the_table(doc: dict[str, Any]) -> None:
+    """CAMS_MAX_INSTANCES sizes an instance's own budget without a table only: with one it is unused, so neither
+    function gets it."""
+    for function in (HTTP, WORKER):
+        environment = deployed_environment(doc, function)
+        assert environment["CAMS_BUDGET_TABLE"] and "CAMS_MAX_INSTANCES" not in environment, function
 
 
 def test_both_functions_share_one_budget(doc: dict[str, Any]) -> None:
@@ -369,8 +365,12 @@ def test_both_functions_share_one_budget(doc: dict[str, Any]) -> None:
         assert settings.cams_qps_budget == doc["vars"]["camsQpsBudget"] <= CAMS_MAX_QPS
         assert 0 <= settings.cams_interactive_reserve == doc["vars"]["interactiveReserve"] < settings.cams_qps_budget
         budget = budget_for(settings)
-        assert isinstance(budget, FallbackBudget), f"{function}: static shares instead of the shared budget"
-        store = budget.shared.store
+        assert isinstance(budget, SharedBudget) and not budget.local, f"{function}: its own log, not the shared one"
+        assert (budget.policy.budget, budget.policy.reserve) == (
+            settings.cams_qps_budget,
+            settings.cams_interactive_reserve,
+        )
+        store = budget.store
         assert isinstance(store, TablestoreLogStore)
         assert (store.endpoint, store.instance, store.table) == (
             settings.tablestore_endpoint,
@@ -384,23 +384,18 @@ def test_both_functions_share_one_budget(doc: dict[str, Any]) -> None:
         worker.tablestore_endpoint,
     )
     assert http.account_scope == worker.account_scope, "the two functions would keep two records"
-    assert not http.instances_capped, "uncapped: its reads never call CAMS outside the table"
 
 
 def test_the_guides_http_cap_is_valid(doc: dict[str, Any]) -> None:
-    """The optional cap (docs/deploy-fc.md): reserved concurrency and CAMS_MAX_INSTANCES, one number, together."""
+    """The optional cap (docs/deploy-fc.md): reserved concurrency alone, for cost; the budget stays the shared one."""
     (block,) = re.findall(r"```yaml\n(\s*waba_http:\n.*?)\s*```", GUIDE.read_text(), re.DOTALL)
     cap = yaml.safe_load(textwrap.dedent(block))["waba_http"]["props"]
+    assert set(cap) == {"concurrencyConfig"}, "a cap needs no CAMS_MAX_INSTANCES beside the table"
     capped = copy.deepcopy(doc)
-    props = capped["resources"][HTTP]["props"]
-    props["concurrencyConfig"] = cap["concurrencyConfig"]
-    props["environmentVariables"].update(cap["environmentVariables"])
+    capped["resources"][HTTP]["props"]["concurrencyConfig"] = cap["concurrencyConfig"]
     jsonschema.validate(capped, SCHEMA, cls=jsonschema.Draft7Validator)
-    instances = props["concurrencyConfig"]["reservedConcurrency"]
-    assert props["environmentVariables"]["CAMS_MAX_INSTANCES"] == str(instances)
-    settings = Settings.from_env(deployed_environment(capped, HTTP))
-    assert settings.instances_capped and settings.cams_max_instances == instances
-    assert isinstance(budget_for(settings), FallbackBudget), "still the shared budget: the cap is not the quota"
+    budget = budget_for(Settings.from_env(deployed_environment(capped, HTTP)))
+    assert isinstance(budget, SharedBudget) and not budget.local, "still the shared budget: the cap is not the quota"
 
 
 def test_the_queues_outlive_the_worker_and_keep_dead_letters_longest(doc: dict[str, Any]) -> None:
@@ -488,9 +483,12 @@ def test_the_guide_tells_the_redelivery_the_worker_does() -> None:
 
 def test_the_guide_tells_what_the_library_logs_and_the_variables_it_reads() -> None:
     guide = GUIDE.read_text()
-    source = (ROOT / "layers" / "waba_lookup" / "fallback.py").read_text()
-    (warning,) = re.findall(r'logger\.warning\("([^"]+)"', source)
+    source = (ROOT / "layers" / "waba_lookup" / "shared_budget.py").read_text()
+    (warning,) = [w for w in re.findall(r'logger\.warning\("([^"]+)"', source) if "unreachable" in w]
     assert warning in guide, "the guide's alert should search for the warning the library logs"
+    (query,) = [line.strip() for line in guide.splitlines() if "| select count(*)" in line]
+    words = query.split("|")[0].split(" and ")
+    assert {w.strip() for w in words} <= set(re.findall(r"\w+", warning)), "the SLS alert should match the warning"
     for variable in ("CAMS_BUDGET_TABLE", "TABLESTORE_ENDPOINT", "TABLESTORE_INSTANCE", "CAMS_INTERACTIVE_RESERVE"):
         assert variable in guide
 

@@ -1,9 +1,10 @@
 """template.yaml declares what SPEC promises: closed routes, a private cache, no lost messages, least privilege,
-one CAMS budget for the whole deployment whose parameters always leave each instance a share, logs that expire,
-alarms that fire, outputs to use. Some tests read the template after the SAM transform, as CloudFormation runs it."""
+one CAMS budget for the whole deployment in one table (no static shares), logs that expire, alarms that fire,
+outputs to use. Some tests read the template after the SAM transform, as CloudFormation runs it."""
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import importlib.util
 import itertools
@@ -22,13 +23,15 @@ from cfnlint.decode import decode_str
 from http_api import app
 
 from waba_local.poller import LocalLambdaContext
+from waba_lookup.budget import budget_for
 from waba_lookup.cache import ObjectStoreError, WabaCache
 from waba_lookup.customer import Customer
+from waba_lookup.dynamodb import DynamoLogStore
 from waba_lookup.errors import BudgetUnavailable
-from waba_lookup.fallback import FallbackBudget
 from waba_lookup.log_store import MemoryLogStore
 from waba_lookup.observability import count_error, metrics
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
+from waba_lookup.shared_budget import SharedBudget
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 TOOLS_PYTHON = TEMPLATE.parent / ".venv-tools" / "bin" / "python"  # `make tools`: SAM CLI, with samtranslator
@@ -47,7 +50,6 @@ for resource in template["Resources"].values():
 json.dump(Translator(managed_policy_map=None, sam_parser=Parser()).translate(template, parameter_values={}), sys.stdout)
 """
 QUOTA_PARAMETERS = ("CamsQpsBudget", "InteractiveReserve", "WorkerMaxInstances")
-HTTP_CAPS = ("", "1", "2", "3", "8", "50", "9999")  # HttpMaxInstances: unset, and below, at and above the reserve
 ROUTE_SECURITY = {"Fn::If": ["UseJwt", [{"JwtAuthorizer": []}], [{"AWS_IAM": []}]]}
 SECRET_ARN = "arn:aws:secretsmanager:ap-southeast-1:123456789012:secret:waba-lookup/cams-AbCdEf"
 TOPIC_ARN = "arn:aws:sns:ap-southeast-1:123456789012:waba-lookup-alarms"
@@ -278,14 +280,14 @@ def test_refreshes_are_retried_then_dead_lettered_never_lost(template: dict[str,
     assert 10 <= source["BatchSize"] and 0 < source["MaximumBatchingWindowInSeconds"] <= 5
 
 
-def test_a_whole_batch_fits_in_half_the_worker_timeout_even_on_the_smallest_fallback_share(
+def test_a_whole_batch_fits_in_half_the_worker_timeout_at_the_defaults_while_reads_call_cams(
     template: dict[str, Any],
 ) -> None:
     [(worker, source)] = list(events(template, "SQS"))
-    shares = [(budget - reserve) // instances for budget, reserve, instances in accepted_quotas(template)]
+    budget, reserve, instances = (template["Parameters"][name]["Default"] for name in QUOTA_PARAMETERS)
 
-    assert min(shares) >= 1
-    assert source["BatchSize"] / min(shares) <= prop(template, worker, "Timeout") / 2
+    # every worker instance busy, sharing what reads leave; records beyond the timeout are sent again, not lost
+    assert source["BatchSize"] / ((budget - reserve) / instances) <= prop(template, worker, "Timeout") / 2
 
 
 def test_policies_are_explicit_statements_without_wildcard_actions(template: dict[str, Any]) -> None:
@@ -409,28 +411,29 @@ def test_the_budget_table_is_one_on_demand_item_with_nothing_to_restore(template
     assert set(skipped) <= {"CKV_AWS_28", "CKV_AWS_119"} and all(skipped.values())
 
 
-def test_reads_scale_with_lambda_unless_a_cap_is_given(template: dict[str, Any]) -> None:
-    def deployed(**given: str) -> tuple[Any, dict[str, Any]]:
-        values = parameter_values(template, **given)
-        properties = resolve(template, template["Resources"]["HttpApiFunction"]["Properties"], values)
-        variables = resolve(template, env(template, "HttpApiFunction"), values)
-        return properties.get("ReservedConcurrentExecutions"), variables
+def test_reads_scale_with_lambda(template: dict[str, Any]) -> None:
+    properties = template["Resources"]["HttpApiFunction"]["Properties"]
 
-    reserved, variables = deployed()
-    assert template["Parameters"]["HttpMaxInstances"]["Default"] == ""
-    assert reserved is None and "CAMS_MAX_INSTANCES" not in variables
-
-    reserved, variables = deployed(HttpMaxInstances="50")
-    assert reserved == variables["CAMS_MAX_INSTANCES"] == "50"
+    assert "ReservedConcurrentExecutions" not in properties
+    assert "HttpMaxInstances" not in template["Parameters"]
+    assert "CapsHttpInstances" not in template.get("Conditions", {})
 
 
-def test_the_worker_caps_its_instances_and_sizes_its_fallback_share_with_one_parameter(
-    template: dict[str, Any],
-) -> None:
+def test_no_static_share_is_deployed_beside_the_table(template: dict[str, Any]) -> None:
+    """CAMS_MAX_INSTANCES sizes an instance's own budget without a table only: with one it is unused, so neither
+    function gets it, and both get the shared budget on the stack's table."""
+    for function in resources(template, "AWS::Serverless::Function"):
+        variables = resolve(template, env(template, function), parameter_values(template))
+        assert "CAMS_MAX_INSTANCES" not in variables, function
+        budget = budget_for(Settings.from_env(variables))
+        assert isinstance(budget, SharedBudget) and not budget.local, function
+        assert isinstance(budget.store, DynamoLogStore) and budget.store.table == "CamsBudgetTable", function
+
+
+def test_the_worker_caps_its_instances_with_one_parameter(template: dict[str, Any]) -> None:
     [(worker, source)] = list(events(template, "SQS"))
 
     assert source["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "WorkerMaxInstances"}
-    assert env(template, worker)["CAMS_MAX_INSTANCES"] == {"Ref": "WorkerMaxInstances"}
     assert "ReservedConcurrentExecutions" not in template["Resources"][worker]["Properties"]
 
 
@@ -517,12 +520,11 @@ def accepted_quotas(template: dict[str, Any]) -> list[tuple[int, ...]]:
     return [quota for quota in quota_combinations(template) if rules_accept(template, quota_values(template, quota))]
 
 
-def test_rules_accept_exactly_the_budgets_that_leave_every_instance_a_share(template: dict[str, Any]) -> None:
+def test_rules_accept_exactly_the_budgets_that_leave_background_refreshes_a_permit(template: dict[str, Any]) -> None:
     wrong = []
     for quota in quota_combinations(template):
-        budget, reserve, worker_instances = quota
-        # reads first, and every worker instance still makes a call per second on static shares
-        fits = reserve < budget and worker_instances <= budget - reserve
+        budget, reserve, _ = quota
+        fits = reserve < budget  # reads first, and refreshes still get permits while reads call CAMS
         if rules_accept(template, quota_values(template, quota)) != fits:
             wrong.append(quota)
     assert not wrong, f"{len(wrong)} combinations {QUOTA_PARAMETERS} judged wrongly, e.g. {wrong[:3]}"
@@ -539,26 +541,16 @@ def test_every_quota_value_the_console_offers_can_be_deployed(template: dict[str
         assert {quota[position] for quota in accepted} == set(range(bounds["MinValue"], bounds["MaxValue"] + 1)), name
 
 
-def test_the_http_cap_is_empty_or_a_whole_number(template: dict[str, Any]) -> None:
-    pattern = re.compile(template["Parameters"]["HttpMaxInstances"]["AllowedPattern"])
-
-    assert all(pattern.fullmatch(cap) for cap in HTTP_CAPS)
-    assert not any(pattern.fullmatch(cap) for cap in ("0", "04", "-1", "1.5", " 4", "four", "10000"))
-
-
-def test_every_accepted_combination_starts_both_functions_and_leaves_the_worker_a_fallback_share(
-    template: dict[str, Any],
-) -> None:
+def test_every_accepted_combination_starts_both_functions_on_one_shared_budget(template: dict[str, Any]) -> None:
     accepted = accepted_quotas(template)
-    for quota, cap in itertools.product(accepted, HTTP_CAPS):
-        values = quota_values(template, quota, HttpMaxInstances=cap)
-        assert rules_accept(template, values), (quota, cap)  # the cap never makes a budget unacceptable
+    for quota in accepted:
+        values = quota_values(template, quota)
         for function in resources(template, "AWS::Serverless::Function"):
             settings = Settings.from_env(resolve(template, env(template, function), values))  # raises if refused
-            assert (settings.cams_qps_budget, settings.cams_interactive_reserve) == quota[:2]
-            assert settings.cams_budget_table == "CamsBudgetTable"
-        worker = Settings.from_env(resolve(template, env(template, "QueueWorkerFunction"), values))
-        assert (worker.cams_qps_budget - worker.cams_interactive_reserve) // worker.cams_max_instances >= 1
+            budget = budget_for(settings)
+            assert isinstance(budget, SharedBudget) and isinstance(budget.store, DynamoLogStore), (quota, function)
+            assert (budget.policy.budget, budget.policy.reserve) == quota[:2], (quota, function)
+            assert budget.store.table == "CamsBudgetTable"
     assert accepted
 
 
@@ -582,13 +574,12 @@ def test_environment_names_and_defaults_are_the_ones_settings_reads(template: di
 
     Settings.from_env(Recording())
     parameters, defaults = template["Parameters"], Settings()
-    per_function = {"CAMS_MAX_INSTANCES"}  # each function's own cap, tested above
     for function in resources(template, "AWS::Serverless::Function"):
         variables = {k: v for k, v in env(template, function).items() if not k.startswith("POWERTOOLS_")}
         assert set(variables) <= set(read), set(variables) - set(read)
         for name, value in variables.items():
             parameter = parameters.get(value.get("Ref", "")) if isinstance(value, dict) else None
-            if parameter and "Default" in parameter and name not in per_function:
+            if parameter and "Default" in parameter:
                 assert parameter["Default"] == getattr(defaults, name.lower()), name
 
 
@@ -653,31 +644,32 @@ def test_an_alarm_fires_on_flow_control_as_the_code_emits_it(
     assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
 
 
-def test_an_alarm_fires_when_an_instance_falls_back_from_the_budget_table_as_the_code_reports_it(
+def test_an_alarm_fires_when_an_instance_cannot_reach_the_budget_table_as_the_code_counts_it(
     template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for switch in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
         monkeypatch.delenv(switch, raising=False)
-    store = MemoryLogStore()
-    store.down = True
-    budget = FallbackBudget.from_settings(store, Settings(cams_budget_table="CamsBudgetTable"))
-    for _ in range(2):  # an uncapped HTTP instance does not call CAMS without the table
-        with pytest.raises(BudgetUnavailable), budget.permit(time.monotonic() + 1, interactive=True):
-            pass
+    table = MemoryLogStore()
+    table.down = True  # every request fails, the immediate retry too
+    deployed = budget_for(Settings(cams_budget_table="CamsBudgetTable"))
+    assert isinstance(deployed, SharedBudget)
+    budget = dataclasses.replace(deployed, store=table)  # the deployed budget, on a table that fails
+    with pytest.raises(BudgetUnavailable), budget.permit(time.monotonic() + 1, interactive=True):
+        pytest.fail("a CAMS call was let through without the table")
     metrics.flush_metrics()
     emitted = [
         blob
         for line in capsys.readouterr().out.splitlines()
         if line.startswith("{")
         and "_aws" in (blob := json.loads(line))
-        and any(m["Name"] == "BudgetStoreFallback" for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"])
+        and any(m["Name"] == "BudgetStoreUnavailable" for d in blob["_aws"]["CloudWatchMetrics"] for m in d["Metrics"])
     ]
     [blob] = emitted
     [directive] = blob["_aws"]["CloudWatchMetrics"]
     [dimensions] = directive["Dimensions"]
 
-    alarm = alarm_on(template, directive["Namespace"], "BudgetStoreFallback")
-    assert blob["BudgetStoreFallback"] == [1.0]  # once per fallback, not once per refused request
+    alarm = alarm_on(template, directive["Namespace"], "BudgetStoreUnavailable")
+    assert blob["BudgetStoreUnavailable"] == [1.0]  # once per refused call, not once per failed request
     assert {d["Name"]: d["Value"] for d in alarm["Dimensions"]} == {name: blob[name] for name in dimensions}
     assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1)
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)

@@ -5,9 +5,8 @@ the skew margin), and each call arrives at CAMS some time between its send and i
 reads and refreshes, answers, answers never written back (an instance killed mid-call and replaced), store
 outages and recoveries, CAMS throttles and the passing of time.
 
-The model keeps the platform's side of the static-share contract, as the handlers do: an instance is replaced
-between invocations only after `settle()` (a worker invocation ends holding no static slot), and a kill mid-call
-is modelled for shared permits (a static call in flight belongs to an invocation that has not ended).
+An instance whose store fails gets no permit (BudgetUnavailable) and so sends nothing: the model checks that the
+log stays the whole truth through outages, whole or partial (StoreDownFor makes one instance's requests fail).
 """
 
 from __future__ import annotations
@@ -22,14 +21,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from waba_lookup import shared_budget
 from waba_lookup.errors import Throttled
-from waba_lookup.fallback import FallbackBudget, Permit, StaticPermit
 from waba_lookup.log_store import LogStore, MemoryLogStore, StoreUnavailable
-from waba_lookup.shared_budget import SharedBudget
+from waba_lookup.shared_budget import LogPermit, SharedBudget
 from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, Admitted, LogRecord, Policy, Slot, Wait
 
-# Small numbers find counterexamples sooner; the rules do not depend on them. The deployment's caps: at most
-# WORKERS worker instances (a static share of (budget - reserve) / WORKERS each when the store is down) and
-# HTTP_INSTANCES HTTP ones (uncapped, so no static share: stale or 503 instead), up to one call at a time each.
+# Small numbers find counterexamples sooner; the rules do not depend on them: at most WORKERS worker instances and
+# HTTP_INSTANCES HTTP ones, up to CALLS_PER_INSTANCE calls at a time each.
 BUDGET, RESERVE, LONGEST = 4, 1, 1.5
 WORKERS, HTTP_INSTANCES = 3, 2
 CALLS_PER_INSTANCE = 2  # more than Lambda gives an instance: a superset of what can happen
@@ -46,13 +43,13 @@ class World:
 
 @dataclass
 class Call:
-    permit: Permit
+    permit: LogPermit
     arrives: float
 
 
 @dataclass
 class Instance:
-    budget: FallbackBudget
+    budget: SharedBudget
     interactive: bool
     calls: list[Call] = field(default_factory=list)
 
@@ -97,15 +94,14 @@ class SharedBudgetMachine(RuleBasedStateMachine):
     def _new_instance(self, offset: float, interactive: bool) -> Instance:
         world = self.world
         shared = SharedBudget(
-            self.store,
+            self.store,  # replaced by a failing one for an instance cut off
             Policy(BUDGET, RESERVE, LONGEST),
             wall=lambda: world.now + offset,
             clock=lambda: world.now,
             sleep=world.sleep,
             new_id=lambda: f"id{next(self.ids)}",
         )
-        budget = FallbackBudget(shared, ((BUDGET - RESERVE) // WORKERS, 0), lambda _cond, s: world.sleep(s))
-        return Instance(budget, interactive)
+        return Instance(shared, interactive)
 
     def _count(self, interactive: bool) -> int:
         return sum(i.interactive == interactive for i in self.instances)
@@ -132,11 +128,11 @@ class SharedBudgetMachine(RuleBasedStateMachine):
         """An attempt: take a permit (waiting up to `wait`), then send; it arrives `delay` of the call later."""
         instance = instance or data.draw(st.sampled_from(self._idle()))
         try:
-            permit = instance.budget.acquire(self.world.now + wait, instance.interactive)
-        except Throttled as error:
+            permit = instance.budget.take(self.world.now + wait, instance.interactive)
+        except Throttled as error:  # BudgetUnavailable among them: no call
             event(f"no permit: {error.code}")
             return
-        event("static permit" if isinstance(permit, StaticPermit) else "shared permit")
+        event("permit")
         instance.calls.append(Call(permit, self.world.now + delay * LONGEST))
         bisect.insort(self.world.arrivals, instance.calls[-1].arrives)
 
@@ -161,8 +157,8 @@ class SharedBudgetMachine(RuleBasedStateMachine):
         instance = instance or data.draw(st.sampled_from(self._busy()))
         call = instance.calls[0]
         self.world.now = max(self.world.now, call.arrives)
-        if written_back or any(isinstance(c.permit, StaticPermit) for c in instance.calls):
-            instance.budget.release(call.permit)
+        if written_back:
+            instance.budget.give_back(call.permit)
             instance.calls.pop(0)
         else:
             self.instances.remove(instance)
@@ -190,11 +186,22 @@ class SharedBudgetMachine(RuleBasedStateMachine):
     @rule()
     @precondition(lambda self: self.store.down)
     def store_comes_back(self) -> None:
-        """Every instance in fallback sees the store back before any other takes a permit (the documented limit:
-        one that did not see the outage could otherwise overlap the last static calls of one still in it)."""
         self.store.down = False
-        for instance in self.instances:
-            instance.budget.rejoin()
+
+    @rule(data=st.data())
+    @precondition(lambda self: self.instances)
+    def one_instance_loses_the_store(self, data: st.DataObject) -> None:
+        """A partial outage: this instance's requests fail, the others' do not."""
+        instance = data.draw(st.sampled_from(self.instances))
+        cut_off = Switchable(self.store)
+        cut_off.down = True
+        instance.budget.store = cut_off
+
+    @rule(data=st.data())
+    @precondition(lambda self: any(isinstance(i.budget.store.inner, Switchable) for i in self.instances))
+    def it_gets_the_store_back(self, data: st.DataObject) -> None:
+        cut = [i for i in self.instances if isinstance(i.budget.store.inner, Switchable)]
+        data.draw(st.sampled_from(cut)).budget.store = self.store
 
     def busiest_second(self) -> int:
         arrivals = self.world.arrivals

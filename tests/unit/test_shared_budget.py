@@ -1,4 +1,5 @@
-"""The shared budget (FallbackBudget over SharedBudget) with the in-memory store under a fake clock: what a permit costs, waiting, fallback and return."""
+"""The shared budget with the in-memory store under a fake clock: what a permit costs, waiting, failing closed, and an
+instance's own log without a table."""
 
 from __future__ import annotations
 
@@ -9,13 +10,11 @@ from typing import Any
 import pytest
 
 from waba_lookup.errors import BudgetUnavailable, Throttled
-from waba_lookup.fallback import PROBE_SECONDS, FallbackBudget
-from waba_lookup.log_store import MemoryLogStore
+from waba_lookup.log_store import MemoryLogStore, StoreUnavailable
 from waba_lookup.shared_budget import SharedBudget
 from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy
 
 POLICY = Policy(budget=10, reserve=2, longest_call=1.2)
-ENTRY_WAIT = POLICY.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
 
 
 class Clock:
@@ -56,12 +55,11 @@ def store() -> CountingStore:
     return CountingStore()
 
 
-def budget(store: MemoryLogStore, clock: Clock, shares: tuple[int, int] = (4, 0)) -> FallbackBudget:
-    shared = SharedBudget(store, POLICY, wall=lambda: clock.now, clock=lambda: clock.now, sleep=clock.sleep)
-    return FallbackBudget(shared, shares, waiter=lambda _cond, seconds: clock.sleep(seconds))
+def budget(store: MemoryLogStore, clock: Clock, policy: Policy = POLICY, local: bool = False) -> SharedBudget:
+    return SharedBudget(store, policy, local, wall=lambda: clock.now, clock=lambda: clock.now, sleep=clock.sleep)
 
 
-def call(instance: FallbackBudget, clock: Clock, interactive: bool = False, wait: float = 5.0) -> float:
+def call(instance: SharedBudget, clock: Clock, interactive: bool = False, wait: float = 5.0) -> float:
     """One attempt answered at once; returns when it was sent."""
     with instance.permit(clock.now + wait, interactive):
         return clock.now
@@ -106,48 +104,59 @@ def test_a_full_log_is_waited_for_and_a_read_that_cannot_wait_long_enough_gets_t
     assert sent == pytest.approx(answered_at + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN, abs=0.01)
 
 
-def test_with_the_store_down_a_worker_waits_out_unseen_permits_then_uses_its_static_share(
-    store: CountingStore, clock: Clock, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize("interactive", [False, True])
+def test_with_the_store_down_no_permit_is_given_after_one_immediate_retry(
+    store: CountingStore, clock: Clock, caplog: pytest.LogCaptureFixture, interactive: bool
 ) -> None:
-    worker = budget(store, clock, shares=(2, 0))
+    instance = budget(store, clock)
     store.down = True
     started = clock.now
-    sends = [call(worker, clock) for _ in range(4)]
-    assert sends[0] >= started + ENTRY_WAIT
-    assert sends[2] - sends[0] >= 1.0  # two calls in any second: the static share
-    assert worker.in_fallback and worker.stats.fallbacks == 1
-    assert "static shares" in caplog.text
-
-
-def test_with_the_store_down_an_uncapped_read_is_refused_without_calling(store: CountingStore, clock: Clock) -> None:
-    reader = budget(store, clock, shares=(8, 0))
-    store.down = True
     with pytest.raises(BudgetUnavailable) as raised:
-        call(reader, clock, interactive=True)
+        call(instance, clock, interactive)
     assert raised.value.code == "BudgetUnavailable" and raised.value.retry_after >= 1
+    assert clock.now == started and instance.stats.store_requests == 2  # the request and one retry, no waiting
+    assert instance.stats.store_failures == 1 and "shared CAMS budget unreachable" in caplog.text
 
 
-def test_with_the_store_down_a_capped_read_uses_its_share_of_the_reserve(store: CountingStore, clock: Clock) -> None:
-    reader = budget(store, clock, shares=(8, 1))
-    store.down = True
-    first = call(reader, clock, interactive=True, wait=10)
-    second = call(reader, clock, interactive=True, wait=10)
-    assert second - first >= 1.0
+def test_one_failed_request_costs_one_immediate_retry_not_seconds(store: CountingStore, clock: Clock) -> None:
+    instance = budget(store, clock)
+    failures = iter([True])
+    real = store.replace
+
+    def fails_once(record: LogRecord, expected_version: str) -> LogRecord | None:
+        if next(failures, False):
+            raise StoreUnavailable("one lost write")
+        return real(record, expected_version)
+
+    store.replace = fails_once  # type: ignore[method-assign]
+    started = clock.now
+    assert call(instance, clock) == started
+    assert instance.stats.store_failures == 0
 
 
-def test_back_from_fallback_the_log_waits_until_its_static_calls_no_longer_count(
-    store: CountingStore, clock: Clock
-) -> None:
-    worker, other = budget(store, clock, shares=(2, 0)), budget(store, clock)
-    store.down = True
-    last_static = call(worker, clock)
-    store.down = False
-    clock.sleep(PROBE_SECONDS)
-    back = call(worker, clock)  # rejoins, records its static calls, then waits them out like everyone
-    assert not worker.in_fallback
-    assert store.record.static_until >= last_static
-    assert back >= store.record.static_until + ENTRY_WAIT - 0.01
-    assert call(other, clock) >= store.record.static_until + ENTRY_WAIT - 0.01
+def test_a_partial_outage_fails_closed_while_others_keep_the_log(store: CountingStore, clock: Clock) -> None:
+    """One instance cannot reach the store, the others can: it sends nothing, so the log stays the whole truth."""
+    cut_off, others = budget(MemoryLogStore(), clock), [budget(store, clock) for _ in range(3)]
+    cut_off.store.down = True  # type: ignore[attr-defined]
+    with pytest.raises(BudgetUnavailable):
+        call(cut_off, clock)
+    sends = [call(others[n % 3], clock) for n in range(12)]
+    assert sum(1 for t in sends if t < sends[0] + 1.0) <= POLICY.budget
+
+
+def test_an_answer_that_cannot_be_written_back_is_not_an_error(store: CountingStore, clock: Clock) -> None:
+    instance = budget(store, clock)
+    with instance.permit(clock.now + 5, interactive=False):
+        store.down = True
+    assert instance.stats.store_failures == 1  # the slot frees itself at send + the longest call + a second
+
+
+def test_without_a_table_an_invocation_ends_holding_no_live_permit(clock: Clock) -> None:
+    own = budget(MemoryLogStore(), clock, Policy(budget=2, reserve=0, longest_call=1.2), local=True)
+    call(own, clock)
+    answered = clock.now
+    own.settle(clock.now + 10)
+    assert clock.now >= answered + HOLD_AFTER_ANSWER and own.store.load().live(clock.now) == []
 
 
 def test_a_throttle_is_written_to_the_record_for_every_instance(store: CountingStore, clock: Clock) -> None:
@@ -159,7 +168,7 @@ def test_a_throttle_is_written_to_the_record_for_every_instance(store: CountingS
     assert sends[1] - sends[0] > 1 / 8.5  # spaced at the deployment's cut rate, not 1/10
 
 
-def test_settle_returns_at_once_when_every_permit_was_in_the_log(store: CountingStore, clock: Clock) -> None:
+def test_settle_returns_at_once_with_the_shared_log(store: CountingStore, clock: Clock) -> None:
     worker = budget(store, clock)
     call(worker, clock)
     before = clock.now

@@ -19,7 +19,6 @@ from waba_lookup.sliding_log import (
     Policy,
     Wait,
     admit,
-    after_static,
     cut,
     demand,
 )
@@ -167,10 +166,3 @@ def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
     assert taken == 7  # floor(0.85 * 8.99) whole calls per second
     background = admit(record, now, POLICY, "bg", interactive=False)
     assert isinstance(background, Wait) and background.until >= now + 1 / 7.7 - LOOKAHEAD_SECONDS
-
-
-def test_calls_made_outside_the_log_close_it_until_they_can_no_longer_count() -> None:
-    record = after_static(LogRecord(), T0)
-    opens = T0 + POLICY.longest_call + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    assert admit(record, T0 + 1.0, POLICY, "x", interactive=True) == Wait(pytest.approx(opens - LOOKAHEAD_SECONDS))
-    assert starts_at(record, opens - 0.01) == pytest.approx(opens)
