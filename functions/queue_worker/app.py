@@ -14,7 +14,7 @@ from waba_lookup import fc
 from waba_lookup.errors import BudgetUnavailable, ConfigurationError, WabaLookupError
 from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, get_lookup, worker_deadline
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.redelivery import Delivery, Redelivery, redelivery_queues, send_seconds
+from waba_lookup.redelivery import POSTPONED_DELAY_SECONDS, Delivery, Redelivery, redelivery_queues, send_seconds
 from waba_lookup.refresh import OutOfTime, PoisonMessage, refresh_message
 from waba_lookup.refresh_queue import get_refresh_queue
 
@@ -23,7 +23,7 @@ from waba_lookup.refresh_queue import get_refresh_queue
 # only add a failed invocation, an error alarm and a Lambda-level retry on top.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 not_attempted: list[SQSRecord] = []  # this invocation's records it had no time left for
-budget_down: list[BudgetUnavailable] = []  # set once the shared budget failed: the rest of the batch waits too
+postponed: list[SQSRecord] = []  # and those no CAMS call could be made for: the shared budget's store failed
 
 
 def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
@@ -31,12 +31,13 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     # kept for what follows the last CAMS answer: its write-back and cache write, and requeuing what had no time
     requeue = get_refresh_queue().batches.call_seconds
     deadline = worker_deadline(get_lookup(), lambda_context.get_remaining_time_in_millis(), requeue)
-    if budget_down:  # back through the queue's visibility timeout, as the first one
-        raise budget_down[0]
+    if postponed:  # the store failed for an earlier record: the rest of the batch waits with it
+        postponed.append(record)
+        raise BudgetUnavailable("not attempted: the shared CAMS budget could not be reached")
     try:
         outcome = refresh_message(get_lookup(), record.body, deadline, time.monotonic())
-    except BudgetUnavailable as error:
-        budget_down.append(error)
+    except BudgetUnavailable:
+        postponed.append(record)
         logger.info(
             "refresh postponed: no CAMS call without the shared budget", extra={"message_id": record.message_id}
         )
@@ -61,7 +62,7 @@ def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
 def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str, object]:
     ready_to_refresh()
     not_attempted.clear()
-    budget_down.clear()
+    postponed.clear()
     response = process_partial_response(
         event=event, record_handler=refresh_record, processor=processor, context=context
     )
@@ -83,13 +84,17 @@ def ready_to_refresh() -> None:
 
 
 def requeue_not_attempted(response: dict[str, Any], context: LambdaContext) -> None:
-    """Send the records left for want of time to the queue again and report them done, so that no receive counts
-    against them towards the dead-letter queue; a record that cannot be sent stays a failure."""
-    if not not_attempted:
-        return
+    """Send the records left for want of time, or postponed (later) for want of the shared budget, to the queue
+    again and report them done, so that no receive counts against them towards the dead-letter queue; a record that
+    cannot be sent stays a failure."""
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - DEADLINE_MARGIN_SECONDS
-    unsent, _ = get_refresh_queue().send_bodies([r.body for r in not_attempted], deadline)
-    requeued = {r.message_id for i, r in enumerate(not_attempted) if i not in set(unsent)}
+    requeued: set[str] = set()
+    for records, delay in ((not_attempted, 0), (postponed, POSTPONED_DELAY_SECONDS)):
+        if records:
+            unsent, _ = get_refresh_queue().send_bodies([r.body for r in records], deadline, delay)
+            requeued |= {r.message_id for i, r in enumerate(records) if i not in set(unsent)}
+    if not requeued:
+        return
     count("RecordsRequeued", len(requeued))
     failures = response["batchItemFailures"]
     response["batchItemFailures"] = [f for f in failures if f["itemIdentifier"] not in requeued]

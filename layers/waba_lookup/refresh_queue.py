@@ -34,8 +34,9 @@ class QueueBatches(Protocol):
     max_bytes: int
     call_seconds: float
 
-    def send_batch(self, bodies: list[str]) -> list[int]:
-        """Send the bodies in one call; the positions of those the queue refused. QueueSendFailed if none went."""
+    def send_batch(self, bodies: list[str], delays: list[int] | None = None) -> list[int]:
+        """Send the bodies in one call, each hidden for its delay in seconds (none: 0); the positions of those the
+        queue refused. QueueSendFailed if none went."""
 
 
 class RefreshQueue:
@@ -55,11 +56,12 @@ class RefreshQueue:
             raise UpstreamFailed(f"none of {len(customers)} refreshes could be queued", code)
         return unsent
 
-    def send_bodies(self, bodies: list[str], deadline: float) -> tuple[list[int], bool]:
-        """Send these message bodies; (the positions of those not sent, whether time ran out for any)."""
+    def send_bodies(self, bodies: list[str], deadline: float, delay: int = 0) -> tuple[list[int], bool]:
+        """Send these message bodies, each hidden `delay` seconds; (the positions of those not sent, whether time
+        ran out for any)."""
         chunks = self._chunks(list(enumerate(bodies)))
         with ThreadPoolExecutor(max_workers=CONCURRENT_BATCHES) as pool:
-            outcomes = list(pool.map(lambda chunk: self._send_chunk(chunk, deadline), chunks))
+            outcomes = list(pool.map(lambda chunk: self._send_chunk(chunk, deadline, delay), chunks))
         return sorted(i for unsent, _ in outcomes for i in unsent), any(late for _, late in outcomes)
 
     def _chunks(self, bodies: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
@@ -74,13 +76,13 @@ class RefreshQueue:
             size += length
         return [chunk for chunk in chunks if chunk]
 
-    def _send_chunk(self, entries: list[tuple[int, str]], deadline: float) -> tuple[list[int], bool]:
+    def _send_chunk(self, entries: list[tuple[int, str]], deadline: float, delay: int) -> tuple[list[int], bool]:
         """(the positions that stayed unsent, whether because time ran out)."""
         for _ in range(SEND_ATTEMPTS):
             if self._clock() + self.batches.call_seconds > deadline:
                 return [i for i, _ in entries], True
             try:
-                refused = self.batches.send_batch([body for _, body in entries])
+                refused = self.batches.send_batch([body for _, body in entries], [delay] * len(entries))
             except QueueSendFailed as error:
                 logger.warning("sending a batch of refreshes failed", extra={"error_type": str(error)})
                 continue

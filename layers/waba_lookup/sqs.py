@@ -19,10 +19,14 @@ class SqsBatches:
         self.queue_url = queue_url
         self._sqs = sqs_client
 
-    def send_batch(self, bodies: list[str]) -> list[int]:
+    def send_batch(self, bodies: list[str], delays: list[int] | None = None) -> list[int]:
         from botocore.exceptions import BotoCoreError, ClientError  # not at import: the FC layer has no botocore
 
-        entries = [{"Id": str(i), "MessageBody": body} for i, body in enumerate(bodies)]
+        delays = delays or [0] * len(bodies)
+        entries = [
+            {"Id": str(i), "MessageBody": body} | ({"DelaySeconds": delay} if delay else {})
+            for i, (body, delay) in enumerate(zip(bodies, delays, strict=True))
+        ]
         try:
             failed = self._client().send_message_batch(QueueUrl=self.queue_url, Entries=entries).get("Failed", [])
         except (BotoCoreError, ClientError) as exc:

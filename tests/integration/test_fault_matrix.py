@@ -164,7 +164,8 @@ FAULTS = {
             miss="503 BudgetUnavailable",
             stale="200 STALE",
             bulk="202",
-            worker="returned",  # fail closed: no CAMS call; back to the queue (FC: later, attempts unchanged)
+            worker="re-sent",  # fail closed: no CAMS call; sent to the queue again, seen 10 s later
+            fc_worker="returned",  # re-sent with a delay, its attempts unchanged
             metric="BudgetStoreUnavailable",
             log="shared CAMS budget unreachable",
             met_on=("miss", "stale", "worker"),
@@ -252,6 +253,14 @@ class Stack:
             sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         return received
 
+    def delayed(self) -> int:
+        """SQS messages sent with a delay that has not passed yet (a receive does not see them)."""
+        assert self.aws is not None
+        names = ["ApproximateNumberOfMessagesDelayed"]
+        return int(
+            self.aws.sqs.get_queue_attributes(QueueUrl=self.aws.queue_url, AttributeNames=names)["Attributes"][names[0]]
+        )
+
     def worker_batch(self, seconds: int) -> str:
         """Send one record through a worker with `seconds` to run; where the record went, which must be exactly one
         place: cached, returned (batchItemFailures; re-sent with its attempt count on FC) or the invocation raised
@@ -263,7 +272,7 @@ class Stack:
                 response = worker_app.lambda_handler(event, FakeLambdaContext(timeout_ms=seconds * 1000))
                 failed = [f["itemIdentifier"] for f in response["batchItemFailures"]]
                 assert failed in ([], [event["Records"][0]["messageId"]])
-                places += ["returned"] * len(failed) + ["re-sent"] * len(self.queued())
+                places += ["returned"] * len(failed) + ["re-sent"] * (len(self.queued()) + self.delayed())
             else:
                 raw = (EVENTS / "fc-smq-single.json").read_bytes()
                 answer = worker_app.handler(raw, LocalFcContext(function=FunctionMeta(timeout=seconds)))
