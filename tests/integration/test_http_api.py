@@ -384,11 +384,11 @@ def test_a_partial_enqueue_says_which_items_to_send_again_and_a_retry_of_those_d
         real = SqsBatches.send_batch
         failed = []
 
-        def once_unreachable(self: SqsBatches, bodies: list[str]) -> list[int]:
+        def once_unreachable(self: SqsBatches, bodies: list[str], delays: list[int] | None = None) -> list[int]:
             if not failed:
                 failed.append(True)
                 raise refresh_queue.QueueSendFailed("EndpointConnectionError")
-            return real(self, bodies)
+            return real(self, bodies, delays)
 
         monkeypatch.setattr(SqsBatches, "send_batch", once_unreachable)
     # When the bulk refresh is sent
