@@ -201,7 +201,7 @@ def main() -> None:
     if args.fc:
         from waba_local import bench_fc
 
-        heading(f"Function Compute: {args.fc_items} refreshes drained by the FC worker (s.yaml's static shares)")
+        heading(f"Function Compute: {args.fc_items} refreshes drained by the FC worker (as s.yaml deploys it)")
         report_fc = bench_fc.measure(args.fc_items)
         print(report_fc)
     if args.cold_start:

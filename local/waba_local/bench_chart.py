@@ -23,7 +23,7 @@ STEP = 0.02  # seconds between points of the sliding-second curve
 LABELS = {
     "shared": "shared budget",
     "fc": "Function Compute, Tablestore budget",
-    "static": "static shares (old template)",
+    "static": "no table: own logs at the old shares",
     "naive": "naive (no budget)",
 }
 

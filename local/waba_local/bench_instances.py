@@ -49,6 +49,8 @@ HTTP_TIMEOUT_MS = 20_000  # template.yaml's HTTP function Timeout
 class NoBudget:
     """The naive baseline's budget: every attempt goes at once, nothing is asked of any store."""
 
+    release_seconds = 0.0  # nothing to write back
+
     def __init__(self) -> None:
         self.stats = BudgetStats()
 

@@ -4,7 +4,8 @@ Variants, in the same run:
 - shared: the shared budget (CAMS_BUDGET_TABLE on the local DynamoDB), the deployed default on AWS;
 - fc: the same scenario on Function Compute: the FC handlers, SMQ through the local EventBridge trigger, OSS, and
   the shared budget in Tablestore (the stand-in), the deployed default on FC;
-- static: no table; per-instance shares as the old template deployed them. The worker had 6 calls/s over at
+- static: no table: each process keeps its own log (the in-memory store), sized as the old template's static
+  shares. The worker had 6 calls/s over at
   most 2 instances (3 each): with more worker processes, those 6 are split over them (floor(6 / K): 2 each for 3,
   1 each for 5). The HTTP function had 4 calls/s over at most 4 instances (1 each): every HTTP process gets
   1 call/s, so 8 of them may call up to 8/s (the old reserved concurrency, which refused a fifth instance, is not
