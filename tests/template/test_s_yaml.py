@@ -63,6 +63,12 @@ def statements(role: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for p in role["Properties"]["Policies"] for s in p["PolicyDocument"]["Statement"]]
 
 
+def actions(statement: dict[str, Any]) -> list[str]:
+    """A statement's actions, one or a list."""
+    action = statement["Action"]
+    return [action] if isinstance(action, str) else list(action)
+
+
 def queue_resource(document: dict[str, Any], variable: str) -> tuple[str, dict[str, Any]]:
     """The ROS queue named by a var (refreshQueueName, deadLetterQueueName): its logical name and properties."""
     queues = ros_resources(document, "ALIYUN::MNS::Queue")
@@ -75,6 +81,33 @@ def budget_resources(document: dict[str, Any]) -> tuple[str, dict[str, Any], str
     ((instance_name, instance),) = ros_resources(document, "ALIYUN::OTS::Instance").items()
     ((table_name, table),) = ros_resources(document, "ALIYUN::OTS::Table").items()
     return instance_name, instance["Properties"], table_name, table["Properties"]
+
+
+def function_role(document: dict[str, Any], props: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The ROS role a function's `role` names: its logical name and resource."""
+    roles = ros_resources(document, "ALIYUN::RAM::Role")
+    ((name, role),) = [
+        (n, r) for n, r in roles.items() if output_of(document, props["role"]) == {"Fn::GetAtt": [n, "Arn"]}
+    ]
+    return name, role
+
+
+def logstore_arn(document: dict[str, Any], props: dict[str, Any]) -> str:
+    """acs:log:<region>:<account>:project/<project>/logstore/<logstore> of the stack's logstore a function's
+    logConfig names."""
+    (project,) = [
+        p["Properties"]["Name"]
+        for n, p in ros_resources(document, "ALIYUN::SLS::Project").items()
+        if output_of(document, props["logConfig"]["project"]) == {"Fn::GetAtt": [n, "Name"]}
+    ]
+    ((name, logstore),) = [
+        (n, s["Properties"])
+        for n, s in ros_resources(document, "ALIYUN::SLS::Logstore").items()
+        if output_of(document, props["logConfig"]["logstore"]) == {"Fn::GetAtt": [n, "LogstoreName"]}
+    ]
+    assert output_of(document, props["logConfig"]["project"]) == logstore["ProjectName"], f"{name}: another project"
+    region = document["resources"][INFRA]["props"]["region"]  # the stack's, where the logstore is
+    return f"acs:log:{region}:{ACCOUNT}:project/{project}/logstore/{logstore['LogstoreName']}"
 
 
 def worker_trigger(document: dict[str, Any]) -> dict[str, Any]:
@@ -202,14 +235,16 @@ def test_each_role_may_do_what_its_function_does_only(doc: dict[str, Any]) -> No
         f"acs:ots:{region}:{ACCOUNT}:instance/{doc['vars']['tablestoreInstance']}/table/{doc['vars']['budgetTable']}"
     )
     common.append((BUDGET, [table]))
+    # and Function Compute ships their logs with them, to the stack's logstore
+    logstore = f"acs:log:{region}:{ACCOUNT}:project/{doc['vars']['logProject']}/logstore/{doc['vars']['logstore']}"
+    common.append((["log:PostLogStoreLogs"], [logstore]))
     # the HTTP function sends refreshes; the worker re-sends and dead-letters. Neither receives: the trigger does.
     expected = {HTTP: [*common, (SEND, [queue])], WORKER: [*common, (SEND, [queue, dead])]}
     roles = ros_resources(doc, "ALIYUN::RAM::Role")
     assert not ros_resources(doc, "ALIYUN::RAM::AttachPolicyToRole"), "no system policy: they grant too much"
     assert len(roles) == len(expected), "one role per function, and no role for the trigger (fc3 uses EventBridge's)"
     for function, props in functions(doc).items():
-        (role_name,) = [n for n in roles if output_of(doc, props["role"]) == {"Fn::GetAtt": [n, "Arn"]}]
-        role = roles[role_name]
+        role_name, role = function_role(doc, props)
         trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
         assert trust == [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": ["fc.aliyuncs.com"]}}]
         granted = statements(role)
@@ -289,6 +324,31 @@ def test_the_cache_bucket_is_private_encrypted_and_expires(doc: dict[str, Any]) 
     for props in functions(doc).values():
         assert output_of(doc, props["environmentVariables"]["CACHE_BUCKET"]) == {"Fn::GetAtt": [name, "Name"]}
         assert props["environmentVariables"]["CACHE_PREFIX"] == doc["vars"]["cachePrefix"]
+
+
+def test_removing_the_stack_removes_the_cache_bucket_with_its_entries(doc: dict[str, Any]) -> None:
+    """`s remove` deletes the stack, and ROS deletes a bucket that still holds objects only with DeletionForce (false
+    by default). The cache holds only what CAMS gives again, and without versioning no old version outlives
+    DeletionForce, so the guide's removal needs no step of its own for the bucket."""
+    ((name, bucket),) = ros_resources(doc, "ALIYUN::OSS::Bucket").items()
+    properties = bucket["Properties"]
+    assert properties.get("DeletionForce") is True, f"{name}: `s remove` would stop at a non-empty bucket"
+    assert "VersioningConfiguration" not in properties, "old versions: the guide would need to say how to delete them"
+    removing = GUIDE.read_text().split("### Removing it", 1)[1].split("\n#", 1)[0]
+    assert "DeletionForce" in removing and "ossutil rm" not in removing
+
+
+def test_each_role_may_write_its_functions_logs_to_its_logstore_only(doc: dict[str, Any]) -> None:
+    """A function with a role of its own ships its logs with that role: fc3 creates the service-linked role
+    AliyunServiceRoleForFC only for a function without one. log:PostLogStoreLogs on the logstore its logConfig names
+    is the least privilege for that (Serverless Devs' FC docs); no other SLS action, and no other logstore."""
+    for function, props in functions(doc).items():
+        role_name, role = function_role(doc, props)
+        arn = logstore_arn(doc, props)
+        logs = [s for s in statements(role) if any(a == "*" or a.startswith("log:") for a in actions(s))]
+        assert logs == [{"Effect": "Allow", "Action": ["log:PostLogStoreLogs"], "Resource": [arn]}], (
+            f"{function}: {role_name} should ship its logs to {arn}, and do nothing else in SLS"
+        )
 
 
 def test_logs_go_to_the_stacks_logstore(doc: dict[str, Any]) -> None:
