@@ -28,12 +28,12 @@ postponed: list[SQSRecord] = []  # and those no CAMS call could be made for: the
 
 def refresh_record(record: SQSRecord, lambda_context: LambdaContext) -> str:
     """Refresh one message's entry; raising returns the message to the queue (poison ones reach the DLQ)."""
-    # kept for what follows the last CAMS answer: its write-back and cache write, and requeuing what had no time
-    requeue = get_refresh_queue().batches.call_seconds
-    deadline = worker_deadline(get_lookup(), lambda_context.get_remaining_time_in_millis(), requeue)
     if postponed:  # the store failed for an earlier record: the rest of the batch waits with it
         postponed.append(record)
         raise BudgetUnavailable("not attempted: the shared CAMS budget could not be reached")
+    # kept for what follows the last CAMS answer: its write-back and cache write, and requeuing what had no time
+    requeue = get_refresh_queue().batches.call_seconds
+    deadline = worker_deadline(get_lookup(), lambda_context.get_remaining_time_in_millis(), requeue)
     try:
         outcome = refresh_message(get_lookup(), record.body, deadline, time.monotonic())
     except BudgetUnavailable:
@@ -92,7 +92,7 @@ def requeue_not_attempted(response: dict[str, Any], context: LambdaContext) -> N
     for records, delay in ((not_attempted, 0), (postponed, POSTPONED_DELAY_SECONDS)):
         if records:
             unsent, _ = get_refresh_queue().send_bodies([r.body for r in records], deadline, delay)
-            requeued |= {r.message_id for i, r in enumerate(records) if i not in set(unsent)}
+            requeued |= {r.message_id for i, r in enumerate(records)} - {records[i].message_id for i in unsent}
     if not requeued:
         return
     count("RecordsRequeued", len(requeued))

@@ -88,7 +88,8 @@ class WabaLookup:
         self, customer: Customer, deadline: float, refresh: bool = False, wait_seconds: float | None = None
     ) -> Answer:
         """Serve a fresh entry, or fetch from CAMS; fall back to a stale entry when CAMS fails or throttles. `refresh`
-        skips a fresh entry unless it is younger than REFRESH_MIN_INTERVAL_SECONDS. With `wait_seconds`, the wait for a permit is bounded from after the cache read, which a slow store may spend."""
+        skips a fresh entry unless it is younger than REFRESH_MIN_INTERVAL_SECONDS. With `wait_seconds`, the wait
+        for a permit is bounded from after the cache read, which a slow store may spend."""
         ttl, stale = self.settings.cache_ttl_seconds, self.settings.cache_stale_seconds
         cached = self.cache.get(customer) if self.cache else None
         if wait_seconds is not None:

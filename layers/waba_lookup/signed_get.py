@@ -177,15 +177,11 @@ class ReadPath:
         if not self.signed:
             return sdk()
         try:
-            reply = signed()
+            return object_or_none(signed())  # the object, or None for a missing one, as any read takes them
         except ObjectStoreError as error:
             if error.error_type in ("TimeoutError", "timeout"):
                 raise
             failure = error.code or error.error_type
-        else:
-            if reply.status == 200 or reply.status == 404 and reply.error_code in ("NoSuchKey", None):
-                return object_or_none(reply)
-            failure = reply.error_code or f"HTTP{reply.status}"
         data = sdk()  # raises if the SDK fails too: then it is the store's failure, not the signing's
         self.signed = False
         from waba_lookup.observability import count, logger
