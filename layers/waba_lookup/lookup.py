@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from waba_lookup.aws import FAIL_FAST_SECONDS
 from waba_lookup.budget import Budget, budget_for
+from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER
 from waba_lookup.cache import CacheEntry, WabaCache, cache_for
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.customer import Customer
@@ -30,7 +31,6 @@ from waba_lookup.errors import (
 )
 from waba_lookup.observability import count, count_error, logger
 from waba_lookup.settings import Settings, get_settings
-from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER
 
 MAX_ATTEMPTS = 3
 DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to answer and flush logs

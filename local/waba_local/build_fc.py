@@ -3,8 +3,9 @@
     python -m waba_local.build_fc
 
 - .fc-build/layer.zip, python/ at its root (FC unpacks a layer into /opt and puts /opt/python on sys.path): the
-  wheels of layers/requirements-fc.txt for CPython 3.12 on manylinux2014 x86_64 (wheels only: nothing is compiled
-  here for another platform), and layers/waba_lookup;
+  wheels of layers/requirements-fc.txt, the lock `make lock` writes (exact versions, each wheel's hash checked), for
+  CPython 3.12 on manylinux2014 x86_64 (wheels only: nothing is compiled here for another platform), and
+  layers/waba_lookup;
 - .fc-build/<function>/: a copy of functions/<function>/ (s.yaml's `code:`; fc3 zips it at deploy).
 Then it unpacks the zip and imports each handler under python3.12 in a fresh, isolated process (-I -S) that sees
 only the function's code and the layer, with FC's own variables and s.yaml's shared budget set, builds the budget
@@ -25,7 +26,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from waba_local import s_yaml
-from waba_local.check_build import _elf_arch, _last_lines, _normalise, _requirement_name, find_python
+from waba_local.check_build import _elf_arch, _last_lines, find_python, installed_versions, locked_versions
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".fc-build"
@@ -59,7 +60,7 @@ for extra in imports:
 # the shared budget as s.yaml deploys it: the Tablestore log, and its client (nothing is sent)
 from waba_lookup.budget import budget_for
 from waba_lookup.credentials import EnvironmentCredentials
-from waba_lookup.ots import TablestoreLogStore, build_client
+from waba_lookup.budget.tablestore import TablestoreLogStore, build_client
 from waba_lookup.settings import get_settings
 settings = get_settings()
 budget = budget_for(settings)
@@ -97,11 +98,12 @@ def probe_environment(name: str) -> dict[str, str]:
 
 
 def build_layer() -> None:
-    """pip-install the requirements as x86_64 CPython 3.12 wheels into python/, add waba_lookup, zip it."""
+    """pip-install the lock as x86_64 CPython 3.12 wheels into python/ (hash-checked), add waba_lookup, zip it."""
     target = BUILD / "layer" / "python"
     print(f"build_fc: installing {REQUIREMENTS.relative_to(ROOT)} for python3.12 manylinux2014_x86_64 ...", flush=True)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-compile"]
-    pip += ["--target", str(target), *PLATFORM, "--only-binary=:all:", "-r", str(REQUIREMENTS)]
+    # --require-hashes: a lock that lost its hashes, or misses a dependency, stops the build
+    pip += ["--target", str(target), *PLATFORM, "--only-binary=:all:", "--require-hashes", "-r", str(REQUIREMENTS)]
     run = subprocess.run(pip, check=False, capture_output=True, text=True)
     if run.returncode:
         # --only-binary=:all: is required with --platform: a dependency that publishes no wheel for it stops here
@@ -133,12 +135,13 @@ def build_functions() -> None:
 
 
 def check_layer(opt: Path, results: list[tuple[bool, str]]) -> None:
-    """The zip holds python/ with every requirement, waba_lookup as in the source, and only x86_64 natives."""
+    """The zip holds python/ with exactly the locked versions, waba_lookup as in the source, and only x86_64 natives."""
     site = opt / "python"
-    wanted = [_requirement_name(line) for line in REQUIREMENTS.read_text().splitlines()]
-    installed = {_normalise(p.name.split("-")[0]) for p in site.glob("*.dist-info")}
-    missing = [name for name in wanted if name and _normalise(name) not in installed]
-    results.append((not missing, f"layer.zip: python/ holds {', '.join(n for n in wanted if n)}" + _also(missing)))
+    locked, installed = locked_versions(REQUIREMENTS), installed_versions(site)
+    wrong = [f"{name}=={version}" for name, version in locked.items() if installed.get(name) != version]
+    extra = [f"{name}=={version}" for name, version in installed.items() if name not in locked]
+    summary = f"layer.zip: python/ holds the {len(locked)} distributions of {REQUIREMENTS.relative_to(ROOT)} as locked"
+    results.append((bool(locked) and not wrong and not extra, summary + _also(wrong + extra)))
     sources = [f for f in LIBRARY.rglob("*") if f.is_file() and "__pycache__" not in f.parts]
     built = site / LIBRARY.name
     differ = [str(f.relative_to(LIBRARY)) for f in sources if not _same(f, built / f.relative_to(LIBRARY))]

@@ -16,10 +16,10 @@ from moto import mock_aws
 from tests.conftest import REGION, create_budget_table
 from tests.unit.test_budget_stateful import SETTINGS, SharedBudgetMachine
 from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
+from waba_lookup.budget.dynamodb import DynamoLogStore
+from waba_lookup.budget.store import LogStore
+from waba_lookup.budget.tablestore import TablestoreLogStore
 from waba_lookup.credentials import AccessKey, StaticCredentials
-from waba_lookup.dynamodb import DynamoLogStore
-from waba_lookup.log_store import LogStore
-from waba_lookup.ots import TablestoreLogStore
 
 REAL_STORE = settings(SETTINGS, max_examples=60, stateful_step_count=40)
 runs = itertools.count()

@@ -13,11 +13,11 @@ from moto import mock_aws
 
 from tests.conftest import REGION, create_budget_table
 from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
+from waba_lookup.budget.dynamodb import DynamoLogStore
+from waba_lookup.budget.log import LogRecord, Slot, Ticket
+from waba_lookup.budget.store import Expect, LogStore, MemoryLogStore, StoreUnavailable, slot_columns, ticket_column
+from waba_lookup.budget.tablestore import TablestoreLogStore
 from waba_lookup.credentials import AccessKey, StaticCredentials
-from waba_lookup.dynamodb import DynamoLogStore
-from waba_lookup.log_store import LogStore, MemoryLogStore, StoreUnavailable
-from waba_lookup.ots import TablestoreLogStore
-from waba_lookup.sliding_log import LogRecord, Slot
 
 
 @pytest.fixture(params=["memory", "dynamodb", "tablestore"])
@@ -37,9 +37,7 @@ def store(request: pytest.FixtureRequest) -> Iterator[LogStore]:
         yield DynamoLogStore("budget", "account-a", client)
 
 
-def with_slot(record: LogRecord, index: int, slot: Slot, version: str) -> LogRecord:
-    slots = record.slots[:index] + (slot,) + record.slots[index + 1 :]
-    return replace(record, slots=slots, version=version)
+SLOT = Slot("p1", 1000.25, 1007.25, False, True)
 
 
 def test_an_unwritten_record_reads_empty(store: LogStore) -> None:
@@ -47,38 +45,55 @@ def test_an_unwritten_record_reads_empty(store: LogStore) -> None:
 
 
 def test_a_record_reads_back_as_written(store: LogStore) -> None:
-    record = with_slot(LogRecord(), 3, Slot("p1", 1000.25, 1007.25, False, True), "v1")
-    record = replace(record, next_send=1000.35, rate_max=7.5, throttled_at=990.5, reads_at=999.0)
-    record = replace(record, reads_waiting_until=1000.5, reads_at=980.125)
-    assert store.replace(record, "") is None
-    assert store.load() == record
+    ticket = Ticket("t1", True, 1000.125, 1001.5)
+    put = slot_columns(3, SLOT) | dict([ticket_column(ticket)])
+    put |= {"ns": 1000.35, "rm": 7.5, "ta": 990.5, "ra": 980.125}
+    assert store.update(put) is None
+    slots = tuple(SLOT if i == 3 else s for i, s in enumerate(LogRecord().slots))
+    expected = LogRecord(slots, (ticket,), next_send=1000.35, rate_max=7.5, throttled_at=990.5, reads_at=980.125)
+    assert store.load() == expected
 
 
-def test_a_write_against_an_old_version_loses_and_returns_the_record_as_it_is(store: LogStore) -> None:
-    first = with_slot(LogRecord(), 0, Slot("p1", 1000.0, 1007.0, False, False), "v1")
-    assert store.replace(first, "") is None
-    second = with_slot(first, 1, Slot("p2", 1000.1, 1007.1, False, False), "v2")
-    assert store.replace(second, "v1") is None
-    stale = with_slot(first, 1, Slot("p3", 1000.2, 1007.2, False, False), "v3")
-    assert store.replace(stale, "v1") == second
-    assert store.replace(replace(first, version="v4"), "") == second  # "not yet stored" is a version too
-    assert store.load() == second
+def test_a_slot_is_taken_only_once_its_last_permit_has_expired(store: LogStore) -> None:
+    free_by = [Expect("e2", "le", 1007.0, if_missing=True)]
+    assert (
+        store.update(slot_columns(2, replace(SLOT, holder="p1", expires=1007.0)), (), free_by) is None
+    )  # no one held it
+    assert store.update(slot_columns(2, replace(SLOT, holder="p2")), (), free_by) is None  # 1007 <= 1007
+    lost = store.update(slot_columns(2, replace(SLOT, holder="p3")), (), free_by)  # p2's expires 1007.25
+    assert lost is not None and lost.slots[2].holder == "p2"  # the failed write returns the record as it is
+    assert store.load().slots[2].holder == "p2"
 
 
-def test_an_answer_updates_only_its_own_slot_and_the_version(store: LogStore) -> None:
-    record = with_slot(LogRecord(), 2, Slot("p1", 1000.0, 1007.0, False, False), "v1")
-    record = with_slot(record, 5, Slot("p2", 1000.1, 1007.1, False, True), "v1")
-    store.replace(record, "")
-    after = store.answer(2, "p1", 1001.5, "v2")
-    expected = with_slot(record, 2, Slot("p1", 1000.0, 1001.5, True, False), "v2")
-    assert after == expected == store.load()
+def test_every_expectation_must_hold(store: LogStore) -> None:
+    store.update({"ns": 5.0, "ta": 2.0})
+    both = [Expect("ns", "eq", 5.0), Expect("ta", "eq", 3.0)]
+    assert store.update({"rm": 1.0}, (), both) is not None
+    assert store.update({"rm": 1.0}, (), [Expect("ns", "eq", 5.0), Expect("ta", "le", 2.0)]) is None
+    assert store.update({"rm": 2.0}, (), [Expect("xx", "eq", 1.0)]) is not None  # missing, and not if_missing
+    assert store.update({"rm": 3.0}, (), [Expect("xx", "eq", 1.0, if_missing=True)]) is None
+    assert store.load().rate_max == 3.0
 
 
-def test_an_answer_for_a_slot_that_has_moved_on_changes_nothing(store: LogStore) -> None:
-    record = with_slot(LogRecord(), 2, Slot("p9", 1010.0, 1017.0, False, False), "v1")
-    store.replace(record, "")
-    assert store.answer(2, "p1", 1001.5, "v2") is None
-    assert store.load() == record
+def test_an_answer_changes_only_its_own_slot_if_its_holder_still_holds_it(store: LogStore) -> None:
+    store.update(slot_columns(2, SLOT) | slot_columns(5, replace(SLOT, holder="p2")))
+    held = [Expect("h2", "eq", "p1")]
+    assert store.update({"e2": 1001.5, "a2": True}, (), held) is None
+    record = store.load()
+    assert record.slots[2] == replace(SLOT, expires=1001.5, answered=True) and record.slots[5].holder == "p2"
+    assert store.update({"e2": 1009.0, "a2": True}, (), [Expect("h2", "eq", "someone else")]) is not None
+    assert store.load().slots[2].expires == 1001.5
+
+
+def test_joining_and_leaving_the_line_touch_nothing_else(store: LogStore) -> None:
+    first, second = Ticket("a1", False, 1000.0, 1003.0), Ticket("b2", True, 1000.5, 1002.0)
+    store.update(slot_columns(0, SLOT))
+    store.update(dict([ticket_column(first)]))
+    store.update(dict([ticket_column(second)]))
+    assert set(store.load().line) == {first, second}
+    store.update({}, ("qa1", "qneverjoined"))
+    record = store.load()
+    assert record.line == (second,) and record.slots[0] == SLOT
 
 
 def test_the_record_is_per_account() -> None:
@@ -86,7 +101,7 @@ def test_the_record_is_per_account() -> None:
         client = boto3.client("dynamodb", region_name=REGION)
         create_budget_table(client, "budget")
         a, b = DynamoLogStore("budget", "account-a", client), DynamoLogStore("budget", "account-b", client)
-        a.replace(with_slot(LogRecord(), 0, Slot("p1", 1000.0, 1007.0, False, False), "v1"), "")
+        a.update(slot_columns(0, SLOT))
         assert b.load() == LogRecord()
 
 

@@ -1,17 +1,18 @@
 """The shared budget's guarantee under Hypothesis: no sliding second of CAMS arrivals holds more than the budget.
 
-K instances share one in-memory store under a fake clock. Each reads the wall clock with its own offset (within
+K instances share one in-memory store under a fake clock, and wait in its line. Each reads the wall clock with its own offset (within
 the skew margin), and each call arrives at CAMS some time between its send and its answer. Rules interleave
 reads and refreshes, answers, answers never written back (an instance killed mid-call and replaced), store
-outages and recoveries, CAMS throttles and the passing of time.
+outages and recoveries, instances killed while they wait in line, CAMS throttles and the passing of time.
 
 An instance whose store fails gets no permit (BudgetUnavailable) and so sends nothing: the model checks that the
-log stays the whole truth through outages, whole or partial (StoreDownFor makes one instance's requests fail).
+log stays the whole truth through outages, whole or partial (one_instance_loses_the_store).
 """
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -19,11 +20,11 @@ from hypothesis import HealthCheck, Phase, event, settings, target
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
-from waba_lookup import shared_budget
+from waba_lookup.budget import shared
+from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, LogRecord, Policy, Take
+from waba_lookup.budget.shared import LogPermit, SharedBudget
+from waba_lookup.budget.store import Column, Expect, LogStore, MemoryLogStore, StoreUnavailable, take_write
 from waba_lookup.errors import Throttled
-from waba_lookup.log_store import LogStore, MemoryLogStore, StoreUnavailable
-from waba_lookup.shared_budget import LogPermit, SharedBudget
-from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, Admitted, LogRecord, Policy, Slot, Wait
 
 # Small numbers find counterexamples sooner; the rules do not depend on them: at most WORKERS worker instances and
 # HTTP_INSTANCES HTTP ones, up to CALLS_PER_INSTANCE calls at a time each.
@@ -54,6 +55,10 @@ class Instance:
     calls: list[Call] = field(default_factory=list)
 
 
+class Killed(Exception):
+    pass
+
+
 class Switchable:
     """A store that can be taken down and brought back: requests fail like an outage while it is down."""
 
@@ -65,13 +70,15 @@ class Switchable:
         self._up()
         return self.inner.load()
 
-    def replace(self, record: LogRecord, expected_version: str) -> LogRecord | None:
+    def update(
+        self,
+        put: Mapping[str, Column],
+        delete: Sequence[str] = (),
+        expect: Sequence[Expect] = (),
+        returning: bool = False,
+    ) -> LogRecord | None:
         self._up()
-        return self.inner.replace(record, expected_version)
-
-    def answer(self, index: int, holder: str, expires: float, version: str) -> LogRecord | None:
-        self._up()
-        return self.inner.answer(index, holder, expires, version)
+        return self.inner.update(put, delete, expect, returning)
 
     def _up(self) -> None:
         if self.down:
@@ -163,6 +170,24 @@ class SharedBudgetMachine(RuleBasedStateMachine):
         else:
             self.instances.remove(instance)
 
+    @rule(data=st.data(), wait=st.floats(0.5, 3))
+    @precondition(lambda self: self._idle())
+    def dies_in_line(self, data: st.DataObject, wait: float) -> None:
+        """An instance killed while it waits in line: its ticket stays behind until it lapses."""
+        instance = data.draw(st.sampled_from(self._idle()))
+
+        def killed(seconds: float) -> None:
+            raise Killed
+
+        instance.budget.sleep = killed
+        try:
+            instance.budget.take(self.world.now + wait, instance.interactive)
+        except (Killed, Throttled):
+            event("died in line")
+        self.instances.remove(instance)
+        if instance.calls:  # its calls in flight are never written back
+            event("killed with calls in flight")
+
     @rule(data=st.data())
     @precondition(lambda self: any(not i.calls for i in self.instances))
     def end_invocation_and_replace(self, data: st.DataObject) -> None:
@@ -231,20 +256,14 @@ def test_no_sliding_second_ever_holds_more_calls_than_the_budget() -> None:
     run_state_machine_as_test(SharedBudgetMachine, settings=SETTINGS)
 
 
-def _fifo_ring(record: LogRecord, now: float, policy: Policy, holder: str, interactive: bool) -> Admitted | Wait:
-    """A broken rule: the budget's worth of most recent permits, each freeing a second after its send (the
-    oldest slot is reused, whether or not its call has answered)."""
-    oldest = min(range(len(record.slots)), key=lambda i: record.slots[i].sent)
-    if record.slots[oldest].holder and record.slots[oldest].sent + 1.0 > now:
-        return Wait(record.slots[oldest].sent + 1.0)
-    slot = Slot(holder, now, now + 1.0, answered=False, interactive=interactive)
-    live = [s for s in record.slots if s.holder][: policy.budget - 1]
-    slots = (*live, slot) + tuple(Slot() for _ in range(len(record.slots) - len(live) - 1))
-    return Admitted(LogRecord(record.version, slots), len(live))
+def _trusting(take: Take) -> tuple[dict[str, Column], list[str], list[Expect]]:
+    """A broken write: the slot is taken on the writer's copy alone, with no condition for the store to check."""
+    put, leaves, _ = take_write(take)
+    return put, leaves, []
 
 
-def test_the_property_catches_a_ring_that_forgets_slow_calls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shared_budget, "admit", _fifo_ring)
+def test_the_property_catches_takes_that_trust_a_stale_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shared, "take_write", _trusting)
     quick = settings(SETTINGS, phases=[Phase.generate], derandomize=True, max_examples=300)
     with pytest.raises(AssertionError, match="arrivals in one second"):
         run_state_machine_as_test(SharedBudgetMachine, settings=quick)

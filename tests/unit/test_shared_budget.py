@@ -1,18 +1,22 @@
-"""The shared budget with the in-memory store under a fake clock: what a permit costs, waiting, failing closed, and an
-instance's own log without a table."""
+"""The shared budget with the in-memory store under a fake clock: what a permit costs, the line, failing closed, and
+an instance's own log without a table."""
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from collections import Counter
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import pytest
 
+from waba_lookup.budget import log, shared
+from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy
+from waba_lookup.budget.shared import SharedBudget
+from waba_lookup.budget.store import Column, Expect, MemoryLogStore, StoreUnavailable
 from waba_lookup.errors import BudgetUnavailable, Throttled
-from waba_lookup.log_store import MemoryLogStore, StoreUnavailable
-from waba_lookup.shared_budget import SharedBudget
-from waba_lookup.sliding_log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy
 
 POLICY = Policy(budget=10, reserve=2, longest_call=1.2)
 
@@ -26,7 +30,7 @@ class Clock:
 
 
 class CountingStore(MemoryLogStore):
-    """The in-memory store, counting requests by operation."""
+    """The in-memory store, counting requests by what they do."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,13 +40,26 @@ class CountingStore(MemoryLogStore):
         self.calls["load"] += 1
         return super().load()
 
-    def replace(self, record: LogRecord, expected_version: str) -> LogRecord | None:
-        self.calls["replace"] += 1
-        return super().replace(record, expected_version)
+    def update(
+        self,
+        put: Mapping[str, Column],
+        delete: Sequence[str] = (),
+        expect: Sequence[Expect] = (),
+        returning: bool = False,
+    ) -> LogRecord | None:
+        self.calls[kind_of(put)] += 1
+        return super().update(put, delete, expect, returning)
 
-    def answer(self, *args: Any) -> LogRecord | None:
-        self.calls["answer"] += 1
-        return super().answer(*args)
+
+def kind_of(put: Mapping[str, Column]) -> str:
+    """What an update does, from the columns it sets."""
+    if not put:
+        return "leave"
+    if all(column.startswith("q") for column in put):
+        return "join"
+    if any(column.startswith("h") for column in put):
+        return "take"
+    return "answer" if any(column.startswith("a") for column in put) else "cut"
 
 
 @pytest.fixture
@@ -72,21 +89,27 @@ def test_a_permit_costs_one_conditional_write_and_one_write_back(store: Counting
     for _ in range(5):
         clock.sleep(0.2)
         call(instance, clock)
-    assert store.calls == Counter(replace=5, answer=5)
+    assert store.calls == Counter(take=5, answer=5)
 
 
-def test_a_lost_race_rereads_from_the_failed_write_not_with_a_second_request(
-    store: CountingStore, clock: Clock
-) -> None:
+def test_two_instances_taking_the_same_free_slot_never_share_it(store: CountingStore, clock: Clock) -> None:
     first, second = budget(store, clock), budget(store, clock)
     call(first, clock)
-    call(second, clock)
-    clock.sleep(0.2)
-    call(first, clock)  # the second's copy is now out of date
-    store.calls.clear()
-    clock.sleep(0.2)
-    call(second, clock)
-    assert store.calls == Counter(replace=2, answer=1)  # lost, then won with the record the loss returned
+    call(second, clock)  # both copies now hold the same view of the record
+    one, other = first.acquire(clock.now + 5, False), second.acquire(clock.now + 5, False)
+    assert one.index != other.index
+
+
+def test_a_slot_still_counting_is_not_taken_whatever_the_copy_says(store: CountingStore, clock: Clock) -> None:
+    tight = Policy(budget=1, reserve=0, longest_call=1.2)
+    first, second = budget(store, clock, tight), budget(store, clock, tight)
+    call(second, clock)  # second's copy: the slot answered, free a second later
+    held = first.acquire(clock.now + 5, True)  # first takes it once it frees; second's copy does not know
+    clock.sleep(0.01)
+    with pytest.raises(Throttled):
+        second.acquire(clock.now + 0.5, True)
+    first.give_back(held)
+    assert store.load().slots[0].holder == held.holder
 
 
 def test_a_full_log_is_waited_for_and_a_read_that_cannot_wait_long_enough_gets_throttled(
@@ -98,7 +121,8 @@ def test_a_full_log_is_waited_for_and_a_read_that_cannot_wait_long_enough_gets_t
     with pytest.raises(Throttled) as raised:
         reader.acquire(clock.now + 0.5, interactive=True)
     assert raised.value.code == "Throttling.Pacing" and raised.value.retry_after >= 1.0
-    instances[0].release(held[0])  # answered: its slot frees a second from now
+    assert store.load().line == ()  # it left the line at once: no one waits behind a place nobody will take
+    instances[0].give_back(held[0])  # answered: its slot frees a second from now
     answered_at = clock.now
     sent = call(reader, clock, interactive=True)
     assert sent == pytest.approx(answered_at + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN, abs=0.01)
@@ -121,14 +145,14 @@ def test_with_the_store_down_no_permit_is_given_after_one_immediate_retry(
 def test_one_failed_request_costs_one_immediate_retry_not_seconds(store: CountingStore, clock: Clock) -> None:
     instance = budget(store, clock)
     failures = iter([True])
-    real = store.replace
+    real = store.update
 
-    def fails_once(record: LogRecord, expected_version: str) -> LogRecord | None:
+    def fails_once(*args: object, **kwargs: object) -> LogRecord | None:
         if next(failures, False):
             raise StoreUnavailable("one lost write")
-        return real(record, expected_version)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    store.replace = fails_once  # type: ignore[method-assign]
+    store.update = fails_once  # type: ignore[method-assign]
     started = clock.now
     assert call(instance, clock) == started
     assert instance.stats.store_failures == 0
@@ -163,7 +187,7 @@ def test_a_throttle_is_written_to_the_record_for_every_instance(store: CountingS
     first, second = budget(store, clock), budget(store, clock)
     call(first, clock)
     first.throttled()
-    assert store.record.rate(clock.now, 10) == pytest.approx(0.85 * 8.99)
+    assert store.load().rate(clock.now, 10) == pytest.approx(0.85 * 8.99)
     sends = [call(second, clock) for _ in range(3)]
     assert sends[1] - sends[0] > 1 / 8.5  # spaced at the deployment's cut rate, not 1/10
 
@@ -176,10 +200,72 @@ def test_settle_returns_at_once_with_the_shared_log(store: CountingStore, clock:
     assert clock.now == before
 
 
-def test_a_wait_that_is_already_due_when_it_is_slept_does_not_fail_the_call() -> None:
-    """Real clocks move on between reading the wake time and sleeping until it."""
-    shared = SharedBudget(MemoryLogStore(), POLICY)
-    real = shared.try_acquire
-    answers = iter([time.time() - 0.01])  # "look again at" a moment that has just passed
-    shared.try_acquire = lambda interactive: next(answers, None) or real(interactive)  # type: ignore[method-assign]
-    shared.acquire(time.monotonic() + 5, interactive=False)
+def serve_a_crowd(store: CountingStore) -> list[tuple[bool, int]]:
+    """Real threads and a real clock: 30 background waiters, then 10 reads, over one store; the order they got
+    their permits in, as (interactive, arrival)."""
+    order: list[tuple[bool, int]] = []
+    lock = threading.Lock()
+    ready = threading.Barrier(41)
+
+    def waiter(interactive: bool, arrival: int) -> None:
+        instance = SharedBudget(store, Policy(budget=10, reserve=2, longest_call=1.0))
+        ready.wait()
+        time.sleep(arrival * 0.004 + (0.3 if interactive else 0.0))
+        try:
+            with instance.permit(time.monotonic() + 30, interactive):
+                with lock:
+                    order.append((interactive, arrival))
+                time.sleep(0.02)
+        except Throttled:
+            pass  # not served: the check counts it
+
+    threads = [threading.Thread(target=waiter, args=(False, n)) for n in range(30)]
+    threads += [threading.Thread(target=waiter, args=(True, n)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    ready.wait()
+    for thread in threads:
+        thread.join()
+    return order
+
+
+def served_in_order(order: list[tuple[bool, int]], store: CountingStore) -> None:
+    assert len(order) == 40, f"{40 - len(order)} waiters were never served"
+    assert sum(store.calls.values()) / len(order) <= 5, f"store requests: {store.calls}"
+    background = [n for interactive, n in order if not interactive]
+    reads_at = [i for i, (interactive, _) in enumerate(order) if interactive]
+    assert max(reads_at) < 25, f"reads waited behind background work that came before them: {order}"
+    out_of_order = sum(1 for a, b in itertools.pairwise(background) if b < a - 2)
+    assert out_of_order <= 3, f"background work out of its arrival order: {background}"
+
+
+def test_a_crowd_is_served_in_order_reads_first_with_a_bounded_number_of_store_requests() -> None:
+    store = CountingStore()
+    served_in_order(serve_a_crowd(store), store)
+
+
+def test_the_order_check_catches_a_herd_that_ignores_the_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same crowd, every waiter blind to the line (each takes any slot it sees free): the check fails."""
+
+    def herd(record: LogRecord, now: float, policy: Policy, holder: str, interactive: bool, ticket: object) -> object:
+        return log.admit(replace(record, line=()), now, policy, holder, interactive, None)
+
+    monkeypatch.setattr(shared, "admit", herd)
+    store = CountingStore()
+    with pytest.raises(AssertionError, match="never served|store requests|arrival order|waited behind"):
+        served_in_order(serve_a_crowd(store), store)
+
+
+def test_a_place_in_line_that_nobody_takes_lapses(store: CountingStore, clock: Clock) -> None:
+    """A waiter that died in line: those behind it wait at most a grace after its planned turn."""
+    tight = Policy(budget=1, reserve=0, longest_call=1.2)
+    holder, dead, behind = budget(store, clock, tight), budget(store, clock, tight), budget(store, clock, tight)
+    held = holder.acquire(clock.now + 5, True)
+    sleeps: list[float] = []
+    dead.sleep = lambda seconds: sleeps.append(seconds)  # it joins, plans, "sleeps" and never comes back
+    with pytest.raises(Throttled):
+        dead.acquire(clock.now + 0.01, True)
+    holder.give_back(held)
+    started = clock.now
+    call(behind, clock, interactive=True, wait=10)
+    assert clock.now - started < HOLD_AFTER_ANSWER + 2.5

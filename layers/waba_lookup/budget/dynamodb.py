@@ -1,18 +1,17 @@
-"""The shared budget's record in DynamoDB: one item per CAMS account (key `pk`), the record's columns as attributes
-(log_store.to_columns). Whole-record writes are
-PutItem conditional on `v`, returning the current item when the condition fails; an answer is an UpdateItem of one
-slot conditional on its holder, so it never races with admissions of other slots.
+"""The budget's record in DynamoDB: one item per CAMS account (key `pk`), the record's columns as attributes
+(budget/store.py). Every write is one UpdateItem on its conditions, returning the item when they fail.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
-from waba_lookup.log_store import Column, StoreUnavailable, from_columns, to_columns
-from waba_lookup.sliding_log import LogRecord
+from waba_lookup.budget.log import LogRecord
+from waba_lookup.budget.store import Column, Expect, StoreUnavailable, from_columns
 
 
 class DynamoLogStore:
@@ -29,42 +28,52 @@ class DynamoLogStore:
         answer = self._request("get_item", TableName=self.table, Key=self.key, ConsistentRead=True)
         return decode(answer.get("Item"))
 
-    def replace(self, record: LogRecord, expected_version: str) -> LogRecord | None:
-        if expected_version:
-            condition = {"ConditionExpression": "v = :v", "ExpressionAttributeValues": {":v": {"S": expected_version}}}
-        else:
-            condition = {"ConditionExpression": "attribute_not_exists(pk)"}
-        try:
-            self._request(
-                "put_item",
-                TableName=self.table,
-                Item=self.key | encode(record),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **condition,
-            )
-        except _ConditionFailed as lost:
-            return decode(lost.item)
-        return None
+    def update(
+        self,
+        put: Mapping[str, Column],
+        delete: Sequence[str] = (),
+        expect: Sequence[Expect] = (),
+        returning: bool = False,
+    ) -> LogRecord | None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
 
-    def answer(self, index: int, holder: str, expires: float, version: str) -> LogRecord | None:
+        def name(column: str) -> str:
+            names[f"#n{len(names)}"] = column
+            return f"#n{len(names) - 1}"
+
+        def value(column_value: Column) -> str:
+            values[f":v{len(values)}"] = _attribute(column_value)
+            return f":v{len(values) - 1}"
+
+        clauses = []
+        if put:
+            clauses.append("SET " + ", ".join(f"{name(c)} = {value(v)}" for c, v in put.items()))
+        if delete:
+            clauses.append("REMOVE " + ", ".join(name(c) for c in delete))
+        conditions = []
+        for e in expect:
+            column = name(e.column)
+            test = f"{column} {'=' if e.op == 'eq' else '<='} {value(e.value)}"
+            conditions.append(f"(attribute_not_exists({column}) OR {test})" if e.if_missing else test)
+        params: dict[str, Any] = {"UpdateExpression": " ".join(clauses), "ExpressionAttributeNames": names}
+        if values:
+            params["ExpressionAttributeValues"] = values
+        if conditions:
+            params["ConditionExpression"] = " AND ".join(conditions)
+        if returning:
+            params["ReturnValues"] = "ALL_NEW"
         try:
             answer = self._request(
                 "update_item",
                 TableName=self.table,
                 Key=self.key,
-                UpdateExpression=f"SET e{index} = :e, a{index} = :t, v = :v",
-                ConditionExpression=f"h{index} = :h",
-                ExpressionAttributeValues={
-                    ":e": _number(expires),
-                    ":t": {"BOOL": True},
-                    ":v": {"S": version},
-                    ":h": {"S": holder},
-                },
-                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **params,
             )
-        except _ConditionFailed:
-            return None
-        return decode(answer.get("Attributes"))
+        except _ConditionFailed as lost:
+            return decode(lost.item)
+        return decode(answer.get("Attributes")) if returning else None
 
     def _request(self, operation: str, **params: Any) -> Any:
         try:
@@ -94,13 +103,8 @@ class _ConditionFailed(Exception):
         self.item = item
 
 
-def encode(record: LogRecord) -> dict[str, Any]:
-    """The record's columns as DynamoDB attribute values."""
-    return {name: _attribute(value) for name, value in to_columns(record).items()}
-
-
 def decode(item: dict[str, Any] | None) -> LogRecord:
-    """The record in an item; an empty record (version "") for no item."""
+    """The record in an item; an empty record for no item."""
     if not item:
         return LogRecord()
     return from_columns({name: _value(attribute) for name, attribute in item.items() if name != "pk"})

@@ -1,21 +1,19 @@
-"""The shared budget's record in Tablestore (OTS) on Function Compute: one row per CAMS account (primary key `pk`),
-the record's columns as attribute columns (log_store.to_columns).
-
-Whole-record writes are PutRow conditional on the row's existence and on `v`; an answer is an UpdateRow of one
-slot's columns conditional on its holder. Tablestore's failed conditions do not return the row, so a lost race
-costs one GetRow more than on DynamoDB, and so does an answer (UpdateRow returns no columns). The SDK (numpy and
-aiohttp among its imports: about 0.35 s) is imported when the store is first used: at a first CAMS call, never on a
-cache hit.
+"""The budget's record in Tablestore (OTS) on Function Compute: one row per CAMS account (primary key `pk`), the
+record's columns as attribute columns (budget/store.py). Every write is one UpdateRow on its column conditions;
+Tablestore's failed conditions do not return the row, so a lost race costs a GetRow more than on DynamoDB. The SDK
+(numpy and aiohttp among its imports: about 0.35 s) is imported when the store is first used: at a first CAMS
+call, never on a cache hit.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from waba_lookup.budget.log import LogRecord
+from waba_lookup.budget.store import Column, Expect, StoreUnavailable, from_columns
 from waba_lookup.credentials import Credentials, FunctionCredentials
-from waba_lookup.log_store import StoreUnavailable, from_columns, to_columns
-from waba_lookup.sliding_log import LogRecord
 
 TIMEOUT_SECONDS = 2.0
 CONDITION_FAILED = "OTSConditionCheckFail"
@@ -24,7 +22,7 @@ CONDITION_FAILED = "OTSConditionCheckFail"
 class TablestoreLogStore:
     """The LogStore port on a Tablestore table whose one primary key column is `pk` (a string)."""
 
-    answer_seconds = 2 * TIMEOUT_SECONDS  # UpdateRow, then GetRow (UpdateRow returns no columns)
+    answer_seconds = TIMEOUT_SECONDS  # one UpdateRow
 
     def __init__(
         self,
@@ -44,36 +42,36 @@ class TablestoreLogStore:
         _, row, _ = self._request("get_row", self.table, self.primary_key, max_version=1)
         return from_columns({name: value for name, value, _ in row.attribute_columns} if row else None)
 
-    def replace(self, record: LogRecord, expected_version: str) -> LogRecord | None:
+    def update(
+        self,
+        put: Mapping[str, Column],
+        delete: Sequence[str] = (),
+        expect: Sequence[Expect] = (),
+        returning: bool = False,
+    ) -> LogRecord | None:
         ots = _sdk()
 
-        if expected_version:
-            version = ots.SingleColumnCondition("v", expected_version, ots.ComparatorType.EQUAL, pass_if_missing=False)
-            condition = ots.Condition(ots.RowExistenceExpectation.EXPECT_EXIST, version)
-        else:
-            condition = ots.Condition(ots.RowExistenceExpectation.EXPECT_NOT_EXIST)
-        row = ots.Row(self.primary_key, list(to_columns(record).items()))
+        comparators = {"eq": ots.ComparatorType.EQUAL, "le": ots.ComparatorType.LESS_EQUAL}
+        tests = [
+            ots.SingleColumnCondition(e.column, e.value, comparators[e.op], pass_if_missing=e.if_missing)
+            for e in expect
+        ]
+        column_condition: Any = tests[0] if len(tests) == 1 else None
+        if len(tests) > 1:
+            column_condition = ots.CompositeColumnCondition(ots.LogicalOperator.AND)
+            for test in tests:
+                column_condition.add_sub_condition(test)
+        changes: dict[str, list[Any]] = {}
+        if put:
+            changes["PUT"] = list(put.items())
+        if delete:
+            changes["DELETE_ALL"] = list(delete)
+        condition = ots.Condition(ots.RowExistenceExpectation.IGNORE, column_condition)
         try:
-            self._request("put_row", self.table, row, condition)
+            self._request("update_row", self.table, ots.Row(self.primary_key, changes), condition)
         except _ConditionFailed:
             return self.load()  # the failed write says nothing of the row: read it
-        return None
-
-    def answer(self, index: int, holder: str, expires: float, version: str) -> LogRecord | None:
-        ots = _sdk()
-
-        held = ots.SingleColumnCondition(f"h{index}", holder, ots.ComparatorType.EQUAL, pass_if_missing=False)
-        columns = {"PUT": [(f"e{index}", round(expires, 6)), (f"a{index}", True), ("v", version)]}
-        try:
-            self._request(
-                "update_row",
-                self.table,
-                ots.Row(self.primary_key, columns),
-                ots.Condition(ots.RowExistenceExpectation.EXPECT_EXIST, held),
-            )
-        except _ConditionFailed:
-            return None
-        return self.load()  # UpdateRow returns no attribute columns
+        return self.load() if returning else None  # UpdateRow returns no attribute columns
 
     def _request(self, operation: str, *args: Any, **kwargs: Any) -> Any:
         ots = _sdk()

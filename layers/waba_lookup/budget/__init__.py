@@ -1,0 +1,102 @@
+"""The account budget: every CAMS attempt holds a permit from one record, shared by the whole deployment.
+
+The record (log.py) lives in a LogStore (store.py): DynamoDB on AWS (dynamodb.py), Tablestore on FC
+(tablestore.py), both when CAMS_BUDGET_TABLE is set; without a table, in memory, as the instance's own record with
+floor(CAMS_QPS_BUDGET / CAMS_MAX_INSTANCES) as its budget. SharedBudget (shared.py) is the Budget port over it.
+
+Slots. The record has CAMS_MAX_QPS slots; a permit occupies one from its start until HOLD_AFTER_ANSWER (1 s) after
+its call's answer is written back, or, never written back, until start + the longest call + 1 s. CAMS counts a
+call when it arrives, somewhere in between, so if at most `budget` permits are live at once, no sliding second of
+arrivals holds more than `budget` calls. Permits use only the first `budget` slots, and a permit is written into
+its slot on the condition, checked by the store, that the slot's last permit stops counting by the new one's start
+(+ CLOCK_SKEW_MARGIN, since every instance reads its own wall clock): two permits never share a slot, whoever
+races, whatever an instance's copy of the record says.
+
+The line. An instance that cannot have a permit now joins the line: a ticket (reads or background, when it
+joined, when it lapses) written beside the slots without any condition, so joining never races. Reads go before
+background work, and each class is first come, first served: a permit is taken only by the first waiters, one
+per free slot. A waiter plans its turn from its place (each one ahead takes the slot likely to free first and
+holds it a typical call and a second), sleeps until then, and tries its planned slot at once. Its ticket lapses
+TICKET_GRACE_SECONDS after that turn, or at its deadline, so a waiter that gave up, timed out or died never holds
+the line; one that must wait longer renews it. A read whose turn cannot come within HTTP_PERMIT_WAIT_SECONDS is
+refused at once (Throttled, Retry-After from its turn). A permit costs, with no one waiting, one conditional
+write to take and one to write its answer back; in line, one write more to join and a read when a plan was wrong.
+
+Classes. Background permits leave CAMS_INTERACTIVE_RESERVE slots free while reads are recent (READS_RECENT_SECONDS)
+and are spaced 1/rate apart (`next_send`, changed on condition).
+
+Rate. After System.LimitControl the deployment's rate is cut in the record, once per congestion (a call sent
+before the last cut tells nothing new): to BETA (0.85) of two whole calls under the throttled rate, held level for
+HOLD_SECONDS (20 s), then one more call a second every PROBE_SECONDS (4 s) up to the budget. Two calls under,
+because our permits start the moment our oldest leaves CAMS's window, so one call under the congestion CAMS would
+reject a neighbour's calls and never ours; level, because a rise straight after a cut passes the throttled rate
+before we hear; 0.85 (not botocore's 0.7), because under a plateau already two calls down 30% cost a whole call.
+
+Failure. The store failing costs one immediate retry; then the attempt is refused (BudgetUnavailable) and no call
+is made: a read serves a stale entry or answers 503, the worker returns its items to the queue. Calls are never
+made outside the record, so the guarantee holds through any outage, partial or whole.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Protocol
+
+from waba_lookup.budget.stats import BudgetStats
+from waba_lookup.settings import Settings
+
+__all__ = ["Budget", "BudgetStats", "budget_for"]
+
+
+class Budget(Protocol):
+    """Admission of CAMS attempts under the account's calls-per-second quota."""
+
+    stats: BudgetStats
+
+    @property
+    def release_seconds(self) -> float:
+        """The longest writing an attempt's answer back can take, once CAMS answered."""
+        ...
+
+    def permit(self, send_by: float, interactive: bool) -> AbstractContextManager[None]:
+        """Hold a permit for one attempt, from before its send until its answer. `send_by` is a monotonic time;
+        raise Throttled if no permit can be had by then, BudgetUnavailable if the store cannot be reached (no call
+        is then made). `interactive`: an HTTP read, which goes before background refreshes."""
+        ...
+
+    def throttled(self) -> None:
+        """CAMS answered System.LimitControl: slow the deployment down."""
+        ...
+
+    def succeeded(self) -> None:
+        """CAMS answered."""
+        ...
+
+    def settle(self, wait_until: float) -> None:
+        """Before an invocation ends: wait (until `wait_until`, monotonic) for whatever the guarantee needs."""
+        ...
+
+
+def budget_for(settings: Settings) -> Budget:
+    """The shared record in CAMS_BUDGET_TABLE (DynamoDB on AWS, Tablestore on FC), else the instance's own with its
+    share of CAMS_QPS_BUDGET (and of CAMS_INTERACTIVE_RESERVE, leaving background refreshes at least one call)."""
+    from waba_lookup.budget.log import Policy
+    from waba_lookup.budget.shared import SharedBudget
+    from waba_lookup.budget.store import LogStore, MemoryLogStore
+
+    budget, reserve = settings.cams_qps_budget, settings.cams_interactive_reserve
+    if not settings.cams_budget_table:
+        share = settings.calls_per_second
+        policy = Policy(share, min(reserve // settings.cams_max_instances, share - 1), settings.call_seconds)
+        return SharedBudget(MemoryLogStore(), policy, local=True)
+    store: LogStore
+    if settings.on_fc:
+        from waba_lookup.budget.tablestore import TablestoreLogStore
+
+        endpoint, instance = settings.tablestore_endpoint or "", settings.tablestore_instance or ""
+        store = TablestoreLogStore(endpoint, instance, settings.cams_budget_table, settings.account_scope)
+    else:
+        from waba_lookup.budget.dynamodb import DynamoLogStore
+
+        store = DynamoLogStore(settings.cams_budget_table, settings.account_scope)
+    return SharedBudget(store, Policy(budget, reserve, settings.call_seconds))

@@ -1,0 +1,233 @@
+"""SharedBudget: the Budget port over one record in a LogStore (the rules are in the package docstring)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import ParamSpec, TypeVar
+
+from waba_lookup.budget.log import (
+    CLOCK_SKEW_MARGIN,
+    HOLD_AFTER_ANSWER,
+    LOOKAHEAD_SECONDS,
+    TICKET_GRACE_SECONDS,
+    LogRecord,
+    Policy,
+    Take,
+    Ticket,
+    Wait,
+    admit,
+    cut,
+    take,
+)
+from waba_lookup.budget.stats import BudgetStats
+from waba_lookup.budget.store import Expect, LogStore, StoreUnavailable, number, take_write, ticket_column
+from waba_lookup.errors import BudgetUnavailable, Throttled
+from waba_lookup.observability import count, logger
+
+ROUNDS = 32  # looks at the record before giving up on one permit (each a wait or a lost race)
+FIRST_TICKET_SECONDS = 10.0  # a place in line lapses this soon (or at its deadline) unless renewed
+RACES = 8  # lost races in a row before a cut gives up
+UNAVAILABLE_RETRY_AFTER = 5.0  # what a refused read tells its caller to wait
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(frozen=True)
+class LogPermit:
+    index: int  # the slot
+    holder: str
+    start: float  # wall time before which it must not be used
+
+
+@dataclass
+class SharedBudget:
+    """Permits from one record in a LogStore, for every instance of the deployment (or, `local`, for this one)."""
+
+    store: LogStore
+    policy: Policy
+    local: bool = False  # the store is this instance's own: an invocation ends holding no live permit (settle)
+    stats: BudgetStats = field(default_factory=BudgetStats)
+    wall: Callable[[], float] = time.time
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], None] = time.sleep
+    new_id: Callable[[], str] = _new_id
+    _record: LogRecord | None = field(default=None, init=False)
+    _last_start: float = field(default=0.0, init=False)  # of the last permit given: what a throttle is about
+
+    @property
+    def release_seconds(self) -> float:
+        return self.store.answer_seconds
+
+    @contextmanager
+    def permit(self, send_by: float, interactive: bool) -> Iterator[None]:
+        """Hold a permit for one attempt, from before its send until its answer is written back."""
+        held = self.take(send_by, interactive)
+        try:
+            yield
+        finally:
+            self.give_back(held)
+
+    def take(self, send_by: float, interactive: bool) -> LogPermit:
+        """A permit, waiting for it until `send_by` (monotonic) at most: Throttled if its turn cannot come by then,
+        and BudgetUnavailable if the store fails again right after one immediate retry."""
+        started = self.clock()
+        try:
+            held = self.acquire(send_by, interactive)
+        except StoreUnavailable:
+            self.forget()
+            try:
+                held = self.acquire(send_by, interactive)
+            except StoreUnavailable as error:
+                self.forget()
+                self._unreachable(error)
+                raise BudgetUnavailable(
+                    "the shared CAMS budget cannot be reached; try again shortly", retry_after=UNAVAILABLE_RETRY_AFTER
+                ) from None
+        self.stats.record_wait(self.clock() - started, interactive)
+        return held
+
+    def give_back(self, held: LogPermit) -> None:
+        """The attempt has answered: write it back, so the slot frees a second from now; if the store fails, the
+        slot frees itself at send + the longest call + a second."""
+        expires = self.wall() + HOLD_AFTER_ANSWER
+        put = {f"e{held.index}": number(expires), f"a{held.index}": True}
+        try:
+            self._timed(self.store.update, put, (), (Expect(f"h{held.index}", "eq", held.holder),))
+        except StoreUnavailable as error:
+            self._unreachable(error)
+            self.forget()
+            return
+        if self._record is not None:  # our copy learns our own answer (the next permit's write checks the rest)
+            self._record = self._record.answered(held.index, held.holder, number(expires))
+
+    def succeeded(self) -> None:
+        """CAMS answered: nothing to do (the rate grows back with time, see log.LogRecord.rate)."""
+
+    def settle(self, wait_until: float) -> None:
+        """Before an invocation ends: with an instance's own log, wait until none of its permits counts any more,
+        since a frozen instance's successor would start from an empty log (until `wait_until` at most). A shared
+        log needs no wait: every instance sees every permit in it."""
+        while self.local:
+            live = self.store.load().live(self.wall())
+            remaining = wait_until - self.clock()
+            if not live or remaining <= 0:
+                return
+            self.sleep(min(remaining, max(s.expires for s in live) + CLOCK_SKEW_MARGIN - self.wall()))
+
+    def acquire(self, send_by: float, interactive: bool) -> LogPermit:
+        """A permit by `send_by` (monotonic), waiting in line for it, or Throttled. Raises StoreUnavailable."""
+        holder = self.new_id()
+        ticket: Ticket | None = None
+        planned: Wait | None = None  # after sleeping until a planned turn: its slot, tried at once without a look
+        record, fresh = self._record, False
+        for _ in range(ROUNDS):
+            now = self.wall()
+            if record is None or (ticket is None and fresh and self._must_wait(record, now, holder, interactive)):
+                # no copy, or one that says wait: join the line; the write returns the record, line included
+                ticket = Ticket(holder, interactive, now, now + min(FIRST_TICKET_SECONDS, send_by - self.clock()))
+                record = self._timed(self.store.update, dict([ticket_column(ticket)]), returning=True)
+                assert record is not None
+                fresh = True
+            if planned is not None:
+                start = max(now, planned.start)
+                decision: Take | Wait = take(
+                    record, now, self.policy, holder, interactive, planned.index, start, ticket
+                )
+                planned = None
+            else:
+                decision = admit(record, now, self.policy, holder, interactive, ticket)
+            if isinstance(decision, Take):
+                if (current := self._timed(self.store.update, *take_write(decision))) is None:
+                    self._record = decision.applied(record)
+                    return self._use(LogPermit(decision.index, holder, decision.slot.sent))
+                record, fresh = current, True  # lost: the failed write (or a read after it) told us the record
+                continue
+            if not fresh:  # our copy may miss answers written back since: look before waiting
+                record, fresh = self._timed(self.store.load), True
+                continue
+            if ticket is None:
+                continue  # join first, then plan from the line as it is
+            ticket = self._wait_for(decision, record, now, send_by, ticket)
+            record, fresh, planned = record.with_ticket(ticket), False, decision
+        if ticket is not None:
+            self._leave(ticket)
+        raise Throttled("no CAMS permit is free within this request's wait bound", "Throttling.Pacing", retry_after=1.0)
+
+    def _must_wait(self, record: LogRecord, now: float, holder: str, interactive: bool) -> bool:
+        return isinstance(admit(record, now, self.policy, holder, interactive), Wait)
+
+    def _wait_for(self, turn: Wait, record: LogRecord, now: float, send_by: float, ticket: Ticket) -> Ticket:
+        """Hold the place in line and sleep until the planned turn; Throttled at once if it cannot come by
+        `send_by`."""
+        ahead = turn.until - now
+        if self.clock() + ahead > send_by:
+            self._leave(ticket)
+            raise Throttled(
+                "no CAMS permit can be had within this request's wait bound",
+                "Throttling.Pacing",
+                retry_after=max(1.0, ahead),
+            )
+        if ticket.expires < turn.until + LOOKAHEAD_SECONDS:  # renew it, or it lapses before its turn
+            deadline = now + (send_by - self.clock())
+            expires = min(deadline, turn.until + LOOKAHEAD_SECONDS + TICKET_GRACE_SECONDS)
+            ticket = replace(ticket, expires=expires)
+            self._timed(self.store.update, dict([ticket_column(ticket)]))
+        self._record = record.with_ticket(ticket)
+        self.sleep(max(0.0, turn.until - self.wall()))
+        return ticket
+
+    def _use(self, held: LogPermit) -> LogPermit:
+        if (early := held.start - self.wall()) > 0:
+            self.sleep(early)  # taken ahead, while the slot's last holder ran out
+        self._last_start = held.start
+        return held
+
+    def _leave(self, ticket: Ticket) -> None:
+        """Give a place in line up, so those behind need not wait for it to lapse (best effort: it lapses anyway)."""
+        try:
+            self._timed(self.store.update, {}, (f"q{ticket.id}",))
+        except StoreUnavailable:
+            pass
+
+    def throttled(self) -> None:
+        """The last permit's call was flow-controlled: cut the deployment's rate in the record; every instance
+        follows at its next permit. A store that fails now loses this cut (the next throttle makes it)."""
+        try:
+            record = self._record or self._timed(self.store.load)
+            for _ in range(RACES):
+                cutback = cut(record, self.wall(), self.policy.budget, self._last_start)
+                if cutback is None:
+                    return
+                put = {"rm": number(cutback.rate_max), "ta": number(cutback.throttled_at)}
+                since = Expect("ta", "eq", number(record.throttled_at), if_missing=True)
+                if (current := self._timed(self.store.update, put, (), (since,))) is None:
+                    self._record = cutback
+                    return
+                record = current
+        except StoreUnavailable as error:
+            self._unreachable(error)
+
+    def forget(self) -> None:
+        """Drop the copy of the record: the next permit reads it again."""
+        self._record = None
+
+    def _unreachable(self, error: StoreUnavailable) -> None:
+        logger.warning("shared CAMS budget unreachable: no CAMS call", extra={"reason": str(error)})
+        count("BudgetStoreUnavailable")
+        self.stats.store_failures += 1
+
+    def _timed(self, request: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        started = time.perf_counter()
+        try:
+            return request(*args, **kwargs)
+        finally:
+            self.stats.store_requests += 1
+            self.stats.store_seconds += time.perf_counter() - started
