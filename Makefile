@@ -8,10 +8,18 @@ STAMP := $(VENV)/.installed
 # constrain the project's.
 TOOLS := .venv-tools
 TOOLS_STAMP := $(TOOLS)/.installed
+# Each layer's .in (ranges) is pinned, with every wheel's hash, into the .txt lock that its build installs, for
+# CPython 3.12 on its architecture: template.yaml's layer is arm64 (sam build fetches manylinux2014_aarch64 wheels),
+# s.yaml's functions x86_64 (build_fc.py). An existing pin is kept while it still satisfies the ranges, so a lock
+# changes only when its .in does, or with UPGRADE=1. Wheels only, as both builds install.
+UV := $(VENV)/bin/uv
+LOCK := $(UV) pip compile --quiet --python-version 3.12 --generate-hashes --only-binary :all: \
+	--custom-compile-command 'make lock'
+LOCKS := requirements:aarch64-manylinux_2_17 requirements-fc:x86_64-manylinux_2_17
 PY312 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/$(shell pyenv versions --bare 2>/dev/null | grep '^3\.12' | tail -1)/bin
 
 .DEFAULT_GOAL := help
-.PHONY: help setup tools demo test lint lint-template build build-fc bench serve fuzz clean
+.PHONY: help setup tools lock lock-check demo test lint lint-template build build-fc bench serve fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +39,22 @@ $(TOOLS_STAMP):
 	touch $(TOOLS_STAMP)
 
 tools: $(TOOLS_STAMP) ## install SAM CLI and checkov into .venv-tools
+
+lock: $(STAMP) ## pin layers/requirements*.in into the layers' locks, layers/requirements*.txt (UPGRADE=1: newest)
+	for lock in $(LOCKS); do name=$${lock%%:*}; \
+		$(LOCK) --python-platform $${lock#*:} $(if $(UPGRADE),--upgrade) layers/$$name.in -o layers/$$name.txt || exit 1; \
+	done
+
+# Regenerates each lock from its own pins into a temporary folder and compares them, header comments aside: a
+# difference means an .in (or the locked set) changed without `make lock`.
+lock-check: $(STAMP) ## fail when a lock no longer matches its .in (run make lock)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && stale=0 && \
+	for lock in $(LOCKS); do name=$${lock%%:*}; cp layers/$$name.txt "$$tmp/$$name.txt" && \
+		$(LOCK) --python-platform $${lock#*:} layers/$$name.in -o "$$tmp/$$name.txt" || exit 1; \
+		if diff -u --label layers/$$name.txt --label "make lock" <(grep -v '^#' layers/$$name.txt) \
+			<(grep -v '^#' "$$tmp/$$name.txt"); then echo "lock-check: layers/$$name.txt is up to date"; \
+		else echo "lock-check: layers/$$name.txt is stale: run make lock" >&2; stale=1; fi; \
+	done && exit $$stale
 
 demo: $(STAMP) ## run the demo against the built-in CAMS emulator and a local S3/SQS (no account needed)
 	$(PY) -m waba_local.demo

@@ -2,7 +2,8 @@
 
     python -m waba_local.check_build .aws-sam/build
 
-- each layer holds its packages exactly as in the source tree, and every distribution its requirements.txt names;
+- each layer holds its packages exactly as in the source tree, and exactly the distributions and versions that its
+  requirements.txt (the lock `make lock` writes from requirements.in) pins, nothing else;
 - the layer's native extensions are built for the layer's architecture;
 - each function's handler imports under python3.12 with nothing on sys.path but the built function, the built
   layer and the boto3 that the Lambda runtime provides (`-I -S`: the dev venv's site-packages stay out of sight).
@@ -37,6 +38,7 @@ LAZY_NATIVE_IMPORTS = (
     "darabonba.runtime",
 )
 ELF_MACHINES = {62: "x86_64", 183: "arm64"}
+_PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
 
 PROBE = """
@@ -73,7 +75,7 @@ def load_template(path: Path) -> dict[str, Any]:
 
 
 def check_layer(name: str, layer: dict[str, Any], build: Path, source: Path, results: list[tuple[bool, str]]) -> None:
-    """The layer's packages are byte-for-byte the source's; every requirement is installed; natives fit the arch."""
+    """The layer's packages are byte-for-byte the source's; the lock is installed as pinned; natives fit the arch."""
     built = build / layer["Properties"]["ContentUri"] / "python"
     packages = sorted(p.parent for p in source.glob("*/__init__.py"))
     for package in packages:
@@ -81,12 +83,11 @@ def check_layer(name: str, layer: dict[str, Any], build: Path, source: Path, res
         differ = [str(f.relative_to(source)) for f in files if not _same(f, built / f.relative_to(source))]
         summary = f"{name}: {package.name}/ ({len(files)} files) as in {source}"
         results.append(_result(summary, "missing or different", differ, empty_fails=not files))
-    wanted = [_requirement_name(line) for line in (source / "requirements.txt").read_text().splitlines()]
-    dists = (p.name.removesuffix(".dist-info").split("-") for p in built.glob("*.dist-info"))
-    installed = {_normalise(name): version for name, version, *_ in dists}
-    missing = [r for r in wanted if r and _normalise(r) not in installed]
-    found = ", ".join(f"{r} {installed[_normalise(r)]}" for r in wanted if r and _normalise(r) in installed)
-    results.append(_result(f"{name}: requirements installed: {found}", "missing", missing))
+    locked, installed = locked_versions(source / "requirements.txt"), installed_versions(built)
+    wrong = [f"{dist}=={version}" for dist, version in locked.items() if installed.get(dist) != version]
+    wrong += [f"{dist}=={version} (not locked)" for dist, version in installed.items() if dist not in locked]
+    summary = f"{name}: the {len(locked)} distributions of {source / 'requirements.txt'} installed as locked"
+    results.append(_result(summary, "missing or different", wrong, empty_fails=not locked))
     arch = layer.get("Metadata", {}).get("BuildArchitecture", "x86_64")
     natives = sorted(built.rglob("*.so"))
     wrong = [str(so.relative_to(built)) for so in natives if _elf_arch(so) != arch]
@@ -189,9 +190,16 @@ def _same(a: Path, b: Path) -> bool:
     return b.is_file() and a.read_bytes() == b.read_bytes()
 
 
-def _requirement_name(line: str) -> str:
-    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line.split("#", 1)[0])
-    return match.group(1) if match else ""
+def locked_versions(lock: Path) -> dict[str, str]:
+    """A lock's `name==version` pins (its `--hash` and comment lines aside), by normalised name."""
+    pins = (_PIN.match(line) for line in lock.read_text().splitlines())
+    return {_normalise(pin.group("name")): pin.group("version") for pin in pins if pin}
+
+
+def installed_versions(site: Path) -> dict[str, str]:
+    """The distributions installed in a site folder (their .dist-info), by normalised name."""
+    dists = (p.name.removesuffix(".dist-info").rsplit("-", 1) for p in site.glob("*.dist-info"))
+    return {_normalise(name): version for name, version in dists}
 
 
 def _normalise(name: str) -> str:
