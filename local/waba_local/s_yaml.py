@@ -33,10 +33,10 @@ class QueueTrigger:
 
     batch_size: int  # runOptions.batchWindow.CountBasedWindow: most messages in one invocation
     batch_window_seconds: float  # runOptions.batchWindow.TimeBasedWindow: longest wait to fill a batch
-    retry_attempts: int  # runOptions.retryStrategy.MaximumRetryAttempts: re-pushes of a failed batch, then its DLQ
+    retry_attempts: int  # runOptions.retryStrategy.MaximumRetryAttempts: re-pushes of a failed or throttled batch
     is_base64_decode: bool  # sourceMNSParameters.IsBase64Decode: whether messageBody is base64-decoded first
     worker_timeout_seconds: int  # the worker's timeout
-    worker_max_instances: int  # the worker's reserved concurrency (= the trigger's maximumTasks)
+    worker_max_instances: int  # the worker's reserved concurrency: the batches that run at once
     visibility_timeout_seconds: int  # the refresh queue's VisibilityTimeout
 
 
