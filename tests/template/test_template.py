@@ -4,6 +4,7 @@ outputs to use. Some tests read the template after the SAM transform, as CloudFo
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fnmatch
 import importlib.util
@@ -16,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from cfnlint.decode import decode_str
@@ -24,14 +25,15 @@ from http_api import app
 
 from waba_local.poller import LocalLambdaContext
 from waba_lookup.budget import budget_for
+from waba_lookup.budget.dynamodb import DynamoLogStore
+from waba_lookup.budget.shared import SharedBudget
+from waba_lookup.budget.store import MemoryLogStore
 from waba_lookup.cache import ObjectStoreError, WabaCache
 from waba_lookup.customer import Customer
-from waba_lookup.dynamodb import DynamoLogStore
 from waba_lookup.errors import BudgetUnavailable
-from waba_lookup.log_store import MemoryLogStore
-from waba_lookup.observability import count_error, metrics
+from waba_lookup.lookup import RefreshOutcome
+from waba_lookup.observability import count, count_error, metrics
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
-from waba_lookup.shared_budget import SharedBudget
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 TOOLS_PYTHON = TEMPLATE.parent / ".venv-tools" / "bin" / "python"  # `make tools`: SAM CLI, with samtranslator
@@ -613,7 +615,7 @@ def alarm_on(template: dict[str, Any], namespace: str, metric: str) -> dict[str,
     [alarm] = [
         a["Properties"]
         for a in resources(template, "AWS::CloudWatch::Alarm").values()
-        if a["Properties"]["Namespace"] == namespace and a["Properties"]["MetricName"] == metric
+        if a["Properties"].get("Namespace") == namespace and a["Properties"].get("MetricName") == metric
     ]
     return alarm
 
@@ -701,13 +703,272 @@ def test_an_alarm_fires_on_cache_failures_as_the_code_counts_them(
 def test_every_alarm_notifies_the_alarm_topic_when_one_is_given(template: dict[str, Any]) -> None:
     alarms = resources(template, "AWS::CloudWatch::Alarm")
 
-    assert len(alarms) == 4
+    assert len(alarms) >= 10
     for name, alarm in alarms.items():
         notified = resolve(template, alarm["Properties"], parameter_values(template, AlarmTopicArn=TOPIC_ARN))
         silent = resolve(template, alarm["Properties"], parameter_values(template))
         assert notified["AlarmActions"] == notified["OKActions"] == [TOPIC_ARN], name
         assert "AlarmActions" not in silent and "OKActions" not in silent, name
         assert notified["TreatMissingData"] == "notBreaching", name
+
+
+# --- alarms and the dashboard: what they name is what the code and AWS publish --------------------------------------
+
+SOURCES = [
+    *(TEMPLATE.parent / "layers" / "waba_lookup").rglob("*.py"),
+    *(TEMPLATE.parent / "functions").glob("*/app.py"),
+]
+# The values an f-string metric name's placeholder takes, read from the code that decides them.
+PLACEHOLDER_VALUES = {
+    "status": lambda: {str(status) for status in app.STATUS.values()},  # count(f"Http{status}")
+    "outcome": lambda: set(get_args(RefreshOutcome)),  # count(f"Refresh_{outcome}")
+}
+# AWS's metrics that the alarms and the dashboard may name, with the one dimension each is read by here and the kind
+# of resource that dimension names (with the attribute it takes, if any). Lambda:
+# https://docs.aws.amazon.com/lambda/latest/dg/monitoring-metrics-types.html and monitoring-concurrency.html; SQS:
+# https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-available-cloudwatch-metrics.html;
+# HTTP APIs (not REST APIs' 4XXError/5XXError): https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-metrics.html
+AWS_METRICS = {
+    "AWS/Lambda": (
+        {"Errors", "Throttles", "Invocations", "Duration", "ConcurrentExecutions"},
+        ("FunctionName", "AWS::Serverless::Function", None),
+    ),
+    "AWS/SQS": (
+        {
+            "ApproximateAgeOfOldestMessage",
+            "ApproximateNumberOfMessagesDelayed",
+            "ApproximateNumberOfMessagesNotVisible",
+            "ApproximateNumberOfMessagesVisible",
+            "NumberOfMessagesSent",
+            "NumberOfMessagesReceived",
+            "NumberOfMessagesDeleted",
+        },
+        ("QueueName", "AWS::SQS::Queue", "QueueName"),
+    ),
+    "AWS/ApiGateway": (
+        {"4xx", "5xx", "Count", "Latency", "IntegrationLatency", "DataProcessed"},
+        ("ApiId", "AWS::Serverless::HttpApi", None),
+    ),
+}
+# Published metrics the dashboard leaves out on purpose.
+NOT_ON_THE_DASHBOARD = {"RefreshSkippedRecent": "the same event as Refresh_recent, counted one layer down"}
+SEARCH = re.compile(r"\{([^,}]+)((?:,[^,}]+)*)\}\s+MetricName=\"([^\"]+)\"")
+
+
+def published_metrics() -> set[str]:
+    """Every metric name the code counts: count("Name"), single_metric(name="Name"), and count(f"Http{status}")
+    expanded over the values its placeholder takes."""
+    names: set[str] = set()
+    for path in SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            callee = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if callee == "count" and node.args:
+                argument: ast.expr | None = node.args[0]
+            elif callee in ("single_metric", "add_metric"):
+                argument = next((k.value for k in node.keywords if k.arg == "name"), None)
+            else:
+                continue
+            names |= metric_names(argument, path)
+    return names
+
+
+def metric_names(argument: ast.expr | None, path: Path) -> set[str]:
+    if isinstance(argument, ast.Constant) and isinstance(argument.value, str):
+        return {argument.value}
+    if isinstance(argument, ast.JoinedStr):
+        parts: list[list[str]] = []
+        for value in argument.values:
+            if isinstance(value, ast.FormattedValue):
+                placeholder = ast.unparse(value.value)
+                assert placeholder in PLACEHOLDER_VALUES, f"{path}: say which values {{{placeholder}}} takes"
+                parts.append(sorted(PLACEHOLDER_VALUES[placeholder]()))
+            else:
+                parts.append([str(value.value)])  # type: ignore[attr-defined]
+        return {"".join(combination) for combination in itertools.product(*parts)}
+    # only observability's own helpers pass a name through; anywhere else the name would go unchecked
+    assert path.name == "observability.py", f"{path}: a metric name that is neither a literal nor an f-string"
+    return set()
+
+
+def dashboard(template: dict[str, Any], **given: str) -> dict[str, Any]:
+    """The dashboard's body as CloudWatch gets it: each ${} of its Fn::Sub replaced by a parameter's value (its default
+    unless given), or by the name of the resource (and attribute) it refers to."""
+    [board] = resources(template, "AWS::CloudWatch::Dashboard").values()
+    body, values = board["Properties"]["DashboardBody"]["Fn::Sub"], parameter_values(template, **given)
+
+    def value(match: re.Match[str]) -> str:
+        name = match[1]
+        assert name in values or name.split(".")[0] in template["Resources"] or name.startswith("AWS::"), name
+        return str(values.get(name, name))
+
+    return dict(json.loads(re.sub(r"\$\{([^}!]+)\}", value, body)))
+
+
+def widgets_metrics(widget: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, str | None]]]:
+    """(namespace, metric, dimensions) of each metric a widget draws; a SEARCH gives its dimension names only."""
+    for row in widget["properties"].get("metrics", []):
+        if isinstance(row[0], dict):
+            for namespace, others, name in SEARCH.findall(row[0]["expression"]):
+                yield namespace, name, dict.fromkeys(others.strip(",").split(","))
+            continue
+        namespace, name, *pairs = [item for item in row if not isinstance(item, dict)]
+        yield namespace, name, dict(zip(pairs[::2], pairs[1::2], strict=True))
+
+
+def dashboard_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
+    return [metric for widget in dashboard(template)["widgets"] for metric in widgets_metrics(widget)]
+
+
+def referred(value: Any) -> str:
+    """What an alarm's dimension value refers to, spelled as the dashboard's Fn::Sub spells it: X, or X.Attribute."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        return ".".join(value["Fn::GetAtt"])
+    return str(value)
+
+
+def alarm_metrics(template: dict[str, Any]) -> list[tuple[str, str, dict[str, str | None]]]:
+    metrics_: list[tuple[str, str, dict[str, str | None]]] = []
+    for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+        properties = alarm["Properties"]
+        stats = [q["MetricStat"]["Metric"] for q in properties.get("Metrics", []) if "MetricStat" in q]
+        for metric in [properties, *stats] if "MetricName" in properties else stats:
+            dimensions = {d["Name"]: referred(d["Value"]) for d in metric.get("Dimensions", [])}
+            metrics_.append((metric["Namespace"], metric["MetricName"], dimensions))
+    return metrics_
+
+
+def emitted_dimensions(name: str, code: str | None, capsys: pytest.CaptureFixture[str]) -> dict[str, str]:
+    """The dimensions the code publishes a metric with, read from the EMF line it prints."""
+    if name == "CamsErrors":
+        count_error(code or "System.LimitControl")
+    else:
+        count(name)
+        metrics.flush_metrics()
+    for line in reversed(capsys.readouterr().out.splitlines()):
+        blob = json.loads(line) if line.startswith("{") else {}
+        for directive in blob.get("_aws", {}).get("CloudWatchMetrics", []):
+            if any(m["Name"] == name for m in directive["Metrics"]):
+                [dimensions] = directive["Dimensions"]
+                return {d: blob[d] for d in dimensions}
+    raise AssertionError(f"{name} was not published")
+
+
+def test_each_function_alarms_on_its_errors_and_throttles(template: dict[str, Any]) -> None:
+    for function in resources(template, "AWS::Serverless::Function"):
+        for metric in ("Errors", "Throttles"):
+            [alarm] = [
+                a["Properties"]
+                for a in resources(template, "AWS::CloudWatch::Alarm").values()
+                if (a["Properties"].get("Namespace"), a["Properties"].get("MetricName")) == ("AWS/Lambda", metric)
+                and a["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+            ]
+            assert (alarm["Statistic"], alarm["Period"], alarm["EvaluationPeriods"]) == ("Sum", 300, 1), function
+            assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1), function
+
+
+def test_an_alarm_fires_when_refreshes_wait_longer_than_a_parameter_says(template: dict[str, Any]) -> None:
+    alarm = alarm_on(template, "AWS/SQS", "ApproximateAgeOfOldestMessage")
+    parameter = template["Parameters"][alarm["Threshold"]["Ref"]]
+
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["RefreshQueue", "QueueName"]}}]
+    assert (alarm["Statistic"], alarm["ComparisonOperator"]) == ("Maximum", "GreaterThanThreshold")
+    # an age the queue never lets a message reach could never fire
+    retention = prop(template, "RefreshQueue", "MessageRetentionPeriod")
+    assert 60 <= parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"] <= retention
+
+
+def test_an_alarm_fires_on_a_rate_of_5xx_from_the_http_api(template: dict[str, Any]) -> None:
+    [alarm] = [
+        a["Properties"] for a in resources(template, "AWS::CloudWatch::Alarm").values() if "Metrics" in a["Properties"]
+    ]
+    queries = {q["Id"]: q for q in alarm["Metrics"]}
+    [returned] = [q for q in queries.values() if q["ReturnData"]]
+
+    for metric in ("5xx", "Count"):
+        [query] = [q for q in queries.values() if q.get("MetricStat", {}).get("Metric", {}).get("MetricName") == metric]
+        assert query["MetricStat"]["Metric"]["Dimensions"] == [{"Name": "ApiId", "Value": {"Ref": "HttpApi"}}]
+        assert (query["MetricStat"]["Stat"], query["ReturnData"]) == ("Sum", False)
+        assert query["Id"] in returned["Expression"]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 5)
+
+
+def test_every_metric_the_alarms_and_the_dashboard_name_is_one_that_is_published(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", powertools["POWERTOOLS_SERVICE_NAME"])
+    for switch in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
+        monkeypatch.delenv(switch, raising=False)
+    published, namespace = published_metrics(), powertools["POWERTOOLS_METRICS_NAMESPACE"]
+    named = alarm_metrics(template) + dashboard_metrics(template)
+
+    assert {"CacheHits", "CamsCalls", "BudgetStoreUnavailable", "Http429"} <= published  # the scan finds them
+    for space, name, dimensions in named:
+        if space == namespace:
+            assert name in published, f"{name}: no code publishes it"
+            emitted = emitted_dimensions(name, dimensions.get("Code"), capsys)
+            if None in dimensions.values():  # a SEARCH: its dimension names
+                assert set(dimensions) == set(emitted), name
+            else:
+                assert dimensions == emitted, name
+        else:
+            assert space in AWS_METRICS, f"{space}/{name}: a namespace neither the code nor this test knows"
+            names, (dimension, kind, attribute) = AWS_METRICS[space]
+            assert name in names, f"{space} publishes no {name}"
+            assert set(dimensions) == {dimension}, (space, name, dimensions)
+            resource, _, used = str(dimensions[dimension]).partition(".")
+            assert template["Resources"][resource]["Type"] == kind, (space, name, dimensions)
+            assert used == (attribute or ""), (space, name, dimensions)
+
+
+def test_the_dashboard_draws_every_metric_the_code_publishes(template: dict[str, Any]) -> None:
+    drawn = {name for space, name, _ in dashboard_metrics(template) if space == "WabaLookup"}
+
+    assert published_metrics() - drawn == set(NOT_ON_THE_DASHBOARD)
+    assert NOT_ON_THE_DASHBOARD.keys() <= published_metrics()
+
+
+def test_the_dashboard_shows_every_alarm(template: dict[str, Any]) -> None:
+    [panel] = [w for w in dashboard(template)["widgets"] if w["type"] == "alarm"]
+
+    assert sorted(panel["properties"]["alarms"]) == sorted(
+        f"{name}.Arn" for name in resources(template, "AWS::CloudWatch::Alarm")
+    )
+
+
+def test_the_dashboard_draws_cams_calls_per_second_against_the_budget_deployed(template: dict[str, Any]) -> None:
+    for budget in ("7", template["Parameters"]["CamsQpsBudget"]["Default"]):
+        [panel] = [
+            w["properties"]
+            for w in dashboard(template, CamsQpsBudget=str(budget))["widgets"]
+            if any(name == "CamsCalls" for _, name, _ in widgets_metrics(w))
+        ]
+        [calls] = [row[-1]["id"] for row in panel["metrics"] if "CamsCalls" in row]
+        expressions = [row[0]["expression"] for row in panel["metrics"] if isinstance(row[0], dict)]
+
+        assert f"FILL({calls}, 0) / PERIOD({calls})" in expressions  # a count per period, drawn per second
+        assert {"label": "CamsQpsBudget", "value": int(budget)} in panel["annotations"]["horizontal"]
+
+
+def test_the_dashboard_draws_the_queue_age_against_its_alarm(template: dict[str, Any]) -> None:
+    [panel] = [
+        w["properties"]
+        for w in dashboard(template, RefreshQueueAgeAlarmSeconds="900")["widgets"]
+        if any(name == "ApproximateAgeOfOldestMessage" for _, name, _ in widgets_metrics(w))
+    ]
+
+    assert {"label": "RefreshQueueAgeAlarm", "value": 900, "yAxis": "right"} in panel["annotations"]["horizontal"]
+
+
+def test_operations_explains_every_alarm_and_the_dashboard(template: dict[str, Any]) -> None:
+    operations = (TEMPLATE.parent / "docs" / "operations.md").read_text()
+
+    for name in [*resources(template, "AWS::CloudWatch::Alarm"), *resources(template, "AWS::CloudWatch::Dashboard")]:
+        assert f"`{name}`" in operations, name
 
 
 def test_outputs_name_what_a_deployer_needs(template: dict[str, Any]) -> None:
@@ -719,6 +980,7 @@ def test_outputs_name_what_a_deployer_needs(template: dict[str, Any]) -> None:
     assert outputs["BudgetTableName"] == {"Ref": "CamsBudgetTable"}
     assert outputs["HttpApiFunctionName"] == {"Ref": "HttpApiFunction"}
     assert outputs["QueueWorkerFunctionName"] == {"Ref": "QueueWorkerFunction"}
+    assert outputs["DashboardName"] == {"Ref": "Dashboard"}
     assert "${HttpApi}.execute-api." in outputs["ApiUrl"]["Fn::Sub"]
 
 
