@@ -22,8 +22,10 @@ from waba_local.bench_figures import RunFigures, median_of
 from waba_local.bench_run import one_run
 from waba_local.bench_scenarios import SCENARIOS, VARIANTS, Scenario
 from waba_local.console import heading, table
+from waba_lookup.settings import Settings
 
 RESULTS = Path("bench-results")
+HTTP_PERMIT_WAIT_SECONDS = Settings.http_permit_wait_seconds  # the deployed default
 Results = dict[tuple[str, str], list[RunFigures]]
 
 
@@ -132,6 +134,18 @@ def acceptance(shared: dict[str, dict[str, Any]]) -> list[list[object]]:
         )
         measured = f"{x.get('hits')} HIT, {x.get('dynamodb_requests')}+{x.get('store_requests')} store, {x.get('cams_calls')} CAMS"
         check("hits: 200 HIT, 0 store requests, 0 CAMS calls", measured, met)
+    for name, m in shared.items():
+        s = SCENARIOS[name]
+        if not s.crowd:
+            continue
+        x, fits = m["extra"], s.demand_seconds <= HTTP_PERMIT_WAIT_SECONDS
+        answered = x.get("outcomes", {})
+        ok = sum(n for outcome, n in answered.items() if outcome.startswith("200"))
+        p95, store = x.get("latency_p95"), m["store_requests_per_call"]
+        met = (ok == x.get("reads") or not fits) and p95 is not None and p95 <= s.demand_seconds + 1.0
+        met = met and m["busiest_second"] == 10 and store is not None and store <= 4.0
+        target = f"{name}: {'every read 200, ' if fits else ''}p95 <= {s.demand_seconds + 1:.1f} s, busiest 10, <= 4 store/call"
+        check(target, f"{ok}/{x.get('reads')} 200, p95 {p95} s, busiest {m['busiest_second']}, {store}/call", met)
     if m := shared.get("neighbour"):
         kept, ours = m["neighbour_kept_pct"] or 0, m["steady_per_s"] or 0
         check("neighbour: keeps >= 95%, ours >= 4.8/s", f"{kept}%, {ours}/s", kept >= 95 and ours >= 4.8)
@@ -160,8 +174,8 @@ def fc_acceptance(fc: dict[str, dict[str, Any]], aws: dict[str, dict[str, Any]])
     return [[target, measured, "yes" if met else "NO"] for target, measured, met in checks]
 
 
-def write_charts(results: Results, stamp: str) -> list[Path]:
-    from waba_local.bench_chart import overview_chart, scenario_chart
+def write_charts(results: Results, stamp: str, model: dict[str, Any]) -> list[Path]:
+    from waba_local.bench_chart import crowd_chart, overview_chart, scenario_chart
 
     paths, rows = [], []
     for name in dict.fromkeys(s for s, _ in results):
@@ -171,6 +185,14 @@ def write_charts(results: Results, stamp: str) -> list[Path]:
         rows.append((name, runs))
     paths.append(RESULTS / f"bench-{stamp}-overview.png")
     overview_chart(rows, paths[-1])
+    crowds: dict[str, dict[str, float]] = {}
+    for (name, variant), runs in results.items():
+        if SCENARIOS[name].crowd and variant in ("shared", "race"):
+            s = SCENARIOS[name]
+            crowds.setdefault(variant, {})[str(s.readers)] = runs[0].store_requests_per_call
+    if model:
+        paths.append(RESULTS / f"bench-{stamp}-crowds.png")
+        crowd_chart(model, crowds, paths[-1])
     return paths
 
 
@@ -186,18 +208,30 @@ def main() -> None:
     parser.add_argument("--no-cold-start", dest="cold_start", action="store_false", help="skip the cold-start figures")
     parser.add_argument("--no-fc", dest="fc", action="store_false", help="skip the FC worker's drain")
     parser.add_argument("--fc-items", type=int, default=300, help="refreshes in the FC worker's backlog")
+    parser.add_argument("--no-crowd-model", dest="crowd_model", action="store_false", help="skip the in-process crowds")
     args = parser.parse_args()
     results: Results = {}
     for name in args.scenarios.split(","):
         scenario = SCENARIOS[name]
         heading(f"{scenario.title} ({scenario.describe()})")
-        for variant in args.variants.split(","):
+        for variant in (v for v in args.variants.split(",") if v in scenario.variants):
             for run in range(args.runs):
                 print(f"  {variant}, run {run + 1}/{args.runs}:")
                 figures = one_run(scenario, variant, run, not args.aws_in_process, args.time_limit, args.logs)
                 print(f"    {summary(figures)}")
                 results.setdefault((name, variant), []).append(figures)
-    report_fc = report_cold = ""
+    report_fc = report_cold = report_model = ""
+    model: dict[str, Any] = {}
+    if args.crowd_model:
+        from waba_local import bench_crowd
+
+        heading(
+            f"The budget's line in process: up to {max(bench_crowd.MODEL_SIZES)} waiters at once, 5-10 ms a store request"
+        )
+        model = bench_crowd.measure()
+        headers = ["algorithm", "waiters", "permits", "store req/call", "calls/s", "busiest s", "most places jumped"]
+        report_model = table(headers, bench_crowd.model_table(model))
+        print(report_model)
     if args.fc:
         from waba_local import bench_fc
 
@@ -210,10 +244,10 @@ def main() -> None:
         heading("Cold start of the HTTP function, AWS then Function Compute (fresh processes, medians of 7)")
         report_cold = table(["what", "ms", "note"], cold_start.measure() + cold_start_fc.measure())
         print(report_cold)
-    report(args, results, "\n\n".join(t for t in (report_fc, report_cold) if t))
+    report(args, results, "\n\n".join(t for t in (report_model, report_fc, report_cold) if t), model)
 
 
-def report(args: argparse.Namespace, results: Results, report_more: str) -> None:
+def report(args: argparse.Namespace, results: Results, report_more: str, model: dict[str, Any]) -> None:
     rows = [(SCENARIOS[name], variant, median_run(runs)) for (name, variant), runs in results.items()]
     shared = {s.name: m for s, variant, m in rows if variant == "shared"}
     specifics = specifics_table(rows) if any(s.readers or s.hits or s.kill for s, _, _ in rows) else ""
@@ -225,7 +259,7 @@ def report(args: argparse.Namespace, results: Results, report_more: str) -> None
     print("\n\n".join(text))
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    charts = write_charts(results, stamp)
+    charts = write_charts(results, stamp, model)
     scenarios = "\n".join(f"- {s.name}: {s.title} ({s.describe()})" for s in dict.fromkeys(s for s, _, _ in rows))
     scenarios += "\n\n" + (bench_scenarios.__doc__ or "").split("\n\n", 1)[-1].strip()
     blocks = "\n\n".join(f"```\n{t}\n```" for t in [*text, *report_more.split("\n\n")] if t)

@@ -25,6 +25,7 @@ LABELS = {
     "fc": "Function Compute, Tablestore budget",
     "static": "no table: own logs at the old shares",
     "naive": "naive (no budget)",
+    "race": "before the line: waiters race",
 }
 
 
@@ -107,3 +108,43 @@ def overview_chart(rows: list[tuple[str, list[RunFigures]]], path: Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def crowd_chart(model: dict[str, dict[int, dict[str, Any]]], crowds: dict[str, dict[str, float]], path: Path) -> None:
+    """Two panels: each waiter's wait against its arrival order in the largest in-process crowd, per algorithm;
+    store requests per CAMS call against crowd size, in process (lines) and in the process crowds (points)."""
+    figure, (waits, costs) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for name, by_size in model.items():
+        largest = by_size[max(by_size)]
+        served = [s for s in largest["served"] if s["sent"] is not None]
+        waits.scatter([s["arrival"] for s in served], [s["wait"] for s in served], s=8, label=LABELS.get(name, name))
+        sizes = sorted(by_size)
+        costs.plot(
+            sizes,
+            [by_size[n]["store_requests_per_call"] for n in sizes],
+            marker="o",
+            label=f"{LABELS.get(name, name)}, in process",
+        )
+    for name, points in crowds.items():
+        sizes = sorted(points, key=float)
+        costs.scatter(
+            [float(n) for n in sizes],
+            [points[n] for n in sizes],
+            marker="x",
+            s=50,
+            label=f"{LABELS.get(name, name)}, processes",
+        )
+    waits.set(
+        xlabel="arrival order",
+        ylabel="wait for a permit (s)",
+        title=f"{max(next(iter(model.values())))} waiters at once",
+    )
+    costs.axhline(4, color="red", linewidth=1, linestyle="--", label="target: 4")
+    costs.set(xlabel="waiters at once", ylabel="store requests per CAMS call", title="What a permit costs the store")
+    costs.set_yscale("log")
+    for axes in (waits, costs):
+        axes.legend(fontsize=8)
+        axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)

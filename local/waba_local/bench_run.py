@@ -69,12 +69,15 @@ def _measure(
         return _figures(s, variant, local, fleet, set(), started, hits(s, variant, run, local, fleet, base))
     backlog = _queue_backlog(local, s, run)
     readers = _start_readers(s, variant, run, fleet, base) if s.readers else 0
+    if s.crowd:
+        fleet.go()
     if s.neighbour_rate:
         threading.Thread(target=neighbour, args=(local.emulator.endpoint, s.neighbour_rate, stop), daemon=True).start()
     started = time.monotonic()
     worker_env = variant_env(base, variant, "worker", s.workers)
     worker_args = ["--batch", str(s.batch), "--time-limit", str(time_limit), *_platform(variant)]
-    announce, slow = fleet.workdir / "announce", backlog[int(len(backlog) * SLOW_CUSTOMER_AT)]
+    announce = fleet.workdir / "announce"
+    slow = backlog[int(len(backlog) * SLOW_CUSTOMER_AT)] if backlog else ""
     for _ in range(s.workers):
         fleet.spawn(
             "worker",
@@ -142,7 +145,7 @@ def _start_readers(s: Scenario, variant: str, run: int, fleet: Fleet, base: dict
     env = variant_env(base, variant, "http", s.readers)
     for p in range(s.readers):
         customers = ",".join(f"{READ_PREFIX}{run}-{p}-{i}" for i in range(s.reads_each))
-        seed = ["--seed", str(run * 100 + p), *_platform(variant)]
+        seed = ["--seed", str(run * 100 + p), *_platform(variant), *(["--gaps", "0", "0"] if s.crowd else [])]
         fleet.spawn("reads", env, "--customers", customers, "--go", str(fleet.go_file), *seed)
     fleet.wait_ready(s.readers)
     return s.readers

@@ -10,14 +10,15 @@ Variants, in the same run:
   1 each for 5). The HTTP function had 4 calls/s over at most 4 instances (1 each): every HTTP process gets
   1 call/s, so 8 of them may call up to 8/s (the old reserved concurrency, which refused a fifth instance, is not
   modelled);
-- naive: no budget at all (bench_instances.NoBudget).
+- naive: no budget at all (bench_instances.NoBudget);
+- race: the shared budget as it was before the ordered line (bench_baseline.py), for the crowds.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-VARIANTS = ("shared", "fc", "static", "naive")
+VARIANTS = ("shared", "fc", "static", "naive", "race")
 SHARED = ("shared", "fc")  # the shared budget, on AWS and on FC
 # the old template's static shares: (calls per second of the function, most instances)
 STATIC_SHARES = {"worker": (6, 2), "http": (4, 4)}
@@ -43,11 +44,18 @@ class Scenario:
     kill: bool = False  # SIGKILL a worker in the middle of a CAMS call and start a fresh one at once
     hits: int = 0  # concurrent cache hits
     hit_processes: int = 0  # processes that fork the hits' instances (one per hit)
+    crowd: bool = False  # the HTTP instances all begin at once and read one customer after another, no gap
+    variants: tuple[str, ...] = ("shared", "fc", "static", "naive")
+
+    @property
+    def demand_seconds(self) -> float:
+        """A crowd's calls at the whole budget: how long it takes at best."""
+        return self.readers * self.reads_each / int(COMMON_ENV["CAMS_QPS_BUDGET"])
 
     def describe(self) -> str:
         parts = [f"{self.workers} worker(s), backlog {self.backlog}, batch {self.batch}"] if self.workers else []
         if self.readers:
-            parts.append(f"{self.readers} HTTP instances x {self.reads_each} misses")
+            parts.append(f"{self.readers} HTTP instances x {self.reads_each} misses{', all at once' * self.crowd}")
         if self.neighbour_rate:
             parts.append(f"neighbour at {self.neighbour_rate:g}/s")
         if self.kill:
@@ -70,6 +78,17 @@ SCENARIOS = {
             "killed", "a worker killed mid-call, replaced", workers=3, backlog=120, batch=10, visibility=10, kill=True
         ),
         Scenario("hits", "200 concurrent cache hits", hits=200, hit_processes=2),
+        *(
+            Scenario(
+                f"crowd{n}x{k}",
+                f"{n} HTTP instances miss {k} customers each, all at once",
+                readers=n,
+                reads_each=k,
+                crowd=True,
+                variants=("shared", "fc", "race"),
+            )
+            for n, k in ((12, 3), (24, 2), (48, 2))
+        ),
     )
 }
 
@@ -77,6 +96,14 @@ SCENARIOS = {
 def variant_env(base: dict[str, str], variant: str, function: str, instances: int) -> dict[str, str]:
     """The environment of one `function` ("worker" or "http") process under `variant`, with `instances` of them."""
     env = base | COMMON_ENV
+    if variant == "race":
+        from waba_local.bench_baseline import race_library
+
+        library = race_library()
+        if library is None:
+            raise RuntimeError("the race baseline needs this repository's git history")
+        env["PYTHONPATH"] = f"{library}:{env.get('PYTHONPATH', '')}".rstrip(":")
+        return env
     if variant not in SHARED:
         env.pop("CAMS_BUDGET_TABLE", None)
     if variant == "static":

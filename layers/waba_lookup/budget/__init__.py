@@ -23,7 +23,7 @@ refused at once (Throttled, Retry-After from its turn). A permit costs, with no 
 write to take and one to write its answer back; in line, one write more to join and a read when a plan was wrong.
 
 Classes. Background permits leave CAMS_INTERACTIVE_RESERVE slots free while reads are recent (READS_RECENT_SECONDS)
-and are spaced 1/rate apart (`next_send`, changed on condition).
+and are spaced 1/rate apart (`next_send`).
 
 Rate. After System.LimitControl the deployment's rate is cut in the record, once per congestion (a call sent
 before the last cut tells nothing new): to BETA (0.85) of two whole calls under the throttled rate, held level for

@@ -120,13 +120,11 @@ class Policy:
 
 @dataclass(frozen=True)
 class Take:
-    """A permit to write: slot `index` becomes `slot`, on condition that the slot is free by the permit's start
-    (and, for background work, that no other background permit moved `next_send` since `spaced_from`)."""
+    """A permit to write: slot `index` becomes `slot`, on condition that the slot is free by the permit's start."""
 
     index: int
     slot: Slot
     next_send: float | None  # background: the next background start
-    spaced_from: float
     reads_at: float | None  # interactive: now
     leaves: tuple[str, ...]  # tickets leaving the line in the same write: the taker's own, and lapsed ones
 
@@ -191,9 +189,9 @@ def take(
     slot = Slot(holder, start, start + policy.longest_call + HOLD_AFTER_ANSWER, answered=False, interactive=interactive)
     leaves = tuple(t.id for t in record.lapsed(now))[:8] + ((ticket.id,) if ticket else ())
     if interactive:
-        return Take(index, slot, None, record.next_send, now, leaves)
+        return Take(index, slot, None, now, leaves)
     next_send = max(record.next_send, start) + 1 / record.rate(now, policy.budget)
-    return Take(index, slot, next_send, record.next_send, None, leaves)
+    return Take(index, slot, next_send, None, leaves)
 
 
 def _plan(record: LogRecord, now: float, policy: Policy, interactive: bool, slots: int, ahead: list[Ticket]) -> Wait:

@@ -29,7 +29,7 @@ from waba_lookup.errors import BudgetUnavailable, Throttled
 from waba_lookup.observability import count, logger
 
 ROUNDS = 32  # looks at the record before giving up on one permit (each a wait or a lost race)
-FIRST_TICKET_SECONDS = 10.0  # a place in line lapses this soon (or at its deadline) unless renewed
+FIRST_TICKET_SECONDS = 20.0  # a place in line lapses this soon (or at its deadline) unless renewed
 RACES = 8  # lost races in a row before a cut gives up
 UNAVAILABLE_RETRY_AFTER = 5.0  # what a refused read tells its caller to wait
 P = ParamSpec("P")
@@ -130,8 +130,9 @@ class SharedBudget:
         record, fresh = self._record, False
         for _ in range(ROUNDS):
             now = self.wall()
-            if record is None or (ticket is None and fresh and self._must_wait(record, now, holder, interactive)):
-                # no copy, or one that says wait: join the line; the write returns the record, line included
+            if record is None or (ticket is None and self._must_wait(record, now, holder, interactive)):
+                # no copy, or one that says wait: join the line; the write returns the record, line included, so
+                # it costs no more than reading it would (and a permit free after all is taken with the ticket)
                 ticket = Ticket(holder, interactive, now, now + min(FIRST_TICKET_SECONDS, send_by - self.clock()))
                 record = self._timed(self.store.update, dict([ticket_column(ticket)]), returning=True)
                 assert record is not None
@@ -177,7 +178,8 @@ class SharedBudget:
             )
         if ticket.expires < turn.until + LOOKAHEAD_SECONDS:  # renew it, or it lapses before its turn
             deadline = now + (send_by - self.clock())
-            expires = min(deadline, turn.until + LOOKAHEAD_SECONDS + TICKET_GRACE_SECONDS)
+            grace = max(TICKET_GRACE_SECONDS, (turn.until - now) / 2)  # a far turn moves: renew it seldom
+            expires = min(deadline, turn.until + LOOKAHEAD_SECONDS + grace)
             ticket = replace(ticket, expires=expires)
             self._timed(self.store.update, dict([ticket_column(ticket)]))
         self._record = record.with_ticket(ticket)
