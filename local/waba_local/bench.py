@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 import time
 from dataclasses import asdict
@@ -25,6 +27,14 @@ from waba_local.console import heading, table
 from waba_lookup.settings import Settings
 
 RESULTS = Path("bench-results")
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "benchmarks.md"
+DOCS_INTRO = """`make bench` measures the [shared budget](quota.md) scenario by scenario (the real handlers, one process per
+instance, through the official SDKs to the local stand-ins), the budget's line in process under crowds of up to
+200 waiters, the FC worker's drain, and the cold start on both platforms. Each budget scenario runs under the
+shared budget on AWS and on FC, and beside baselines in the same run: no table (each process its own log), no
+budget at all, and, for the crowds, the budget as it was before the ordered line (waiters racing). About 40
+minutes on a 2-core machine. The local DynamoDB (moto) answers one request at a time and slows under a crowd
+(see store ms/call): its figures are the stand-in's, not DynamoDB's."""
 HTTP_PERMIT_WAIT_SECONDS = Settings.http_permit_wait_seconds  # the deployed default
 Results = dict[tuple[str, str], list[RunFigures]]
 
@@ -268,6 +278,33 @@ def report(args: argparse.Namespace, results: Results, report_more: str, model: 
     raw = {f"{n}/{v}": [asdict(r) for r in runs] for (n, v), runs in results.items()}
     (RESULTS / f"bench-{stamp}.json").write_text(json.dumps({"args": vars(args), "runs": raw}, indent=1))
     print(f"\nwritten to {RESULTS}/bench-{stamp}.md and .json; charts: {', '.join(str(p) for p in charts)}")
+    if complete(args):
+        write_docs(stamp, scenarios, blocks, charts)
+        print(f"and to {DOCS}, with its charts in {DOCS.parent / 'images'}")
+
+
+def complete(args: argparse.Namespace) -> bool:
+    """Whether this run measured everything docs/benchmarks.md shows."""
+    everything = set(args.scenarios.split(",")) == set(SCENARIOS) and set(args.variants.split(",")) == set(VARIANTS)
+    return everything and args.fc and args.cold_start and args.crowd_model
+
+
+def write_docs(stamp: str, scenarios: str, blocks: str, charts: list[Path]) -> None:
+    """docs/benchmarks.md, the latest complete run's figures and charts: written here, never by hand."""
+    images = DOCS.parent / "images"
+    for old in images.glob("bench-*.png"):
+        old.unlink()
+    shown = []
+    for chart in charts:
+        name = chart.name.replace(f"bench-{stamp}-", "bench-")
+        shutil.copyfile(chart, images / name)
+        shown.append(f"![{name.removesuffix('.png')}](images/{name})")
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    DOCS.write_text(
+        f"# Benchmarks\n\n<!-- written by `make bench` ({stamp}); edits here are lost at the next run -->\n\n"
+        f"{DOCS_INTRO}\n\nThe latest complete run: {when}, on {os.cpu_count()} cores.\n\n## Scenarios\n\n{scenarios}\n\n"
+        f"## Figures\n\n{blocks}\n\n## Charts\n\n" + "\n\n".join(shown) + "\n"
+    )
 
 
 if __name__ == "__main__":
