@@ -82,6 +82,7 @@ def _answer(customer: Customer) -> Response[str]:
     lookup = get_lookup()
     answer = lookup.read(customer, deadline, refresh=refresh, wait_seconds=lookup.settings.http_permit_wait_seconds)
     tracer.put_annotation("cache", answer.cache)
+    logger.info("answered", extra={"status": 200, "cache": answer.cache})  # the dashboards' requests by X-Cache
     return _json(200, answer.body, {"X-Cache": answer.cache, "Age": str(answer.age)})
 
 

@@ -150,17 +150,22 @@ class WabaLookup:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self._cams().prepare()  # everything the call needs, before its permit starts (again after a rejection)
             with ExitStack() as permit:
+                asked = self._clock()
                 try:
                     permit.enter_context(self.budget.permit(send_by, interactive))
                 except WabaLookupError:
                     if failure is None:
                         raise
                     raise failure from None  # a retry that got no permit in time: the caller sees what CAMS said
+                # one line per call, for the operators' dashboards (calls a second, permit waits)
+                call = {"permit_wait_ms": round((self._clock() - asked) * 1000), "interactive": interactive}
                 try:
                     body = self._cams().query(customer.cust_space_id, customer.isv_code)
                 except WabaLookupError as error:
+                    logger.info("CAMS call", extra=call | {"cams_code": error.code})
                     failure = self._retryable_or_raise(error)
                 else:
+                    logger.info("CAMS call", extra=call)
                     count("CamsCalls")
                     self.budget.succeeded()
                     return body

@@ -470,3 +470,16 @@ def test_the_cams_client_is_ready_before_a_permit_starts(stack: Stack, monkeypat
     assert stack.call("sub")["statusCode"] == 200
     # Then the client was built before its permit was asked for: a permit's second is spent on the call alone
     assert ready_at_permit == [True]
+
+
+def test_each_answer_and_cams_call_logs_the_fields_the_dashboards_read(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    """s.yaml's SLS dashboard counts `CAMS call` lines and their `permit_wait_ms`, and answers by `cache`."""
+    caplog.set_level("INFO")
+    stack.call("sub")
+    stack.call("sub")
+    calls = [r for r in caplog.records if r.getMessage() == "CAMS call"]
+    assert len(calls) == 1 and isinstance(calls[0].permit_wait_ms, int) and calls[0].interactive is True
+    answers = [r.cache for r in caplog.records if r.getMessage() == "answered" and r.status == 200]
+    assert answers == ["MISS", "HIT"]
