@@ -30,6 +30,7 @@ from waba_lookup.observability import count, logger
 
 ROUNDS = 32  # looks at the record before giving up on one permit (each a wait or a lost race)
 FIRST_TICKET_SECONDS = 20.0  # a place in line lapses this soon (or at its deadline) unless renewed
+SHORT_WAIT_SECONDS = 0.25  # a wait this short, with no one in line, is slept without joining
 RACES = 8  # lost races in a row before a cut gives up
 UNAVAILABLE_RETRY_AFTER = 5.0  # what a refused read tells its caller to wait
 P = ParamSpec("P")
@@ -130,6 +131,12 @@ class SharedBudget:
         record, fresh = self._record, False
         for _ in range(ROUNDS):
             now = self.wall()
+            if ticket is None and record is not None and planned is None:
+                alone = admit(record, now, self.policy, holder, interactive)
+                if isinstance(alone, Wait) and self._short(alone, record, now, send_by):
+                    self.sleep(max(0.0, alone.until - self.wall()))  # no one in line: a moment's wait needs no ticket
+                    planned, fresh = alone, False
+                    continue
             if record is None or (ticket is None and self._must_wait(record, now, holder, interactive)):
                 # no copy, or one that says wait: join the line; the write returns the record, line included, so
                 # it costs no more than reading it would (and a permit free after all is taken with the ticket)
@@ -161,6 +168,12 @@ class SharedBudget:
         if ticket is not None:
             self._leave(ticket)
         raise Throttled("no CAMS permit is free within this request's wait bound", "Throttling.Pacing", retry_after=1.0)
+
+    def _short(self, wait: Wait, record: LogRecord, now: float, send_by: float) -> bool:
+        """A wait so short, with no one in line, that joining would cost more than it orders (background spacing,
+        a slot about to free)."""
+        soon = wait.until - now <= SHORT_WAIT_SECONDS and self.clock() + (wait.until - now) <= send_by
+        return soon and wait.index >= 0 and not record.waiting(now)
 
     def _must_wait(self, record: LogRecord, now: float, holder: str, interactive: bool) -> bool:
         return isinstance(admit(record, now, self.policy, holder, interactive), Wait)
