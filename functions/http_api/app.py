@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
@@ -24,45 +26,32 @@ from waba_lookup.errors import (
     Throttled,
     UpstreamFailed,
     UpstreamTimeout,
+    WabaLookupError,
 )
-from waba_lookup.errors import WabaLookupError as LookupError_
 from waba_lookup.lookup import deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.refresh import parse_refresh_request
 from waba_lookup.refresh_queue import get_refresh_queue
 
 router = Router()
-# every route as (method, path pattern): a known path with another method is a 405, not a 404
-ROUTES = (
-    ("GET", re.compile(r"/waba")),
-    ("GET", re.compile(r"/waba/(?!refresh$)[^/]+")),  # the literal /waba/refresh wins, as in openapi.yaml
-    ("POST", re.compile(r"/waba/refresh")),
-)
 # one Cache-Control directive and its comma: a token, optionally `=token` or `="quoted string"` (RFC 9111 5.2)
 CACHE_DIRECTIVE = re.compile(r'\s*(?:([^\s=,"]+)\s*(?:=\s*(?:"(?:[^"\\]|\\.)*"|[^,"]*))?)?\s*(?:,|$)')
-STATUS = {
-    InvalidRequest: 400,
-    Denied: 403,
-    BudgetUnavailable: 503,  # before Throttled, its base: the first match wins
-    Throttled: 429,
-    UpstreamTimeout: 504,
-    UpstreamFailed: 502,
-}
+# the statuses a read may answer with, from the errors themselves (for the docs' and the dashboards' tests)
+STATUSES = frozenset(
+    cls.status for cls in (InvalidRequest, Denied, Throttled, BudgetUnavailable, UpstreamFailed, UpstreamTimeout)
+)
 
 
-@router.get("/waba")
 def own_waba() -> Response[str]:
     return _answer(Customer())
 
 
-@router.get("/waba/<custSpaceId>")
 def sub_customer_waba(custSpaceId: str) -> Response[str]:
     if custSpaceId == "refresh":
         raise NotFoundError  # GET /waba/refresh: the refresh route's path, with a method it does not take (405)
     return _answer(Customer.parse(custSpaceId, router.current_event.headers.get("X-Isv-Code")))
 
 
-@router.post("/waba/refresh")
 def bulk_refresh() -> Response[str]:
     event = router.current_event
     customers = parse_refresh_request(event.body, event.is_base64_encoded)
@@ -73,6 +62,34 @@ def bulk_refresh() -> Response[str]:
         logger.warning("some refreshes could not be queued", extra={"not_queued": len(not_queued)})
         answer["NotQueued"] = not_queued
     return _json(202, answer)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    rule: str  # Powertools' rule: <name> is one path segment
+    handler: Callable[..., Response[str]]
+
+    def matches(self, path: str) -> bool:
+        return re.fullmatch(re.sub(r"<\w+>", "[^/]+", self.rule), path) is not None
+
+
+# every route, once: registered with the router below, and read for the Allow header of a 405
+ROUTES = (
+    Route("GET", "/waba", own_waba),
+    Route("GET", "/waba/<custSpaceId>", sub_customer_waba),
+    Route("POST", "/waba/refresh", bulk_refresh),
+)
+for route in ROUTES:
+    router.route(route.rule, route.method)(route.handler)
+
+
+def allowed_methods(path: str) -> list[str]:
+    """The methods some route takes at `path`; a literal path wins over a pattern, as in openapi.yaml (GET
+    /waba/refresh is the refresh route's path with a method it does not take, not a customer called refresh)."""
+    matching = [r for r in ROUTES if r.matches(path)]
+    literal = [r for r in matching if "<" not in r.rule]
+    return sorted({r.method for r in literal or matching})
 
 
 def _answer(customer: Customer) -> Response[str]:
@@ -86,9 +103,9 @@ def _answer(customer: Customer) -> Response[str]:
     return _json(200, answer.body, {"X-Cache": answer.cache, "Age": str(answer.age)})
 
 
-@router.exception_handler(LookupError_)
-def lookup_failed(error: LookupError_) -> Response[str]:
-    status = next(code for cls, code in STATUS.items() if isinstance(error, cls))
+@router.exception_handler(WabaLookupError)
+def lookup_failed(error: WabaLookupError) -> Response[str]:
+    status = error.status
     headers = {"Retry-After": str(round(error.retry_after + 0.49))} if isinstance(error, Throttled) else {}
     logger.info("lookup failed", extra={"status": status, "code": error.code})
     count(f"Http{status}")
@@ -109,7 +126,7 @@ def misconfigured(error: ConfigurationError) -> Response[str]:
 def no_route(_: NotFoundError) -> Response[str]:
     """Powertools raises NotFoundError for an unknown path and for a known path with another method."""
     event = router.current_event
-    allowed = sorted({method for method, pattern in ROUTES if pattern.fullmatch(event.path)})
+    allowed = allowed_methods(event.path)
     if allowed:
         headers = {"Allow": ", ".join(allowed)}
         return _error(405, "MethodNotAllowed", f"{event.http_method} is not allowed here", None, headers)

@@ -12,7 +12,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from waba_lookup import fc
 from waba_lookup.errors import BudgetUnavailable, ConfigurationError, WabaLookupError
-from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, get_lookup, worker_deadline
+from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, get_lookup, settle_by, worker_deadline
 from waba_lookup.observability import count, logger, metrics, tracer
 from waba_lookup.redelivery import POSTPONED_DELAY_SECONDS, Delivery, Redelivery, redelivery_queues, send_seconds
 from waba_lookup.refresh import OutOfTime, PoisonMessage, refresh_message
@@ -68,7 +68,7 @@ def lambda_handler(event: dict[str, object], context: LambdaContext) -> dict[str
     )
     requeue_not_attempted(response, context)
     # an instance's own log ends the invocation holding no live permit (SharedBudget.settle); a shared one returns
-    get_lookup().budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
+    get_lookup().budget.settle(settle_by(context.get_remaining_time_in_millis()))
     return response
 
 
@@ -137,5 +137,5 @@ def _refresh_fc(messages: list[fc.QueueMessage], context: fc.FcContext) -> dict[
             logger.info("refresh deferred", extra={"message_id": message.message_id, "code": error.code})
             plan.failed(delivery, error.code)
     plan.send(queue, dead_letter_queue)  # raises if it cannot: the trigger then retries the whole batch
-    lookup.budget.settle(time.monotonic() + context.get_remaining_time_in_millis() / 1000 - 0.1)
+    lookup.budget.settle(settle_by(context.get_remaining_time_in_millis()))
     return {"received": len(messages), "resent": len(plan.retries), "deadLettered": len(plan.dead)}

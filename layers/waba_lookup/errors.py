@@ -11,6 +11,7 @@ class WabaLookupError(Exception):
     """A lookup that did not produce a WABA. Carries only what is safe to show a caller."""
 
     default_code = "InternalError"
+    status = 500  # the HTTP status a read answers with (the worker maps none)
 
     def __init__(self, message: str, code: str | None = None, request_id: str | None = None) -> None:
         super().__init__(message)
@@ -27,16 +28,20 @@ class InvalidRequest(WabaLookupError):
     """The caller's input is malformed; nothing was spent on it."""
 
     default_code = "InvalidParameter"
+    status = 400
 
 
 class Denied(WabaLookupError):
     """CAMS answered with a permanent refusal (permission, subscription, unknown owner)."""
+
+    status = 403
 
 
 class Throttled(WabaLookupError):
     """CAMS flow-controlled the call, or no pacing slot was free in time. Retry after `retry_after` seconds."""
 
     default_code = "Throttling"
+    status = 429
 
     def __init__(
         self, message: str, code: str | None = None, request_id: str | None = None, retry_after: float = 1.0
@@ -49,12 +54,14 @@ class BudgetUnavailable(Throttled):
     """The shared budget's store cannot be reached and this instance may not call CAMS without it."""
 
     default_code = "BudgetUnavailable"
+    status = 503
 
 
 class UpstreamFailed(WabaLookupError):
     """CAMS could not be reached, failed, or answered something unreadable. Transient."""
 
     default_code = "UpstreamFailed"
+    status = 502
 
 
 class UpstreamRejected(UpstreamFailed):
@@ -68,6 +75,7 @@ class UpstreamTimeout(UpstreamFailed):
     """CAMS did not answer within CAMS_TIMEOUT_MS."""
 
     default_code = "UpstreamTimeout"
+    status = 504
 
 
 PERMANENT_CODES = frozenset({"Ram.PermissionDeny", "Product.Unsubscript", "Unknown.ResourceOwnerId"})

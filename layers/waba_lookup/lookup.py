@@ -37,6 +37,7 @@ DEADLINE_MARGIN_SECONDS = 0.5  # kept back from the function's remaining time to
 # kept back from the last call for the worker's final wait, which an instance's own log needs (a permit counts a
 # second after its answer, and the skew margin); with the shared log the wait returns at once
 SETTLE_RESERVE_SECONDS = HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+SETTLE_MARGIN_SECONDS = 0.1  # a settling worker returns this long before its invocation ends
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 2.0
 
@@ -187,19 +188,18 @@ class WabaLookup:
 
 
 def deadline_within(
-    remaining_ms: int,
-    wait_seconds: float | None = None,
-    reserve_seconds: float = 0.0,
-    clock: Callable[[], float] = time.monotonic,
+    remaining_ms: int, reserve_seconds: float = 0.0, clock: Callable[[], float] = time.monotonic
 ) -> float:
     """The monotonic time by which CAMS must have answered: inside the function's remaining time, less a margin,
-    the cache write that follows the answer and `reserve_seconds` (kept for work after the last call). With
-    `wait_seconds`, also at most that long of queueing for a slot plus one whole call (an HTTP read is quick)."""
-    settings = get_settings()
+    the cache write that follows the answer and `reserve_seconds` (kept for work after the last call)."""
     budget = remaining_ms / 1000 - DEADLINE_MARGIN_SECONDS - FAIL_FAST_SECONDS - reserve_seconds
-    if wait_seconds is not None:
-        budget = min(budget, wait_seconds + settings.call_seconds)
     return clock() + budget
+
+
+def settle_by(remaining_ms: int, clock: Callable[[], float] = time.monotonic) -> float:
+    """Until when (monotonic) a worker invocation may wait for its budget to settle: its end, less the moment the
+    handler needs to return its answer."""
+    return clock() + remaining_ms / 1000 - SETTLE_MARGIN_SECONDS
 
 
 def worker_deadline(

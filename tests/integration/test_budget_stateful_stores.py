@@ -13,7 +13,7 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 from moto import mock_aws
 
-from tests.conftest import REGION, create_budget_table
+from tests.support import REGION, create_budget_table
 from tests.unit.test_budget_stateful import SETTINGS, SharedBudgetMachine
 from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
 from waba_lookup.budget.dynamodb import DynamoLogStore

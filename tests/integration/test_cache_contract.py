@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import BUCKET, AwsStandIn, OssCache
+from tests.support import BUCKET, AwsStandIn, OssCache
 from waba_lookup import signed_get
 from waba_lookup.cache import CacheEntry, ObjectStore, WabaCache
 from waba_lookup.credentials import AccessKey, StaticCredentials

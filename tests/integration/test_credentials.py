@@ -12,7 +12,7 @@ import boto3
 import pytest
 from http_api import app
 
-from tests.conftest import REGION, OssCache, SmqQueues, load_event
+from tests.support import REGION, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
 from waba_local.tablestore_stand_in import TablestoreStandIn

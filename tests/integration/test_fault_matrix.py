@@ -33,7 +33,7 @@ from aws_lambda_powertools.utilities import parameters
 from http_api import app as http_app
 from queue_worker import app as worker_app
 
-from tests.conftest import EVENTS, REGION, AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
+from tests.support import EVENTS, REGION, AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import FunctionMeta, LocalFcContext
 from waba_local.tablestore_stand_in import TablestoreStandIn

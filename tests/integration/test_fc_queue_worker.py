@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from queue_worker import app
 
-from tests.conftest import EVENTS, OssCache, SmqQueues
+from tests.support import EVENTS, OssCache, SmqQueues
 from waba_local.emulator import CamsEmulator
 from waba_local.eventbridge import LocalSmqTrigger
 from waba_local.fc_local import FunctionMeta, LocalFcContext

@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import pytest
 from http_api import app
 
-from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache
+from tests.support import AwsStandIn, FakeLambdaContext, OssCache
 from waba_local.apigw import http_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext, fc_http_event

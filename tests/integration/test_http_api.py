@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from http_api import app
 
-from tests.conftest import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
+from tests.support import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
 from waba_lookup import refresh_queue

@@ -11,7 +11,7 @@ import pytest
 from botocore.config import Config
 from moto import mock_aws
 
-from tests.conftest import REGION, create_budget_table
+from tests.support import REGION, create_budget_table
 from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
 from waba_lookup.budget.dynamodb import DynamoLogStore
 from waba_lookup.budget.log import LogRecord, Slot, Ticket

@@ -23,7 +23,7 @@ import alibabacloud_oss_v2 as oss
 import pytest
 from alibabacloud_oss_v2.crc import Crc64
 
-from tests.conftest import control
+from tests.support import control
 from waba_local.oss_protocol import crc64ecma
 from waba_local.oss_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, OssStandIn
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from queue_worker import app
 
-from tests.conftest import AwsStandIn, FakeLambdaContext, load_event
+from tests.support import AwsStandIn, FakeLambdaContext, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalPoller
 from waba_lookup.budget import budget_for

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from tests.conftest import REGION, OssCache
+from tests.support import REGION, OssCache
 from waba_local.local_aws import LocalAws
 from waba_lookup import signed_get
 from waba_lookup.credentials import AccessKey, StaticCredentials

@@ -32,8 +32,8 @@ from waba_local.smq_stand_in import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated function:DeprecationWarning")  # the SDK's own
-from tests.conftest import OffsetClock as Clock
-from tests.conftest import control
+from tests.support import OffsetClock as Clock
+from tests.support import control
 
 QUEUE = "waba-refresh"
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NUlocalSmqKey", "sts-secret-do-not-leak", "CAIS-smq-token-do-not-leak"

@@ -24,8 +24,8 @@ import tablestore as ots
 import tablestore.protobuf.table_store_pb2 as pb2
 import urllib3
 
-from tests.conftest import OffsetClock as Clock
-from tests.conftest import control
+from tests.support import OffsetClock as Clock
+from tests.support import control
 from waba_local import tablestore_protocol, tablestore_stand_in
 from waba_local.tablestore_protocol import OtsError, encode_row, parse_row
 from waba_local.tablestore_stand_in import (

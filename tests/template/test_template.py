@@ -720,7 +720,7 @@ SOURCES = [
 ]
 # The values an f-string metric name's placeholder takes, read from the code that decides them.
 PLACEHOLDER_VALUES = {
-    "status": lambda: {str(status) for status in app.STATUS.values()},  # count(f"Http{status}")
+    "status": lambda: {str(status) for status in app.STATUSES},  # count(f"Http{status}")
     "outcome": lambda: set(get_args(RefreshOutcome)),  # count(f"Refresh_{outcome}")
 }
 # AWS's metrics that the alarms and the dashboard may name, with the one dimension each is read by here and the kind
