@@ -7,8 +7,7 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -64,8 +63,7 @@ def bulk_refresh() -> Response[str]:
     return _json(202, answer)
 
 
-@dataclass(frozen=True)
-class Route:
+class Route(NamedTuple):  # not a dataclass: `make serve` and the bench load this file outside sys.modules
     method: str
     rule: str  # Powertools' rule: <name> is one path segment
     handler: Callable[..., Response[str]]
