@@ -25,10 +25,10 @@ from waba_local.oss_stand_in import OssStandIn
 from waba_local.poller import LocalLambdaContext as FakeLambdaContext
 from waba_local.smq_stand_in import SmqStandIn
 from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_lookup.compose import get_refresh_queue
 from waba_lookup.credentials import use_invocation_credentials
 from waba_lookup.lookup import get_lookup
 from waba_lookup.observability import metrics
-from waba_lookup.refresh_queue import get_refresh_queue
 from waba_lookup.settings import get_settings
 
 pytest_plugins = ["conftest_emulator"]  # cams_emulator, emulator_credentials

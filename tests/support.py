@@ -107,7 +107,7 @@ class SmqQueues:
     def sender(self, which: str = "queue") -> Any:
         """The library's SMQ client for one of the queues."""
         from waba_lookup.credentials import AccessKey, StaticCredentials
-        from waba_lookup.smq import SmqQueue
+        from waba_lookup.queue.smq import SmqQueue
 
         name = self.queue if which == "queue" else self.dlq
         return SmqQueue(self.stand_in.queue_url(name), StaticCredentials(AccessKey(*self.key)))
@@ -115,7 +115,7 @@ class SmqQueues:
     def receiver(self, which: str = "queue") -> Any:
         """An SDK queue client (plain bodies), as the trigger reads the queue."""
         from waba_lookup.credentials import AccessKey, StaticCredentials
-        from waba_lookup.smq import build_queue
+        from waba_lookup.queue.smq import build_queue
 
         name = self.queue if which == "queue" else self.dlq
         return build_queue(self.stand_in.endpoint, name, StaticCredentials(AccessKey(*self.key)))

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from waba_lookup import fc
+from waba_lookup.compose import get_refresh_queue
 from waba_lookup.customer import Customer
 from waba_lookup.errors import (
     BudgetUnavailable,
@@ -29,8 +29,8 @@ from waba_lookup.errors import (
 )
 from waba_lookup.lookup import deadline_within, get_lookup
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.refresh import parse_refresh_request
-from waba_lookup.refresh_queue import get_refresh_queue
+from waba_lookup.platforms import fc
+from waba_lookup.queue.message import parse_refresh_request
 
 router = Router()
 # one Cache-Control directive and its comma: a token, optionally `=token` or `="quoted string"` (RFC 9111 5.2)

@@ -10,13 +10,13 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from waba_lookup import fc
+from waba_lookup.compose import get_refresh_queue
 from waba_lookup.errors import BudgetUnavailable, ConfigurationError, WabaLookupError
 from waba_lookup.lookup import DEADLINE_MARGIN_SECONDS, get_lookup, settle_by, worker_deadline
 from waba_lookup.observability import count, logger, metrics, tracer
-from waba_lookup.redelivery import POSTPONED_DELAY_SECONDS, Delivery, Redelivery, redelivery_queues, send_seconds
-from waba_lookup.refresh import OutOfTime, PoisonMessage, refresh_message
-from waba_lookup.refresh_queue import get_refresh_queue
+from waba_lookup.platforms import fc
+from waba_lookup.queue.message import OutOfTime, PoisonMessage, refresh_message
+from waba_lookup.queue.redelivery import POSTPONED_DELAY_SECONDS, Delivery, Redelivery, redelivery_queues, send_seconds
 
 # An all-failed batch (CAMS down, throttled) is answered with every record in batchItemFailures rather than by
 # raising: the records return to the queue after the visibility timeout either way, and a raised error would

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import Any, Literal
 
-from waba_lookup.aws import FAIL_FAST_SECONDS
-from waba_lookup.budget import Budget, budget_for
+from waba_lookup.budget import Budget
 from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER
-from waba_lookup.cache import CacheEntry, WabaCache, cache_for
+from waba_lookup.cache import CacheEntry, WabaCache
 from waba_lookup.cams import CamsClient, client_from_settings
+from waba_lookup.compose import budget_for, cache_for
 from waba_lookup.customer import Customer
 from waba_lookup.errors import (
     ConfigurationError,
@@ -30,6 +30,7 @@ from waba_lookup.errors import (
     WabaLookupError,
 )
 from waba_lookup.observability import count, count_error, logger
+from waba_lookup.platforms.aws import FAIL_FAST_SECONDS
 from waba_lookup.settings import Settings, get_settings
 
 MAX_ATTEMPTS = 3

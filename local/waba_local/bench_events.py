@@ -102,13 +102,13 @@ def prepopulate(local: stand_ins.StandIns, env: dict[str, str], customers: list[
     assert settings.cache_bucket
     store: ObjectStore
     if local.oss is not None:
+        from waba_lookup.cache.oss import OssObjectStore
         from waba_lookup.credentials import AccessKey, StaticCredentials
-        from waba_lookup.oss import OssObjectStore
 
         role = StaticCredentials(AccessKey(*stand_ins.ROLE))
         store = OssObjectStore(settings.cache_bucket, local.oss.region, local.oss.endpoint, role)
     else:
-        from waba_lookup.s3 import S3ObjectStore
+        from waba_lookup.cache.s3 import S3ObjectStore
 
         store = S3ObjectStore(settings.cache_bucket, local.client("s3"))
     cache = WabaCache(store, settings.cache_prefix, settings.account_scope)

@@ -80,7 +80,7 @@ def run(items: int, variant: str) -> list[object]:
 
 def _sender(local: stand_ins.StandIns) -> Any:
     from waba_lookup.credentials import AccessKey, StaticCredentials
-    from waba_lookup.smq import SmqQueue
+    from waba_lookup.queue.smq import SmqQueue
 
     assert local.smq is not None
     return SmqQueue(local.smq.queue_url(stand_ins.FC_QUEUE), StaticCredentials(AccessKey(*stand_ins.ROLE)))
@@ -93,7 +93,7 @@ def instance(limit: float, naive: bool) -> None:
     from waba_local.eventbridge import LocalSmqTrigger
     from waba_lookup.credentials import EnvironmentCredentials
     from waba_lookup.lookup import get_lookup
-    from waba_lookup.smq import build_queue, parse_queue_url
+    from waba_lookup.queue.smq import build_queue, parse_queue_url
 
     if naive:
         get_lookup().budget = NoBudget()  # type: ignore[misc]

@@ -35,8 +35,8 @@ import boto3
 from waba_local.apigw import http_event, load_handler
 from waba_local.emulator import expected_isv_code
 from waba_local.poller import LocalLambdaContext, LocalPoller
-from waba_lookup.aws import fail_fast_client
 from waba_lookup.budget import BudgetStats
+from waba_lookup.platforms.aws import fail_fast_client
 
 BATCH_WINDOW_SECONDS = 1.0  # template.yaml's MaximumBatchingWindowInSeconds
 IDLE_POLL_SECONDS = 0.25  # an idle poller looks again this often (more would crowd the serialised moto server)
@@ -167,7 +167,7 @@ def _fc_worker(handler: Any, args: argparse.Namespace) -> dict[str, Any]:
     from waba_local.eventbridge import LocalSmqTrigger
     from waba_local.s_yaml import queue_trigger
     from waba_lookup.credentials import EnvironmentCredentials
-    from waba_lookup.smq import build_queue, parse_queue_url
+    from waba_lookup.queue.smq import build_queue, parse_queue_url
 
     endpoint, name = parse_queue_url(os.environ["REFRESH_QUEUE_URL"])
     queue = build_queue(endpoint, name, EnvironmentCredentials())

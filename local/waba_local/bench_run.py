@@ -123,7 +123,7 @@ def _queue_backlog(local: stand_ins.StandIns, s: Scenario, run: int) -> list[str
     customers = [f"cs-bench-{run}-{i:04d}" for i in range(s.backlog)]
     if local.smq is not None:  # FC: SMQ, as POST /waba/refresh would send them
         from waba_lookup.credentials import AccessKey, StaticCredentials
-        from waba_lookup.smq import SmqQueue
+        from waba_lookup.queue.smq import SmqQueue
 
         smq = SmqQueue(local.smq.queue_url(stand_ins.FC_QUEUE), StaticCredentials(AccessKey(*stand_ins.ROLE)))
         bodies = [json.dumps({"CustSpaceId": c, "IsvCode": expected_isv_code(c)}) for c in customers]

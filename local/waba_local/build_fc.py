@@ -58,7 +58,7 @@ assert callable(getattr(module, name, None)), f"{handler} is not callable"
 for extra in imports:
     importlib.import_module(extra)
 # the shared budget as s.yaml deploys it: the Tablestore log, and its client (nothing is sent)
-from waba_lookup.budget import budget_for
+from waba_lookup.compose import budget_for
 from waba_lookup.credentials import EnvironmentCredentials
 from waba_lookup.budget.tablestore import TablestoreLogStore, build_client
 from waba_lookup.settings import get_settings

@@ -73,7 +73,7 @@ for _ in range(int(sys.argv[2])):
     warm.append(time.perf_counter() - begun)
 looped = time.perf_counter() - answered
 from waba_lookup.lookup import get_lookup
-from waba_lookup.refresh_queue import get_refresh_queue
+from waba_lookup.compose import get_refresh_queue
 sdk_started = time.perf_counter()
 import alibabacloud_cams20200606.client, alibabacloud_tea_openapi.utils_models, darabonba.runtime
 sdk = time.perf_counter() - sdk_started
@@ -136,8 +136,8 @@ def seed(endpoint: str, env: dict[str, str]) -> Callable[[], None]:
     import boto3
 
     from waba_lookup.cache import CacheEntry, WabaCache
+    from waba_lookup.cache.s3 import S3ObjectStore
     from waba_lookup.customer import Customer
-    from waba_lookup.s3 import S3ObjectStore
     from waba_lookup.settings import Settings
 
     s3 = boto3.client(

@@ -89,9 +89,9 @@ def local_oss() -> Iterator[tuple[dict[str, str], Callable[[], None], OssStandIn
     """The OSS stand-in (accepting the role's STS credentials) with the bucket; yields the FC function's deployed
     environment pointed at it, what writes a fresh entry for the sample event's customer, and the stand-in."""
     from waba_lookup.cache import CacheEntry, WabaCache
+    from waba_lookup.cache.oss import OssObjectStore
     from waba_lookup.credentials import AccessKey, StaticCredentials
     from waba_lookup.customer import Customer
-    from waba_lookup.oss import OssObjectStore
     from waba_lookup.settings import Settings
 
     with OssStandIn(credentials={}) as stand_in:

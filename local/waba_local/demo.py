@@ -216,8 +216,8 @@ def dead_letter_count(local: stand_ins.StandIns) -> int:
 
 def become_fc_instance(local: stand_ins.StandIns) -> None:
     """From here on the process is an FC instance: FC's variables instead of AWS's, and a fresh lookup."""
+    from waba_lookup.compose import get_refresh_queue
     from waba_lookup.lookup import get_lookup
-    from waba_lookup.refresh_queue import get_refresh_queue
     from waba_lookup.settings import get_settings
 
     for name in local.environment():

@@ -23,7 +23,7 @@ def bulk_fc_part(local: stand_ins.StandIns) -> None:
     """POST /waba/refresh on FC, drained by the FC worker, with a summary of where every message ended."""
     assert local.emulator is not None and local.smq is not None and local.oss is not None
     from waba_lookup.credentials import EnvironmentCredentials
-    from waba_lookup.smq import build_queue
+    from waba_lookup.queue.smq import build_queue
 
     heading(f"5. Function Compute: bulk refresh of {BULK + 2} items, SMQ drained by the FC worker")
     api, worker = load_handler("http_api"), load_handler("queue_worker")
@@ -66,7 +66,7 @@ def summarise(
     local: stand_ins.StandIns, stats: TriggerStats, answered: float, drained: float, calls: list[Any]
 ) -> None:
     assert local.smq is not None
-    from waba_lookup.redelivery import RETRY_DELAYS_SECONDS
+    from waba_lookup.queue.redelivery import RETRY_DELAYS_SECONDS
 
     cached = entries(local)
     dead = [json.loads(m.body) for m in local.smq.messages(stand_ins.FC_DLQ)]

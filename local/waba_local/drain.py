@@ -48,7 +48,7 @@ def fc_round() -> Callable[[], object]:
     from waba_local.eventbridge import LocalSmqTrigger
     from waba_local.s_yaml import queue_trigger
     from waba_lookup.credentials import EnvironmentCredentials
-    from waba_lookup.smq import build_queue, parse_queue_url
+    from waba_lookup.queue.smq import build_queue, parse_queue_url
 
     os.environ["FC_FUNCTION_NAME"] = FC_WORKER_NAME
     worker, trigger = load_handler("queue_worker"), queue_trigger()

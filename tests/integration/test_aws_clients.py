@@ -8,7 +8,7 @@ import threading
 import pytest
 from botocore.exceptions import BotoCoreError
 
-from waba_lookup.aws import fail_fast_client
+from waba_lookup.platforms.aws import fail_fast_client
 
 
 def test_each_client_takes_its_endpoint_and_region_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

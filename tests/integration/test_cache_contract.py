@@ -15,13 +15,12 @@ from typing import Any
 import pytest
 
 from tests.support import BUCKET, AwsStandIn, OssCache
-from waba_lookup import signed_get
-from waba_lookup.cache import CacheEntry, ObjectStore, WabaCache
+from waba_lookup.cache import CacheEntry, ObjectStore, WabaCache, signed_get
+from waba_lookup.cache.oss import OssObjectStore
+from waba_lookup.cache.s3 import S3ObjectStore
 from waba_lookup.credentials import AccessKey, StaticCredentials
 from waba_lookup.customer import Customer
 from waba_lookup.observability import metrics
-from waba_lookup.oss import OssObjectStore
-from waba_lookup.s3 import S3ObjectStore
 
 BODY = {"Code": "OK", "Success": True, "RequestId": "r-1", "Data": {"Id": "waba-1", "Name": "Acme"}, "New": [1]}
 SUB = Customer("cs-acme-001", "isv-cs-acme-001")

@@ -37,9 +37,9 @@ from tests.support import EVENTS, REGION, AwsStandIn, FakeLambdaContext, OssCach
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import FunctionMeta, LocalFcContext
 from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_lookup.compose import get_refresh_queue
 from waba_lookup.errors import ConfigurationError, WabaLookupError
 from waba_lookup.lookup import get_lookup
-from waba_lookup.refresh_queue import get_refresh_queue
 from waba_lookup.settings import get_settings
 
 SUB, ISV = "cs-acme-001", "isv-cs-acme-001"  # the customer of events/*-sub.json, sqs-single.json, fc-smq-single.json

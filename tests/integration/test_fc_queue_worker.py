@@ -15,8 +15,8 @@ from waba_local.emulator import CamsEmulator
 from waba_local.eventbridge import LocalSmqTrigger
 from waba_local.fc_local import FunctionMeta, LocalFcContext
 from waba_local.tablestore_stand_in import TablestoreStandIn
-from waba_lookup import redelivery
 from waba_lookup.errors import ConfigurationError, UpstreamFailed
+from waba_lookup.queue import redelivery
 
 
 @pytest.fixture

@@ -16,11 +16,11 @@ from http_api import app
 from tests.support import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.fc_local import LocalFcContext
-from waba_lookup import refresh_queue
+from waba_lookup import queue as refresh_queue
 from waba_lookup.customer import Customer
 from waba_lookup.lookup import get_lookup
+from waba_lookup.queue.sqs import SqsBatches
 from waba_lookup.settings import get_settings
-from waba_lookup.sqs import SqsBatches
 
 SUB = "cs-acme-001"
 ISV = "isv-cs-acme-001"

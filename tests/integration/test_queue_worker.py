@@ -12,7 +12,7 @@ from queue_worker import app
 from tests.support import AwsStandIn, FakeLambdaContext, load_event
 from waba_local.emulator import CamsEmulator
 from waba_local.poller import LocalPoller
-from waba_lookup.budget import budget_for
+from waba_lookup.compose import budget_for
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError
 from waba_lookup.lookup import WabaLookup, get_lookup

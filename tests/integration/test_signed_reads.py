@@ -21,10 +21,10 @@ import pytest
 
 from tests.support import REGION, OssCache
 from waba_local.local_aws import LocalAws
-from waba_lookup import signed_get
+from waba_lookup.cache import signed_get
+from waba_lookup.cache.oss import OssObjectStore
+from waba_lookup.cache.s3 import S3ObjectStore, signed_get_request
 from waba_lookup.credentials import AccessKey, StaticCredentials
-from waba_lookup.oss import OssObjectStore
-from waba_lookup.s3 import S3ObjectStore, signed_get_request
 
 BUCKET = "waba-signed-reads"
 KEYS = ["waba/0123456789abcdef/cs-acme-001/3f2a.json", "waba/a b/ü é/+=&$@,;:!*'()~.json", "waba//double//slash.json"]

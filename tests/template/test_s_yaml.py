@@ -28,12 +28,12 @@ import yaml
 
 from waba_local import build_fc, s_yaml
 from waba_local.s_yaml import HTTP, WORKER, functions, output_of, raw, ros_resources
-from waba_lookup import redelivery
-from waba_lookup.budget import budget_for
 from waba_lookup.budget.shared import SharedBudget
 from waba_lookup.budget.tablestore import TablestoreLogStore
+from waba_lookup.compose import budget_for
+from waba_lookup.queue import redelivery
+from waba_lookup.queue.smq import SmqQueue, parse_queue_url
 from waba_lookup.settings import CAMS_MAX_QPS, Settings
-from waba_lookup.smq import SmqQueue, parse_queue_url
 
 ROOT = Path(__file__).resolve().parents[2]
 S_YAML = ROOT / "s.yaml"

@@ -24,11 +24,11 @@ from cfnlint.decode import decode_str
 from http_api import app
 
 from waba_local.poller import LocalLambdaContext
-from waba_lookup.budget import budget_for
 from waba_lookup.budget.dynamodb import DynamoLogStore
 from waba_lookup.budget.shared import SharedBudget
 from waba_lookup.budget.store import MemoryLogStore
 from waba_lookup.cache import ObjectStoreError, WabaCache
+from waba_lookup.compose import budget_for
 from waba_lookup.customer import Customer
 from waba_lookup.errors import BudgetUnavailable
 from waba_lookup.lookup import RefreshOutcome

@@ -11,7 +11,7 @@ import yaml
 from http_api import app
 
 from waba_lookup.customer import CUST_SPACE_ID, ISV_CODE
-from waba_lookup.refresh import MAX_ITEMS
+from waba_lookup.queue.message import MAX_ITEMS
 
 SPEC: dict[str, Any] = yaml.safe_load((Path(__file__).resolve().parents[2] / "openapi.yaml").read_text())
 

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from waba_lookup.errors import UpstreamFailed
-from waba_lookup.redelivery import MAX_ATTEMPTS, RETRY_DELAYS_SECONDS, Delivery, Redelivery
-from waba_lookup.refresh_queue import QueueSendFailed
+from waba_lookup.queue import QueueSendFailed
+from waba_lookup.queue.redelivery import MAX_ATTEMPTS, RETRY_DELAYS_SECONDS, Delivery, Redelivery
 
 ITEM = {"CustSpaceId": "cs-acme-001", "IsvCode": "isv-cs-acme-001"}
 

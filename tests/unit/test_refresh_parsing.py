@@ -10,7 +10,7 @@ import pytest
 
 from waba_lookup.customer import Customer
 from waba_lookup.errors import InvalidRequest
-from waba_lookup.refresh import PoisonMessage, parse_message, parse_refresh_request
+from waba_lookup.queue.message import PoisonMessage, parse_message, parse_refresh_request
 
 POISON = {
     "100,000 [": "[" * 100_000,

@@ -1,4 +1,4 @@
-"""The cache HIT's signed GET (waba_lookup.signed_get) signs exactly as the SDKs do, and addresses objects as they do.
+"""The cache HIT's signed GET (waba_lookup.cache.signed_get) signs exactly as the SDKs do, and addresses objects as they do.
 
 Each signature is compared with the SDK's own signer on the same request at the same instant: botocore's
 S3SigV4Auth for S3, alibabacloud-oss-v2's SignerV4 for OSS. The OSS stand-in checks OSS signatures on every read as
@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from waba_lookup import signed_get
+from waba_lookup.cache import signed_get
+from waba_lookup.cache.oss import OssObjectStore
+from waba_lookup.cache.s3 import S3ObjectStore, signed_get_request
 from waba_lookup.credentials import AccessKey, StaticCredentials
-from waba_lookup.oss import OssObjectStore
-from waba_lookup.s3 import S3ObjectStore, signed_get_request
 
 text = st.text(st.characters(min_codepoint=33, max_codepoint=126, exclude_characters="/"), min_size=1, max_size=40)
 key_ids, secrets = st.from_regex(r"[A-Z0-9.]{4,24}", fullmatch=True), text

@@ -43,9 +43,8 @@ from contextlib import AbstractContextManager
 from typing import Protocol
 
 from waba_lookup.budget.stats import BudgetStats
-from waba_lookup.settings import Settings
 
-__all__ = ["Budget", "BudgetStats", "budget_for"]
+__all__ = ["Budget", "BudgetStats"]
 
 
 class Budget(Protocol):
@@ -75,28 +74,3 @@ class Budget(Protocol):
     def settle(self, wait_until: float) -> None:
         """Before an invocation ends: wait (until `wait_until`, monotonic) for whatever the guarantee needs."""
         ...
-
-
-def budget_for(settings: Settings) -> Budget:
-    """The shared record in CAMS_BUDGET_TABLE (DynamoDB on AWS, Tablestore on FC), else the instance's own with its
-    share of CAMS_QPS_BUDGET (and of CAMS_INTERACTIVE_RESERVE, leaving background refreshes at least one call)."""
-    from waba_lookup.budget.log import Policy
-    from waba_lookup.budget.shared import SharedBudget
-    from waba_lookup.budget.store import LogStore, MemoryLogStore
-
-    budget, reserve = settings.cams_qps_budget, settings.cams_interactive_reserve
-    if not settings.cams_budget_table:
-        share = settings.calls_per_second
-        policy = Policy(share, min(reserve // settings.cams_max_instances, share - 1), settings.call_seconds)
-        return SharedBudget(MemoryLogStore(), policy, local=True)
-    store: LogStore
-    if settings.on_fc:
-        from waba_lookup.budget.tablestore import TablestoreLogStore
-
-        endpoint, instance = settings.tablestore_endpoint or "", settings.tablestore_instance or ""
-        store = TablestoreLogStore(endpoint, instance, settings.cams_budget_table, settings.account_scope)
-    else:
-        from waba_lookup.budget.dynamodb import DynamoLogStore
-
-        store = DynamoLogStore(settings.cams_budget_table, settings.account_scope)
-    return SharedBudget(store, Policy(budget, reserve, settings.call_seconds))

@@ -9,9 +9,9 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
 from waba_lookup.budget.log import LogRecord
 from waba_lookup.budget.store import Column, Expect, StoreUnavailable, from_columns
+from waba_lookup.platforms.aws import FAIL_FAST_SECONDS, fail_fast_client
 
 
 class DynamoLogStore:

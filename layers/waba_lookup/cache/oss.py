@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from waba_lookup import signed_get
-from waba_lookup.cache import ObjectStoreError
+from waba_lookup.cache import ObjectStoreError, signed_get
 from waba_lookup.credentials import Credentials, FunctionCredentials
 
 CONNECT_SECONDS, READ_SECONDS = 1, 2  # as for S3: FAIL_FAST_SECONDS in all

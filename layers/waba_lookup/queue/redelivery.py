@@ -107,7 +107,7 @@ def _with(body: str, **fields: Any) -> str:
 
 
 def _send_all(queue: Any, bodies: list[str], delays: list[int], code: str) -> None:
-    from waba_lookup.refresh_queue import QueueSendFailed
+    from waba_lookup.queue import QueueSendFailed
 
     step = queue.max_messages
     for start in range(0, len(bodies), step):
@@ -131,6 +131,6 @@ def redelivery_queues(settings: Settings) -> tuple[Any, Any]:
 
 @lru_cache(maxsize=1)
 def _queues(queue_url: str, dlq_url: str) -> tuple[Any, Any]:
-    from waba_lookup.smq import SmqQueue
+    from waba_lookup.queue.smq import SmqQueue
 
     return SmqQueue(queue_url), SmqQueue(dlq_url)

@@ -11,13 +11,11 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from typing import Protocol
 
 from waba_lookup.customer import Customer
-from waba_lookup.errors import ConfigurationError, UpstreamFailed
+from waba_lookup.errors import UpstreamFailed
 from waba_lookup.observability import logger
-from waba_lookup.settings import Settings, get_settings
 
 SEND_ATTEMPTS = 3
 CONCURRENT_BATCHES = 4
@@ -90,22 +88,3 @@ class RefreshQueue:
             if not entries:
                 return [], False
         return [i for i, _ in entries], False
-
-
-def refresh_queue_for(settings: Settings) -> RefreshQueue:
-    """SQS on AWS, SMQ on Function Compute, at REFRESH_QUEUE_URL."""
-    if not settings.refresh_queue_url:
-        raise ConfigurationError("REFRESH_QUEUE_URL is not set: bulk refresh needs a queue")
-    if settings.on_fc:
-        from waba_lookup.smq import SmqQueue
-
-        return RefreshQueue(SmqQueue(settings.refresh_queue_url))
-    from waba_lookup.sqs import SqsBatches
-
-    return RefreshQueue(SqsBatches(settings.refresh_queue_url))
-
-
-@lru_cache(maxsize=1)
-def get_refresh_queue() -> RefreshQueue:
-    """The instance's RefreshQueue (one queue client per instance, not per request)."""
-    return refresh_queue_for(get_settings())

@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from waba_lookup.customer import Customer
 from waba_lookup.errors import Denied
 from waba_lookup.observability import count, logger
-from waba_lookup.settings import Settings
 
 SCHEMA = 1
 DENIED_TTL_SECONDS = 60  # a 403-class answer is cached briefly: permissions get fixed
@@ -199,19 +198,3 @@ class WabaCache:
             extra={"cache_key": key, "error_type": error.error_type, "error_code": error.code},
         )
         count("CacheFailures")
-
-
-def cache_for(settings: Settings) -> WabaCache | None:
-    """The deployment's cache (S3 or OSS by CACHE_BACKEND), or None without CACHE_BUCKET. Clients are made lazily."""
-    if not settings.cache_bucket:
-        return None
-    store: ObjectStore
-    if settings.cache_backend == "oss":
-        from waba_lookup.oss import OssObjectStore
-
-        store = OssObjectStore(settings.cache_bucket, settings.oss_region or "", settings.oss_endpoint or "")
-    else:
-        from waba_lookup.s3 import S3ObjectStore
-
-        store = S3ObjectStore(settings.cache_bucket)
-    return WabaCache(store, settings.cache_prefix, settings.account_scope)

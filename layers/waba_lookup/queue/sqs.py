@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
-from waba_lookup.refresh_queue import QueueSendFailed
+from waba_lookup.platforms.aws import FAIL_FAST_SECONDS, fail_fast_client
+from waba_lookup.queue import QueueSendFailed
 
 
 class SqsBatches:

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from waba_lookup.credentials import Credentials, FunctionCredentials
 from waba_lookup.errors import ConfigurationError
-from waba_lookup.refresh_queue import QueueSendFailed
+from waba_lookup.queue import QueueSendFailed
 
 TIMEOUT_SECONDS = 3.0  # the SDK has one socket timeout, for connecting and for each read
 

@@ -20,10 +20,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from waba_lookup import signed_get
-from waba_lookup.aws import FAIL_FAST_SECONDS, fail_fast_client
-from waba_lookup.cache import ObjectStoreError
+from waba_lookup.cache import ObjectStoreError, signed_get
 from waba_lookup.observability import tracer
+from waba_lookup.platforms.aws import FAIL_FAST_SECONDS, fail_fast_client
 
 # the regions of the aws partition (not aws-cn, aws-us-gov, the iso partitions)
 _STANDARD_REGION = re.compile(r"(?!us-gov-)(af|ap|ca|eu|il|me|mx|sa|us)-[a-z]+-\d{1,2}")
