@@ -57,7 +57,7 @@ lock-check: $(STAMP) ## fail when a lock no longer matches its .in (run make loc
 	done && exit $$stale
 
 demo: $(STAMP) ## run the demo against the built-in CAMS emulator and a local S3/SQS (no account needed)
-	$(PY) -m waba_local.demo
+	$(PY) -m waba_local.dev.demo
 
 test: $(STAMP) ## run the whole test suite
 	$(PY) -m pytest
@@ -74,17 +74,17 @@ lint-template: $(TOOLS_STAMP) ## sam validate --lint and checkov on template.yam
 
 build: $(TOOLS_STAMP) $(STAMP) ## sam build (python3.12), then check the built layer and handlers import
 	PATH="$(PY312):$$PATH" SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam build --region ap-southeast-1
-	$(PY) -m waba_local.check_build .aws-sam/build
+	$(PY) -m waba_local.build.check_build .aws-sam/build
 
 build-fc: $(STAMP) ## build .fc-build/ for Function Compute (layer.zip, the functions' code), then check the handlers import
-	$(PY) -m waba_local.build_fc
+	$(PY) -m waba_local.build.build_fc
 
 bench: $(STAMP) ## measure CAMS throughput and flow-control rejections (figures to bench-results/)
 	$(PY) -m waba_local.bench
 
 PLATFORM ?= aws
 serve: $(STAMP) ## serve the HTTP API on localhost:3000 like `sam local start-api` (PLATFORM=fc: like an FC HTTP trigger)
-	$(PY) -m waba_local.serve --platform $(PLATFORM)
+	$(PY) -m waba_local.dev.serve --platform $(PLATFORM)
 
 fuzz: $(STAMP) ## Schemathesis (st run, all checks, fixed seed) against make serve on each platform, from openapi.yaml
 	WABA_FUZZ=1 $(PY) -m pytest -p no:cacheprovider -s -q tests/integration/test_fuzz_api.py

@@ -18,13 +18,13 @@ from tests.support import (
     SmqQueues,
     create_budget_table,
 )
-from waba_local.emulator import CamsEmulator
-from waba_local.fc_local import fc_environment
-from waba_local.local_aws import LocalAws
-from waba_local.oss_stand_in import OssStandIn
-from waba_local.poller import LocalLambdaContext as FakeLambdaContext
-from waba_local.smq_stand_in import SmqStandIn
-from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_local.dev.fc_local import fc_environment
+from waba_local.dev.poller import LocalLambdaContext as FakeLambdaContext
+from waba_local.stand_ins.emulator import CamsEmulator
+from waba_local.stand_ins.local_aws import LocalAws
+from waba_local.stand_ins.oss_stand_in import OssStandIn
+from waba_local.stand_ins.smq_stand_in import SmqStandIn
+from waba_local.stand_ins.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.compose import get_refresh_queue
 from waba_lookup.credentials import use_invocation_credentials
 from waba_lookup.lookup import get_lookup

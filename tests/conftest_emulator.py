@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, CamsEmulator
+from waba_local.stand_ins.emulator import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, CamsEmulator
 
 
 @pytest.fixture

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from waba_local.local_aws import LocalAws
-from waba_local.oss_stand_in import OssStandIn
-from waba_local.poller import LocalLambdaContext as FakeLambdaContext
-from waba_local.smq_stand_in import SmqStandIn
+from waba_local.dev.poller import LocalLambdaContext as FakeLambdaContext
+from waba_local.stand_ins.local_aws import LocalAws
+from waba_local.stand_ins.oss_stand_in import OssStandIn
+from waba_local.stand_ins.smq_stand_in import SmqStandIn
 from waba_lookup.budget.dynamodb import decode
 from waba_lookup.budget.log import LogRecord
 

@@ -40,11 +40,11 @@ class Served:
 
 
 def start_serve(platform: str, **env: str) -> tuple[subprocess.Popen[str], Served]:
-    """`python -m waba_local.serve --platform … --port 0` with the stand-ins; its banner, read up to the examples."""
+    """`python -m waba_local.dev.serve --platform … --port 0` with the stand-ins; its banner, read up to the examples."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("CAMS_", "ALIBABA_CLOUD_", "CACHE_", "AWS_"))}
     environ |= {"PYTHONUNBUFFERED": "1", "POWERTOOLS_LOG_LEVEL": "WARNING"} | env
     process = subprocess.Popen(
-        [sys.executable, "-m", "waba_local.serve", "--platform", platform, "--port", "0"],
+        [sys.executable, "-m", "waba_local.dev.serve", "--platform", platform, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,

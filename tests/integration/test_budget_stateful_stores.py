@@ -15,7 +15,7 @@ from moto import mock_aws
 
 from tests.support import REGION, create_budget_table
 from tests.unit.test_budget_stateful import SETTINGS, SharedBudgetMachine
-from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
+from waba_local.stand_ins.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
 from waba_lookup.budget.dynamodb import DynamoLogStore
 from waba_lookup.budget.store import LogStore
 from waba_lookup.budget.tablestore import TablestoreLogStore

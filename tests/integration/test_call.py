@@ -1,7 +1,7 @@
-"""`python -m waba_local.call` against a local stand-in for an FC HTTP trigger with `authType: function`.
+"""`python -m waba_local.dev.call` against a local stand-in for an FC HTTP trigger with `authType: function`.
 
 The stand-in checks each request's ACS3-HMAC-SHA256 signature independently of the Alibaba SDK: it rebuilds the
-canonical request with the CAMS emulator's stdlib code (waba_local.emulator_protocol), over the headers the
+canonical request with the CAMS emulator's stdlib code (waba_local.stand_ins.emulator_protocol), over the headers the
 request says it signed and an empty payload, as FC's own examples sign a trigger request, and answers 403 when it
 does not match, as the FC gateway does.
 """
@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-from waba_local.emulator_protocol import ApiRequest, canonical_request
+from waba_local.stand_ins.emulator_protocol import ApiRequest, canonical_request
 
 KEY_ID, KEY_SECRET = "LTAI5tCallerKeyId0001", "caller-secret-never-printed"
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NTempKeyId0002", "sts-secret-never-printed", "sts-token-never-printed"
@@ -110,11 +110,11 @@ def trigger() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
 
 def call(args: list[str], tmp_path: Path, **credentials: str) -> subprocess.CompletedProcess[str]:
-    """`python -m waba_local.call` as a person runs it, with only the given credentials to find."""
+    """`python -m waba_local.dev.call` as a person runs it, with only the given credentials to find."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ALIBABA_CLOUD_")}
     # no profile in HOME, and no instance metadata service to ask: the chain ends at the variables
     env |= {"HOME": str(tmp_path), "ALIBABA_CLOUD_ECS_METADATA_DISABLED": "true"} | credentials
-    argv = [sys.executable, "-m", "waba_local.call", *args]
+    argv = [sys.executable, "-m", "waba_local.dev.call", *args]
     return subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=False)
 
 

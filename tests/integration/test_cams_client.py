@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from waba_local.emulator import SEEDED_CUSTOMERS, CamsEmulator
+from waba_local.stand_ins.emulator import SEEDED_CUSTOMERS, CamsEmulator
 from waba_lookup.cams import CamsClient, client_from_settings
 from waba_lookup.credentials import AccessKey, StaticCredentials
 from waba_lookup.errors import Denied, Throttled, UpstreamFailed, UpstreamTimeout

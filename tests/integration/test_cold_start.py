@@ -2,7 +2,7 @@
 
 The process (`python -I -S`) sees only the function, the layer's package and site-packages; S3 is moto's server in
 a process of its own, so nothing of moto or boto3 is loaded there by the test. Module lists, unlike timings, stay
-true on a noisy machine: the timings are `make bench`'s (waba_local.cold_start).
+true on a noisy machine: the timings are `make bench`'s (waba_local.bench.cold_start).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from waba_local.cold_start import HEAVY, cold_hit, deployed_env, moto_server, seed, tracing_on
-from waba_local.cold_start_fc import HEAVY_ON_FC, STS, cold_fc_hit, local_oss
+from waba_local.bench.cold_start import HEAVY, cold_hit, deployed_env, moto_server, seed, tracing_on
+from waba_local.bench.cold_start_fc import HEAVY_ON_FC, STS, cold_fc_hit, local_oss
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import pytest
 from http_api import app
 
 from tests.support import REGION, OssCache, SmqQueues, load_event
-from waba_local.emulator import CamsEmulator
-from waba_local.fc_local import LocalFcContext
-from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_local.dev.fc_local import LocalFcContext
+from waba_local.stand_ins.emulator import CamsEmulator
+from waba_local.stand_ins.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.cams import CamsClient
 from waba_lookup.credentials import AccessKey, SecretCredentials
 from waba_lookup.customer import Customer

@@ -64,7 +64,7 @@ def test_the_demo_reads_cleanly_and_its_figures_add_up() -> None:
     environ.pop("POWERTOOLS_LOG_LEVEL", None)  # Powertools' default level then: INFO
     environ["PYTHONUNBUFFERED"] = "1"
     # the library's logger already exists when main() starts, as it does when the demo runs inside another program
-    script = "import waba_lookup.observability\nfrom waba_local.demo import main\nmain()\n"
+    script = "import waba_lookup.observability\nfrom waba_local.dev.demo import main\nmain()\n"
     done = subprocess.run(
         [sys.executable, "-c", script],
         capture_output=True,

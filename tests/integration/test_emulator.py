@@ -28,8 +28,14 @@ from alibabacloud_tea_openapi.utils import Utils
 from darabonba.request import DaraRequest
 from darabonba.runtime import RuntimeOptions
 
-from waba_local.emulator import ANY_CUSTOMER, SEEDED_CUSTOMERS, CamsEmulator, expected_isv_code, generated_waba
-from waba_local.emulator_protocol import DOCUMENTED_ERRORS, ERRORS
+from waba_local.stand_ins.emulator import (
+    ANY_CUSTOMER,
+    SEEDED_CUSTOMERS,
+    CamsEmulator,
+    expected_isv_code,
+    generated_waba,
+)
+from waba_local.stand_ins.emulator_protocol import DOCUMENTED_ERRORS, ERRORS
 from waba_lookup.cams import query_params
 
 SUB_ID = "293483100049493"
@@ -556,7 +562,7 @@ def test_stop_cuts_kept_alive_connections(emulator_credentials: tuple[str, str])
 
 def test_cli_prints_endpoint_and_keys_then_serves() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "waba_local.emulator", "--port", "0"], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "waba_local.stand_ins.emulator", "--port", "0"], stdout=subprocess.PIPE, text=True
     )
     try:
         assert process.stdout is not None

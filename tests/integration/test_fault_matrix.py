@@ -34,9 +34,9 @@ from http_api import app as http_app
 from queue_worker import app as worker_app
 
 from tests.support import EVENTS, REGION, AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
-from waba_local.emulator import CamsEmulator
-from waba_local.fc_local import FunctionMeta, LocalFcContext
-from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_local.dev.fc_local import FunctionMeta, LocalFcContext
+from waba_local.stand_ins.emulator import CamsEmulator
+from waba_local.stand_ins.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.compose import get_refresh_queue
 from waba_lookup.errors import ConfigurationError, WabaLookupError
 from waba_lookup.lookup import get_lookup

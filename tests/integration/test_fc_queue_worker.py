@@ -11,10 +11,10 @@ import pytest
 from queue_worker import app
 
 from tests.support import EVENTS, OssCache, SmqQueues
-from waba_local.emulator import CamsEmulator
-from waba_local.eventbridge import LocalSmqTrigger
-from waba_local.fc_local import FunctionMeta, LocalFcContext
-from waba_local.tablestore_stand_in import TablestoreStandIn
+from waba_local.dev.eventbridge import LocalSmqTrigger
+from waba_local.dev.fc_local import FunctionMeta, LocalFcContext
+from waba_local.stand_ins.emulator import CamsEmulator
+from waba_local.stand_ins.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.errors import ConfigurationError, UpstreamFailed
 from waba_lookup.queue import redelivery
 

@@ -15,9 +15,9 @@ import pytest
 from http_api import app
 
 from tests.support import AwsStandIn, FakeLambdaContext, OssCache
-from waba_local.apigw import http_event
-from waba_local.emulator import CamsEmulator
-from waba_local.fc_local import LocalFcContext, fc_http_event
+from waba_local.dev.apigw import http_event
+from waba_local.dev.fc_local import LocalFcContext, fc_http_event
+from waba_local.stand_ins.emulator import CamsEmulator
 
 SUB = "cs-acme-001"
 ISV = "isv-cs-acme-001"

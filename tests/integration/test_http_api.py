@@ -14,8 +14,8 @@ import pytest
 from http_api import app
 
 from tests.support import AwsStandIn, FakeLambdaContext, OssCache, SmqQueues, load_event
-from waba_local.emulator import CamsEmulator
-from waba_local.fc_local import LocalFcContext
+from waba_local.dev.fc_local import LocalFcContext
+from waba_local.stand_ins.emulator import CamsEmulator
 from waba_lookup import queue as refresh_queue
 from waba_lookup.customer import Customer
 from waba_lookup.lookup import get_lookup

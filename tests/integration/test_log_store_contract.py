@@ -12,7 +12,7 @@ from botocore.config import Config
 from moto import mock_aws
 
 from tests.support import REGION, create_budget_table
-from waba_local.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
+from waba_local.stand_ins.tablestore_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, TablestoreStandIn
 from waba_lookup.budget.dynamodb import DynamoLogStore
 from waba_lookup.budget.log import LogRecord, Slot, Ticket
 from waba_lookup.budget.store import Expect, LogStore, MemoryLogStore, StoreUnavailable, slot_columns, ticket_column

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from waba_local.emulator import DEFAULT_ACCESS_KEY_ID, SEEDED_CUSTOMERS, CamsEmulator
+from waba_local.stand_ins.emulator import DEFAULT_ACCESS_KEY_ID, SEEDED_CUSTOMERS, CamsEmulator
 from waba_lookup.cams import client_from_settings
 from waba_lookup.customer import Customer
 from waba_lookup.errors import InvalidRequest, WabaLookupError
@@ -199,9 +199,9 @@ def test_a_cams_message_that_echoes_the_request_is_masked(
 def test_event_logging_is_off_whatever_powertools_logger_log_event_says(
     sentinel_cams: CamsEmulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from waba_local.apigw import http_event, load_handler
-    from waba_local.fc_local import fc_invocation
-    from waba_local.poller import LocalLambdaContext
+    from waba_local.dev.apigw import http_event, load_handler
+    from waba_local.dev.fc_local import fc_invocation
+    from waba_local.dev.poller import LocalLambdaContext
 
     monkeypatch.setenv("POWERTOOLS_LOGGER_LOG_EVENT", "true")
     app = load_handler("http_api")  # decorated under this environment, as a new instance would be

@@ -24,8 +24,8 @@ import pytest
 from alibabacloud_oss_v2.crc import Crc64
 
 from tests.support import control
-from waba_local.oss_protocol import crc64ecma
-from waba_local.oss_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, OssStandIn
+from waba_local.stand_ins.oss_protocol import crc64ecma
+from waba_local.stand_ins.oss_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, OssStandIn
 
 BUCKET = "waba-cache"
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NUlocalStandInKey", "sts-secret-do-not-leak", "CAIS-sts-token-do-not-leak"
@@ -432,7 +432,7 @@ def test_no_secret_token_or_signature_leaves_the_stand_in(
 
 def test_cli_serves_and_prints_no_secret() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "waba_local.oss_stand_in", "--port", "0", "--bucket", BUCKET],
+        [sys.executable, "-m", "waba_local.stand_ins.oss_stand_in", "--port", "0", "--bucket", BUCKET],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

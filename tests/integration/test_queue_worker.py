@@ -10,8 +10,8 @@ import pytest
 from queue_worker import app
 
 from tests.support import AwsStandIn, FakeLambdaContext, load_event
-from waba_local.emulator import CamsEmulator
-from waba_local.poller import LocalPoller
+from waba_local.dev.poller import LocalPoller
+from waba_local.stand_ins.emulator import CamsEmulator
 from waba_lookup.compose import budget_for
 from waba_lookup.customer import Customer
 from waba_lookup.errors import ConfigurationError

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.serving import Served, start_serve
-from waba_local.serve import ApiGatewayHandler
+from waba_local.dev.serve import ApiGatewayHandler
 
 
 @pytest.fixture(scope="module", params=["aws", "fc"])

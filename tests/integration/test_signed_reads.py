@@ -20,7 +20,7 @@ import boto3
 import pytest
 
 from tests.support import REGION, OssCache
-from waba_local.local_aws import LocalAws
+from waba_local.stand_ins.local_aws import LocalAws
 from waba_lookup.cache import signed_get
 from waba_lookup.cache.oss import OssObjectStore
 from waba_lookup.cache.s3 import S3ObjectStore, signed_get_request

@@ -24,7 +24,7 @@ from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
 from mns.queue import Message, Queue, QueueMeta
 
-from waba_local.smq_stand_in import (
+from waba_local.stand_ins.smq_stand_in import (
     ACCOUNT_ID,
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,
@@ -536,7 +536,17 @@ def test_no_secret_token_or_signature_leaves_the_stand_in(
 
 def test_cli_serves_and_prints_no_secret() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "waba_local.smq_stand_in", "--port", "0", "--queue", QUEUE, "--queue", "waba-dead"],
+        [
+            sys.executable,
+            "-m",
+            "waba_local.stand_ins.smq_stand_in",
+            "--port",
+            "0",
+            "--queue",
+            QUEUE,
+            "--queue",
+            "waba-dead",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

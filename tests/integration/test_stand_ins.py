@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from waba_local import stand_ins
-from waba_local.local_aws import SerialMotoApp
+from waba_local.stand_ins import launch as stand_ins
+from waba_local.stand_ins.local_aws import SerialMotoApp
 
 
 @pytest.fixture(scope="module")

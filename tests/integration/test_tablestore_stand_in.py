@@ -26,9 +26,9 @@ import urllib3
 
 from tests.support import OffsetClock as Clock
 from tests.support import control
-from waba_local import tablestore_protocol, tablestore_stand_in
-from waba_local.tablestore_protocol import OtsError, encode_row, parse_row
-from waba_local.tablestore_stand_in import (
+from waba_local.stand_ins import tablestore_protocol, tablestore_stand_in
+from waba_local.stand_ins.tablestore_protocol import OtsError, encode_row, parse_row
+from waba_local.stand_ins.tablestore_stand_in import (
     DEFAULT_ACCESS_KEY_ID,
     DEFAULT_ACCESS_KEY_SECRET,
     INSTANCE,
@@ -655,7 +655,16 @@ def test_no_secret_token_or_signature_leaves_the_stand_in(
 
 def test_cli_serves_and_prints_no_secret() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "waba_local.tablestore_stand_in", "--port", "0", "--table", TABLE, "waba_other"],
+        [
+            sys.executable,
+            "-m",
+            "waba_local.stand_ins.tablestore_stand_in",
+            "--port",
+            "0",
+            "--table",
+            TABLE,
+            "waba_other",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -677,7 +686,7 @@ def test_cli_serves_and_prints_no_secret() -> None:
     assert DEFAULT_ACCESS_KEY_SECRET not in "".join(banner) + rest
 
     refused = subprocess.run(
-        [sys.executable, "-m", "waba_local.tablestore_stand_in", "--port", "0", "--table", "waba-budget"],
+        [sys.executable, "-m", "waba_local.stand_ins.tablestore_stand_in", "--port", "0", "--table", "waba-budget"],
         check=False,
         capture_output=True,
         text=True,
@@ -720,7 +729,7 @@ print(sorted((name, value) for name, value, _ in found.attribute_columns))
 
 def test_the_stand_in_needs_no_sdk() -> None:
     """The stand-in is stdlib only: it starts fast and checks the SDK rather than trusting it."""
-    code = "import sys, waba_local.tablestore_stand_in; print(any(m.startswith('tablestore') for m in sys.modules))"
+    code = "import sys, waba_local.stand_ins.tablestore_stand_in; print(any(m.startswith('tablestore') for m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=10)
     assert done.stdout.strip() == "False"
     assert tablestore_stand_in.MAX_BODY > 0

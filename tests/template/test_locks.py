@@ -15,8 +15,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from waba_local import build_fc
-from waba_local.check_build import load_template
+from waba_local.build import build_fc
+from waba_local.build.check_build import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = ROOT / "layers"

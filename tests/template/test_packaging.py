@@ -50,7 +50,7 @@ def test_the_sdk_s_utcnow_deprecations_are_filtered(module: str) -> None:
     assert emitted(module, UTCNOW) == []
 
 
-@pytest.mark.parametrize("module", ["waba_lookup.cache", "waba_local.emulator"])
+@pytest.mark.parametrize("module", ["waba_lookup.cache", "waba_local.stand_ins.emulator"])
 def test_our_own_deprecations_still_show(module: str) -> None:
     assert emitted(module, UTCNOW) == [UTCNOW]
 

@@ -4,7 +4,7 @@ does and nothing else, a private cache that expires, the refresh queue, its dead
 trigger, signed requests by default, and one shared CAMS budget in a Tablestore table for both functions (no static
 shares): the HTTP function uncapped, the worker capped by one number, for its cost.
 
-The file is checked once its variables are substituted (by waba_local.s_yaml, and by Serverless Devs' own
+The file is checked once its variables are substituted (by waba_local.build.s_yaml, and by Serverless Devs' own
 `s preview` when it is installed: both must agree) against tests/template/s_yaml.schema.json.
 """
 
@@ -26,8 +26,8 @@ import jsonschema
 import pytest
 import yaml
 
-from waba_local import build_fc, s_yaml
-from waba_local.s_yaml import HTTP, WORKER, functions, output_of, raw, ros_resources
+from waba_local.build import build_fc, s_yaml
+from waba_local.build.s_yaml import HTTP, WORKER, functions, output_of, raw, ros_resources
 from waba_lookup.budget.shared import SharedBudget
 from waba_lookup.budget.tablestore import TablestoreLogStore
 from waba_lookup.compose import budget_for

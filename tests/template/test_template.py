@@ -23,7 +23,7 @@ import pytest
 from cfnlint.decode import decode_str
 from http_api import app
 
-from waba_local.poller import LocalLambdaContext
+from waba_local.dev.poller import LocalLambdaContext
 from waba_lookup.budget.dynamodb import DynamoLogStore
 from waba_lookup.budget.shared import SharedBudget
 from waba_lookup.budget.store import MemoryLogStore

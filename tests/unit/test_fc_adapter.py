@@ -10,7 +10,7 @@ import pytest
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from tests.support import load_event
-from waba_local.fc_local import LocalFcContext, fc_http_event
+from waba_local.dev.fc_local import LocalFcContext, fc_http_event
 from waba_lookup.credentials import AccessKey, FunctionCredentials
 from waba_lookup.platforms.fc import FcContext, begin_invocation, http_answer, http_event
 

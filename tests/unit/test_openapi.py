@@ -51,8 +51,8 @@ def test_the_documented_patterns_and_limits_are_the_codes() -> None:
 def test_the_answers_to_other_routes_are_documented(
     method: str, path: str, status: int, code: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from waba_local.apigw import http_event
-    from waba_local.poller import LocalLambdaContext
+    from waba_local.dev.apigw import http_event
+    from waba_local.dev.poller import LocalLambdaContext
 
     monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
     answer = app.lambda_handler(http_event(method, path, {}), LocalLambdaContext(10_000))
