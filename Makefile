@@ -24,10 +24,19 @@ PY312 := $(shell command -v pyenv >/dev/null 2>&1 && pyenv root)/versions/$(shel
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
+# .venv is made again when its Python is too old (a first try with Python 3.10 leaves one behind) or when
+# PYTHON= names another one on the command line; a failed install says how to start over.
+NEW_ENOUGH := import sys; sys.exit(sys.version_info < (3, 11))
 $(STAMP): pyproject.toml
+	@if [ -x $(PY) ] && { ! $(PY) -c '$(NEW_ENOUGH)' || { [ "$(origin PYTHON)" = "command line" ] && \
+		[ "$$($(PY) -c 'import sys; print(sys.version)')" != "$$($(PYTHON) -c 'import sys; print(sys.version)')" ]; }; }; \
+		then echo "$(VENV) has $$($(PY) --version); making it again with $(PYTHON)"; rm -rf $(VENV); fi
+	@$(PYTHON) -c '$(NEW_ENOUGH)' || test -x $(PY) || \
+		{ echo "waba-lookup needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) --version 2>&1): try make PYTHON=python3.12 $(MAKECMDGOALS)" >&2; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing the package and its dev tools into $(VENV) (about a minute the first time)"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' || { echo "the install failed: fix the cause above, then make clean and try again" >&2; exit 1; }
 	touch $(STAMP)
 
 setup: $(STAMP) ## create .venv (idempotent) and install the package editable with its dev tools
@@ -56,10 +65,10 @@ lock-check: $(STAMP) ## fail when a lock no longer matches its .in (run make loc
 		else echo "lock-check: layers/$$name.txt is stale: run make lock" >&2; stale=1; fi; \
 	done && exit $$stale
 
-demo: $(STAMP) ## run the demo against the built-in CAMS emulator and a local S3/SQS (no account needed)
+demo: $(STAMP) ## the main job on both platforms (AWS, then Function Compute) against the built-in stand-ins
 	$(PY) -m waba_local.dev.demo
 
-test: $(STAMP) ## run the whole test suite
+test: $(STAMP) ## run the whole test suite (about 7 minutes on 2 cores)
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff, mypy --strict on the library, cfn-lint on the template

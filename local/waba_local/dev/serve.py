@@ -108,6 +108,8 @@ def main() -> None:
         help="drain the local refresh queue into the queue worker (default: on; `make serve SERVE_WORKER=off`)",
     )
     args = parser.parse_args()
+    # EMF metric blocks are CloudWatch's, not a reader's: off here unless asked for
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     local = None
     local_cams, local_cloud = not any(os.environ.get(k) for k in REAL_CAMS), not os.environ.get("CACHE_BUCKET")
     fc = args.platform == "fc"
@@ -200,11 +202,16 @@ def print_banner(
         print("  nothing drains the refresh queue (--no-worker, SERVE_WORKER=off): queued refreshes stay queued")
     elif os.environ.get("REFRESH_QUEUE_URL"):
         print("  refreshes go to your REFRESH_QUEUE_URL: your deployed worker drains it, make serve does not")
+    if not (local and local.emulator):
+        set_ = ", ".join(k for k in REAL_CAMS if os.environ.get(k))
+        print(f"  CAMS: REAL ({set_} set): every MISS calls production CAMS and counts against your account's")
+        print(f"  10 calls a second. Unset {set_} to use the local emulator instead.")
     if local and local.emulator:
         space, (isv, _) = next((k, v) for k, v in SEEDED_CUSTOMERS.items() if k is not None)
         control = f"http://{local.emulator.endpoint}{CONTROL_PREFIX}"
         items = json.dumps({"Items": [{"CustSpaceId": space, "IsvCode": isv}]})
-        print(f"  CAMS: the local emulator at {local.emulator.endpoint}")
+        print(f"  CAMS: the local emulator at {local.emulator.endpoint}; any id cs-… is a generated customer whose")
+        print("  ISV code is isv-cs-… (X-Isv-Code: isv-cs-a1 for /waba/cs-a1)")
         print("  try:")
         print(f"    curl -i {base}/waba")
         print(f"    curl -i -H 'X-Isv-Code: {isv}' {base}/waba/{space}")
@@ -216,9 +223,10 @@ def print_banner(
         behaviour = f"curl -s -X POST {control}behaviour -d"
         print("  faults (the emulator's control plane; CustSpaceId null is the account's own WABA):")
         print(f"""    {behaviour} '{{"CustSpaceId": null, "Behaviour": "error:System.LimitControl"}}'""")
-        print("      then ?refresh=true answers 429 with Retry-After, or 200 with X-Cache: STALE from a cached entry;")
+        print("      then ?refresh=true answers 200 with X-Cache: STALE from a cached entry, or 429 with Retry-After;")
         print("      an entry younger than REFRESH_MIN_INTERVAL_SECONDS (60 s; start with a smaller value to see it")
-        print("      sooner) is a HIT whatever is asked: no caller can spend CAMS calls in a loop")
+        print("      sooner) is a HIT whatever is asked: no caller can spend CAMS calls in a loop; after a throttle the")
+        print("      deployment backs off on purpose (its rate is cut, then grows back over tens of seconds)")
         print(f"""    {behaviour} '{{"CustSpaceId": "{space}", "Behaviour": "5xx", "Times": 3}}'""")
         print("      other behaviours: error:Ram.PermissionDeny (403), 500, garbage (502), slow:6 (504), drop, ok")
         print(f"    curl -s {control}calls      # every call CAMS saw")
