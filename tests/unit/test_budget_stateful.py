@@ -12,7 +12,6 @@ log stays the whole truth through outages, whole or partial (one_instance_loses_
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -23,7 +22,17 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from waba_lookup.budget import shared
 from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, LogRecord, Policy, Take
 from waba_lookup.budget.shared import LogPermit, SharedBudget
-from waba_lookup.budget.store import Column, Expect, LogStore, MemoryLogStore, StoreUnavailable, take_write
+from waba_lookup.budget.store import (
+    Column,
+    Expect,
+    Expects,
+    LogStore,
+    MemoryLogStore,
+    Names,
+    Put,
+    StoreUnavailable,
+    take_write,
+)
 from waba_lookup.errors import Throttled
 
 # Small numbers find counterexamples sooner; the rules do not depend on them: at most WORKERS worker instances and
@@ -70,13 +79,7 @@ class Switchable:
         self._up()
         return self.inner.load()
 
-    def update(
-        self,
-        put: Mapping[str, Column],
-        delete: Sequence[str] = (),
-        expect: Sequence[Expect] = (),
-        returning: bool = False,
-    ) -> LogRecord | None:
+    def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         self._up()
         return self.inner.update(put, delete, expect, returning)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 
 import pytest
@@ -14,7 +14,7 @@ import pytest
 from waba_lookup.budget import log, shared
 from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy
 from waba_lookup.budget.shared import SharedBudget
-from waba_lookup.budget.store import Column, Expect, MemoryLogStore, StoreUnavailable
+from waba_lookup.budget.store import Column, Expects, MemoryLogStore, Names, Put, StoreUnavailable
 from waba_lookup.errors import BudgetUnavailable, Throttled
 
 POLICY = Policy(budget=10, reserve=2, longest_call=1.2)
@@ -39,13 +39,7 @@ class CountingStore(MemoryLogStore):
         self.calls["load"] += 1
         return super().load()
 
-    def update(
-        self,
-        put: Mapping[str, Column],
-        delete: Sequence[str] = (),
-        expect: Sequence[Expect] = (),
-        returning: bool = False,
-    ) -> LogRecord | None:
+    def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         self.calls[kind_of(put)] += 1
         return super().update(put, delete, expect, returning)
 

@@ -4,13 +4,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from waba_lookup.budget.log import LogRecord
-from waba_lookup.budget.store import Column, Expect, StoreUnavailable, from_columns
+from waba_lookup.budget.store import Column, Expects, Names, Put, StoreUnavailable, from_columns
 from waba_lookup.platforms.aws import FAIL_FAST_SECONDS, fail_fast_client
 
 
@@ -28,13 +27,7 @@ class DynamoLogStore:
         answer = self._request("get_item", TableName=self.table, Key=self.key, ConsistentRead=True)
         return decode(answer.get("Item"))
 
-    def update(
-        self,
-        put: Mapping[str, Column],
-        delete: Sequence[str] = (),
-        expect: Sequence[Expect] = (),
-        returning: bool = False,
-    ) -> LogRecord | None:
+    def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {}
 

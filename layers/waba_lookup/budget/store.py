@@ -26,6 +26,11 @@ class Expect:
     if_missing: bool = False
 
 
+Put = Mapping[str, Column]  # the columns an update sets
+Names = Sequence[str]  # the columns it removes
+Expects = Sequence[Expect]  # its conditions
+
+
 class StoreUnavailable(Exception):
     """The store could not be reached, failed, or throttled us; nothing is known about the record."""
 
@@ -39,13 +44,7 @@ class LogStore(Protocol):
         """The record as stored (strongly consistent), or an empty one."""
         ...
 
-    def update(
-        self,
-        put: Mapping[str, Column],
-        delete: Sequence[str] = (),
-        expect: Sequence[Expect] = (),
-        returning: bool = False,
-    ) -> LogRecord | None:
+    def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         """Set `put` and remove `delete` if every expectation holds: None when written (`returning`: the record
         after), else the record as it is now. DynamoDB returns either with the write; Tablestore costs a read more."""
         ...
@@ -133,13 +132,7 @@ class MemoryLogStore:
             self._request()
             return from_columns(self.columns)
 
-    def update(
-        self,
-        put: Mapping[str, Column],
-        delete: Sequence[str] = (),
-        expect: Sequence[Expect] = (),
-        returning: bool = False,
-    ) -> LogRecord | None:
+    def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         with self._lock:
             self._request()
             if not all(holds(e, self.columns) for e in expect):

@@ -8,11 +8,10 @@ call, never on a cache hit.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from waba_lookup.budget.log import LogRecord
-from waba_lookup.budget.store import Column, Expect, StoreUnavailable, from_columns
+from waba_lookup.budget.store import Expects, Names, Put, StoreUnavailable, from_columns
 from waba_lookup.credentials import Credentials, FunctionCredentials
 
 TIMEOUT_SECONDS = 2.0
@@ -42,13 +41,7 @@ class TablestoreLogStore:
         _, row, _ = self._request("get_row", self.table, self.primary_key, max_version=1)
         return from_columns({name: value for name, value, _ in row.attribute_columns} if row else None)
 
-    def update(
-        self,
-        put: Mapping[str, Column],
-        delete: Sequence[str] = (),
-        expect: Sequence[Expect] = (),
-        returning: bool = False,
-    ) -> LogRecord | None:
+    def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         ots = _sdk()
 
         comparators = {"eq": ots.ComparatorType.EQUAL, "le": ots.ComparatorType.LESS_EQUAL}

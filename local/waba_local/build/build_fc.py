@@ -26,7 +26,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from waba_local.build import s_yaml
-from waba_local.build.check_build import _elf_arch, _last_lines, find_python, installed_versions, locked_versions
+from waba_local.build.check_build import (
+    PROBE_IMPORTS,
+    _elf_arch,
+    _last_lines,
+    find_python,
+    installed_versions,
+    locked_versions,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 BUILD = ROOT / ".fc-build"
@@ -48,15 +55,9 @@ LAZY_IMPORTS = (
     "tablestore.credentials",
 )
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc")
-PROBE = """
-import importlib, json, sys
-paths, handler, imports = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
-sys.path[:0] = paths
-module_name, _, name = handler.rpartition(".")
-module = importlib.import_module(module_name)
-assert callable(getattr(module, name, None)), f"{handler} is not callable"
-for extra in imports:
-    importlib.import_module(extra)
+PROBE = (
+    PROBE_IMPORTS
+    + """
 # the shared budget as s.yaml deploys it: the Tablestore log, and its client (nothing is sent)
 from waba_lookup.compose import budget_for
 from waba_lookup.credentials import EnvironmentCredentials
@@ -77,6 +78,7 @@ if len(sys.argv) > 4:  # an event that needs no cloud: the adapter, the handler'
         assert answer == {"received": 0, "resent": 0, "deadLettered": 0}, answer
 print(module.__file__)
 """
+)
 # an event per function that the built function must answer without reaching any cloud, and what kind of answer
 PROBE_EVENTS: dict[str, tuple[str, Path | bytes]] = {
     "http_api": ("http", ROOT / "events" / "fc-http-invalid-cust-space-id.json"),

@@ -41,7 +41,8 @@ ELF_MACHINES = {62: "x86_64", 183: "arm64"}
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)")
 HOST_ARCH = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}.get(platform.machine())
 
-PROBE = """
+# run by the build's own Python: the handler imports from the built paths and is callable, and so are the extras
+PROBE_IMPORTS = """
 import importlib, json, sys
 paths, handler, imports = json.loads(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3])
 sys.path[:0] = paths
@@ -50,8 +51,8 @@ module = importlib.import_module(module_name)
 assert callable(getattr(module, name, None)), f"{handler} is not callable"
 for extra in imports:
     importlib.import_module(extra)
-print(module.__file__)
 """
+PROBE = PROBE_IMPORTS + "print(module.__file__)\n"
 
 
 class _CfnLoader(yaml.SafeLoader):

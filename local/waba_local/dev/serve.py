@@ -225,7 +225,9 @@ def print_banner(
         print(f"""    {behaviour} '{{"CustSpaceId": null, "Behaviour": "error:System.LimitControl"}}'""")
         print("      then ?refresh=true answers 200 with X-Cache: STALE from a cached entry, or 429 with Retry-After;")
         print("      an entry younger than REFRESH_MIN_INTERVAL_SECONDS (60 s; start with a smaller value to see it")
-        print("      sooner) is a HIT whatever is asked: no caller can spend CAMS calls in a loop; after a throttle the")
+        print(
+            "      sooner) is a HIT whatever is asked: no caller can spend CAMS calls in a loop; after a throttle the"
+        )
         print("      deployment backs off on purpose (its rate is cut, then grows back over tens of seconds)")
         print(f"""    {behaviour} '{{"CustSpaceId": "{space}", "Behaviour": "5xx", "Times": 3}}'""")
         print("      other behaviours: error:Ram.PermissionDeny (403), 500, garbage (502), slow:6 (504), drop, ok")
