@@ -31,6 +31,13 @@ def record_ids(event: dict[str, Any], *positions: int) -> set[str]:
     return {event["Records"][p - 1]["messageId"] for p in positions}
 
 
+def sqs_batch(prefix: str, size: int) -> dict[str, Any]:
+    """An SQS event of `size` records, each a generated customer cs-<prefix>-<i> with its ISV code."""
+    template = load_event("sqs-single")["Records"][0]
+    bodies = [json.dumps({"CustSpaceId": f"cs-{prefix}-{i}", "IsvCode": f"isv-cs-{prefix}-{i}"}) for i in range(size)]
+    return {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+
+
 def results(aws: AwsStandIn) -> dict[str | None, str]:
     return {e["CustSpaceId"]: e["Result"] for e in aws.cache_objects().values()}
 
@@ -71,9 +78,7 @@ def test_with_little_time_left_the_worker_returns_in_time_with_nothing_lost(
 ) -> None:
     cams, aws = stack
     cams.set_behaviour("*", "slow:0.3")
-    bodies = [json.dumps({"CustSpaceId": f"cs-deadline-{i}", "IsvCode": f"isv-cs-deadline-{i}"}) for i in range(10)]
-    template = load_event("sqs-single")["Records"][0]
-    event = {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+    event = sqs_batch("deadline", 10)
     # room for a few calls: each must still leave a whole call, its write-back (DynamoDB, 3 s), the cache write
     # (S3, 3 s), requeuing what had no time (SQS, 3 s) and the final wait before the end
     context = FakeLambdaContext(timeout_ms=14_000)
@@ -160,9 +165,7 @@ def test_with_the_budget_store_down_the_worker_calls_nothing_and_returns_every_r
 ) -> None:
     cams, aws = stack
     monkeypatch.setenv("CAMS_BUDGET_TABLE", "no-such-budget-table")
-    bodies = [json.dumps({"CustSpaceId": f"cs-closed-{i}", "IsvCode": f"isv-cs-closed-{i}"}) for i in range(3)]
-    template = load_event("sqs-single")["Records"][0]
-    event = {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+    event = sqs_batch("closed", 3)
     response = app.lambda_handler(event, FakeLambdaContext())
     # fail closed: no CAMS call, nothing cached; every record sent to the queue again, to be seen later, and reported
     # done, so that no receive counts against it towards the dead-letter queue
@@ -183,14 +186,13 @@ def test_records_never_attempted_are_requeued_without_burning_a_receive(
 ) -> None:
     cams, aws = stack
     cams.set_behaviour("*", "slow:0.3")
-    bodies = [json.dumps({"CustSpaceId": f"cs-late-{i}", "IsvCode": f"isv-cs-late-{i}"}) for i in range(10)]
-    template = load_event("sqs-single")["Records"][0]
-    event = {"Records": [dict(template, messageId=f"m-{i}", body=b) for i, b in enumerate(bodies)]}
+    event = sqs_batch("late", 10)
     response = app.lambda_handler(event, FakeLambdaContext(timeout_ms=14_000))
     done = {e["CustSpaceId"] for e in aws.cache_objects().values()}
     assert 1 <= len(done) < 10
     assert failures(response) == set()  # none goes back to count a receive towards the dead-letter queue ...
     queued = aws.sqs.receive_message(QueueUrl=aws.queue_url, MaxNumberOfMessages=10).get("Messages", [])
+    bodies = [r["body"] for r in event["Records"]]
     assert sorted(m["Body"] for m in queued) == sorted(b for b in bodies if json.loads(b)["CustSpaceId"] not in done)
 
 

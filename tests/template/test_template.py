@@ -627,13 +627,19 @@ def test_an_alarm_fires_on_the_first_dead_lettered_message(template: dict[str, A
     assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
 
 
-def test_an_alarm_fires_on_flow_control_as_the_code_emits_it(
-    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
+def metrics_as_deployed(template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Metrics on, under the service name the template gives the functions; the template's Powertools variables."""
+    powertools: dict[str, Any] = template["Globals"]["Function"]["Environment"]["Variables"]
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", powertools["POWERTOOLS_SERVICE_NAME"])
     for switch in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
         monkeypatch.delenv(switch, raising=False)
+    return powertools
+
+
+def test_an_alarm_fires_on_flow_control_as_the_code_emits_it(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    powertools = metrics_as_deployed(template, monkeypatch)
     count_error("System.LimitControl")
     emitted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     [directive] = emitted["_aws"]["CloudWatchMetrics"]
@@ -899,10 +905,7 @@ def test_an_alarm_fires_on_a_rate_of_5xx_from_the_http_api(template: dict[str, A
 def test_every_metric_the_alarms_and_the_dashboard_name_is_one_that_is_published(
     template: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    powertools = template["Globals"]["Function"]["Environment"]["Variables"]
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", powertools["POWERTOOLS_SERVICE_NAME"])
-    for switch in ("POWERTOOLS_METRICS_DISABLED", "POWERTOOLS_DEV"):
-        monkeypatch.delenv(switch, raising=False)
+    powertools = metrics_as_deployed(template, monkeypatch)
     published, namespace = published_metrics(), powertools["POWERTOOLS_METRICS_NAMESPACE"]
     named = alarm_metrics(template) + dashboard_metrics(template)
 

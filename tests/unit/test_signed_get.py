@@ -258,14 +258,19 @@ def test_a_body_cut_off_is_an_error_and_never_sent_again(keep_alive_server: dict
     assert len(keep_alive_server["requests"]) == 1
 
 
+def s3_store_at(url: str, monkeypatch: pytest.MonkeyPatch) -> S3ObjectStore:
+    """The S3 store as Lambda would make it, against `url`; botocore's client reads the same environment."""
+    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
+    env |= {"AWS_ENDPOINT_URL": url}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return S3ObjectStore("waba-cache", environ=env)
+
+
 def test_an_s3_error_answer_is_read_again_through_botocore(
     keep_alive_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
-    env |= {"AWS_ENDPOINT_URL": keep_alive_server["url"]}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # botocore's client reads the same environment
-    store = S3ObjectStore("waba-cache", environ=env)
+    store = s3_store_at(keep_alive_server["url"], monkeypatch)
     keep_alive_server["answer"] = "error"  # AccessDenied to the signed GET, then the object
     assert store.read("k.json") == b"/waba-cache/k.json"
     signed, by_botocore = keep_alive_server["requests"]
@@ -275,11 +280,7 @@ def test_an_s3_error_answer_is_read_again_through_botocore(
 def test_a_bucket_in_another_region_sends_reads_to_botocore(
     keep_alive_server: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    env = {"AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "s", "AWS_DEFAULT_REGION": "ap-southeast-1"}
-    env |= {"AWS_ENDPOINT_URL": keep_alive_server["url"]}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)  # botocore's client reads the same environment
-    store = S3ObjectStore("waba-cache", environ=env)
+    store = s3_store_at(keep_alive_server["url"], monkeypatch)
     keep_alive_server["answer"] = "redirect"
     assert store.read("waba/k.json") == b"/waba-cache/waba/k.json"  # botocore's read, at once
     assert store.read("waba/k.json") == b"/waba-cache/waba/k.json"

@@ -45,7 +45,7 @@ from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 from waba_local.stand_ins.stand_in_base import KeyRing as BaseKeyRing
-from waba_local.stand_ins.stand_in_base import WireRequest
+from waba_local.stand_ins.stand_in_base import ServiceError, WireRequest
 
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 API_VERSION = "2015-06-06"
@@ -128,15 +128,10 @@ _RECEIPT_HANDLE = re.compile(r"^\d+-[A-Za-z0-9_-]{16,}$")
 _QUEUE_PATH = re.compile(r"^/queues/([^/?]+)(/messages)?$")
 
 
-class SmqError(Exception):
-    """An SMQ error answer. Messages come from ERRORS or the raising site, never from secrets."""
+class SmqError(ServiceError):
+    """An SMQ error answer."""
 
-    def __init__(self, code: str, message: str | None = None, status: int | None = None) -> None:
-        default_status, default_message = ERRORS.get(code, (500, "Injected fault."))
-        self.code = code
-        self.status = default_status if status is None else status
-        self.message = default_message if message is None else message
-        super().__init__(code)
+    ERRORS = ERRORS
 
 
 def invalid_value(element: str, low: int, high: int, unit: str = "seconds") -> SmqError:

@@ -8,12 +8,28 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
-from typing import Any, Generic, Protocol, Self, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from waba_local.stand_ins.emulator_http import TrackingServer
+
+
+class ServiceError(Exception):
+    """A service's error answer: its code, HTTP status and message. Messages come from the service's ERRORS table
+    (code -> (status, message)) or the raising site, never from secrets."""
+
+    ERRORS: ClassVar[Mapping[str, tuple[int, str]]] = {}
+
+    def __init__(self, code: str, message: str | None = None, status: int | None = None) -> None:
+        default_status, default_message = self.ERRORS.get(code, (500, "Injected fault."))
+        self.code = code
+        self.status = default_status if status is None else status
+        self.message = default_message if message is None else message
+        super().__init__(code)
+
 
 FAULT_KINDS = ("fail", "slow", "drop")
 CONTROL_PREFIX = "/_stand_in/"  # the unsigned control plane's paths: faults, requests and each stand-in's own

@@ -59,7 +59,7 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlencode
 
 from waba_local.stand_ins.stand_in_base import KeyRing as BaseKeyRing
-from waba_local.stand_ins.stand_in_base import WireRequest
+from waba_local.stand_ins.stand_in_base import ServiceError, WireRequest
 
 API_VERSION = "2015-12-31"
 MAX_SKEW_SECONDS = 15 * 60
@@ -137,15 +137,10 @@ _INSTANCE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,14}[A-Za-z0-9]$")
 _ACTION = re.compile(r"^/([A-Za-z]+)$")
 
 
-class OtsError(Exception):
-    """A Tablestore error answer. Messages come from ERRORS or the raising site, never from secrets."""
+class OtsError(ServiceError):
+    """A Tablestore error answer."""
 
-    def __init__(self, code: str, message: str | None = None, status: int | None = None) -> None:
-        default_status, default_message = ERRORS.get(code, (500, "Injected fault."))
-        self.code = code
-        self.status = default_status if status is None else status
-        self.message = default_message if message is None else message
-        super().__init__(code)
+    ERRORS = ERRORS
 
 
 def invalid(message: str) -> OtsError:
