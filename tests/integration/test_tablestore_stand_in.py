@@ -733,3 +733,14 @@ def test_the_stand_in_needs_no_sdk() -> None:
     done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=10)
     assert done.stdout.strip() == "False"
     assert tablestore_stand_in.MAX_BODY > 0
+
+
+def test_loading_the_sdk_through_the_budget_prints_no_codec_warning() -> None:
+    """Without its native codec the SDK warns on stderr at import, in every process that loads it (make serve's,
+    the bench's, a function's cold start): the budget loads it quietly."""
+    import subprocess
+    import sys
+
+    code = "from waba_lookup.budget.tablestore import _sdk; _sdk()"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Native C++" not in done.stderr + done.stdout

@@ -88,6 +88,8 @@ class _ConditionFailed(Exception):
 
 def _sdk() -> Any:
     """The Tablestore SDK, or StoreUnavailable when it cannot be loaded: the budget fails closed, never a 500."""
+    for codec in ("tablestore.encoder", "tablestore.decoder"):  # without the native codec, their import warns so on
+        logging.getLogger(codec).setLevel(logging.ERROR)  # stderr at each cold start: the Python one answers alike
     try:
         import tablestore
     except Exception as error:  # noqa: BLE001 - ImportError, or whatever its import-time code raises
