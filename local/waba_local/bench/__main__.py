@@ -112,7 +112,7 @@ def specifics_table(rows: list[tuple[Scenario, str, dict[str, Any]]]) -> str:
     return table(["scenario", "variant", "figures"], cells)
 
 
-def acceptance(shared: dict[str, dict[str, Any]]) -> list[list[object]]:
+def acceptance(shared: dict[str, dict[str, Any]], fc: dict[str, dict[str, Any]]) -> list[list[object]]:
     """The issue's targets, against the shared budget's figures: [target, measured, met]."""
     checks: list[list[object]] = []
 
@@ -156,6 +156,22 @@ def acceptance(shared: dict[str, dict[str, Any]]) -> list[list[object]]:
         met = met and m["busiest_second"] == 10 and store is not None and store <= 4.0
         target = f"{name}: {'every read 200, ' if fits else ''}p95 <= {s.demand_seconds + 1:.1f} s, busiest 10, <= 4 store/call"
         check(target, f"{ok}/{x.get('reads')} 200, p95 {p95} s, busiest {m['busiest_second']}, {store}/call", met)
+    if m := shared.get("leaves") or fc.get("leaves"):
+        x = m["extra"]
+        low, beside, back = (
+            x.get("neighbour_min_10s_window_pct"),
+            x.get("ours_beside_neighbour_per_s"),
+            x.get("back_to_9_per_s_after_s"),
+        )
+        met = (
+            (m["neighbour_kept_pct"] or 0) >= 95
+            and (low or 0) >= 85
+            and (beside or 0) >= 4.8
+            and back is not None
+            and back <= 20
+        )
+        target = "leaves: keeps >= 95% (>= 85% each 10 s), ours >= 4.8/s beside it, >= 9/s within 20 s of its leaving"
+        check(target, f"{m['neighbour_kept_pct']}% ({low}%), {beside}/s, {back} s", met)
     if m := shared.get("neighbour"):
         kept, ours = m["neighbour_kept_pct"] or 0, m["steady_per_s"] or 0
         check("neighbour: keeps >= 95%, ours >= 4.8/s", f"{kept}%, {ours}/s", kept >= 95 and ours >= 4.8)
@@ -262,7 +278,7 @@ def report(args: argparse.Namespace, results: Results, report_more: str, model: 
     shared = {s.name: m for s, variant, m in rows if variant == "shared"}
     specifics = specifics_table(rows) if any(s.readers or s.hits or s.kill for s, _, _ in rows) else ""
     fc = {s.name: m for s, variant, m in rows if variant == "fc"}
-    checks = acceptance(shared) + fc_acceptance(fc, shared)
+    checks = acceptance(shared, fc) + fc_acceptance(fc, shared)
     targets = table(["target", "measured", "met"], checks) if checks else ""
     text = [t for t in (main_table(rows), specifics, targets) if t]
     heading(f"Results ({'medians of ' + str(args.runs) + ' runs' if args.runs > 1 else 'one run each'})")

@@ -18,8 +18,8 @@ SLOW_SECONDS = 2.5  # the emulator holds the killed call this long (under CAMS_T
 KILL_AFTER_SECONDS = 1.0  # ...and its sender is killed this long after sending it
 
 
-def neighbour(endpoint: str, rate: float, stop: threading.Event) -> None:
-    """Another system on the same CAMS account, calling at a steady rate."""
+def neighbour(endpoint: str, rate: float, stop: threading.Event, leaves_after: float = 0.0) -> None:
+    """Another system on the same CAMS account, calling at a steady rate (for `leaves_after` seconds, if given)."""
     import alibabacloud_cams20200606.client  # noqa: F401  # imported before its first tick, not during it
 
     from waba_lookup.cams import CamsClient
@@ -32,7 +32,7 @@ def neighbour(endpoint: str, rate: float, stop: threading.Event) -> None:
     )
     started = time.monotonic()
     sent = 0
-    while not stop.is_set():
+    while not stop.is_set() and not (leaves_after and time.monotonic() - started >= leaves_after):
         delay = started + sent / rate - time.monotonic()
         if delay > 0:
             stop.wait(delay)

@@ -132,6 +132,27 @@ def reads_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def leaving_figures(calls: list[Call]) -> dict[str, Any]:
+    """A neighbour that stays, then leaves: the least it kept in any 10 s window while it called, our rate beside
+    it, and how long after its last call our sliding second first held 9 calls again (None: never)."""
+    theirs = sorted(c.arrived_at for c in calls if c.access_key_id == NEIGHBOUR_KEY[0])
+    ours = sorted(c.arrived_at for c in calls if c.access_key_id != NEIGHBOUR_KEY[0] and c.accepted)
+    if not theirs or not ours:
+        return {}
+    left, kept_by_window = theirs[-1], []
+    for start in range(int(theirs[0]), int(left) - 9):
+        window = [c for c in calls if c.access_key_id == NEIGHBOUR_KEY[0] and start <= c.arrived_at < start + 10]
+        if window:
+            kept_by_window.append(100 * sum(c.accepted for c in window) / len(window))
+    beside = [t for t in ours if t <= left]
+    back = next((t for i, t in enumerate(ours) if t > left and i >= 8 and t - ours[i - 8] < 1.0), None)
+    return {
+        "neighbour_min_10s_window_pct": round(min(kept_by_window), 1) if kept_by_window else None,
+        "ours_beside_neighbour_per_s": round(len(beside) / (left - beside[0]), 2) if len(beside) > 1 else None,
+        "back_to_9_per_s_after_s": round(back - left, 1) if back is not None else None,
+    }
+
+
 def median_of(values: list[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return round(statistics.median(present), 2) if present else None

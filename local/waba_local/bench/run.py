@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from waba_local.bench.events import SLOW_SECONDS, hits, kill_and_replace, neighbour
-from waba_local.bench.figures import NEIGHBOUR_KEY, READ_PREFIX, RunFigures, figures, reads_figures
+from waba_local.bench.figures import NEIGHBOUR_KEY, READ_PREFIX, RunFigures, figures, leaving_figures, reads_figures
 from waba_local.bench.fleet import Fleet
 from waba_local.bench.scenarios import Scenario, variant_env
 from waba_local.dev.console import progress
@@ -72,7 +72,8 @@ def _measure(
     if s.crowd:
         fleet.go()
     if s.neighbour_rate:
-        threading.Thread(target=neighbour, args=(local.emulator.endpoint, s.neighbour_rate, stop), daemon=True).start()
+        args = (local.emulator.endpoint, s.neighbour_rate, stop, s.neighbour_leaves_after)
+        threading.Thread(target=neighbour, args=args, daemon=True).start()
     started = time.monotonic()
     worker_env = variant_env(base, variant, "worker", s.workers)
     worker_args = ["--batch", str(s.batch), "--time-limit", str(time_limit), *_platform(variant)]
@@ -93,6 +94,8 @@ def _measure(
     _watch(local, fleet, set(backlog), bool(readers), started + time_limit + 30)
     if readers:
         extra |= reads_figures([st for st in fleet.stats() if st["role"] == "reads"])
+    if s.neighbour_leaves_after:
+        extra |= leaving_figures(local.emulator.calls)
     return _figures(s, variant, local, fleet, set(backlog), started, extra)
 
 

@@ -39,6 +39,7 @@ class Scenario:
     batch: int = 30  # records per worker invocation (template.yaml's BatchSize)
     visibility: int = 60  # the queue's visibility timeout: longer than a batch at 1 call/s
     neighbour_rate: float = 0.0  # another client on the same CAMS account, calls per second
+    neighbour_leaves_after: float = 0.0  # seconds after the start when it stops calling; 0: it stays
     readers: int = 0  # HTTP processes making interactive misses while the backlog drains
     reads_each: int = 0
     kill: bool = False  # SIGKILL a worker in the middle of a CAMS call and start a fresh one at once
@@ -58,6 +59,8 @@ class Scenario:
             parts.append(f"{self.readers} HTTP instances x {self.reads_each} misses{', all at once' * self.crowd}")
         if self.neighbour_rate:
             parts.append(f"neighbour at {self.neighbour_rate:g}/s")
+        if self.neighbour_leaves_after:
+            parts.append(f"gone after {self.neighbour_leaves_after:g} s")
         if self.kill:
             parts.append("one worker SIGKILLed mid-call, replaced at once")
         if self.hits:
@@ -74,6 +77,15 @@ SCENARIOS = {
             "reads", "8 HTTP instances' misses while 3 workers drain", workers=3, backlog=200, readers=8, reads_each=4
         ),
         Scenario("neighbour", "K=5 workers beside a neighbour at 4/s", workers=5, backlog=150, neighbour_rate=4.0),
+        Scenario(
+            "leaves",
+            "K=5 workers; a neighbour at 4/s for two minutes, then gone",
+            workers=5,
+            backlog=900,
+            neighbour_rate=4.0,
+            neighbour_leaves_after=120.0,
+            variants=("fc",),  # moto's SQS, one request at a time, times out with 900 messages queued
+        ),
         Scenario(
             "killed", "a worker killed mid-call, replaced", workers=3, backlog=120, batch=10, visibility=10, kill=True
         ),
