@@ -32,7 +32,7 @@ DOCS_INTRO = """`make bench` measures the [shared budget](quota.md) scenario by 
 instance, through the official SDKs to the local stand-ins), the budget's line in process under crowds of up to
 200 waiters, the FC worker's drain, and the cold start on both platforms. Each budget scenario runs under the
 shared budget on AWS and on FC, and beside baselines in the same run: no table (each process its own log), no
-budget at all, and, for the crowds, the budget as it was before the ordered line (waiters racing). About 40
+budget at all, and, for the crowds, the budget as it was before the ordered line (waiters racing). About 25
 minutes on a 2-core machine. The local DynamoDB (moto) answers one request at a time and slows under a crowd
 (see store ms/call): its figures are the stand-in's, not DynamoDB's."""
 HTTP_PERMIT_WAIT_SECONDS = Settings.http_permit_wait_seconds  # the deployed default
