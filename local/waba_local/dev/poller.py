@@ -19,6 +19,9 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 WORKER_BATCH = 30  # template.yaml's BatchSize for the queue worker's event source
 
 
+WORKER_NAME = "waba-lookup-worker-local"  # the queue worker's function_name in its log lines, beside the HTTP one's
+
+
 @dataclass
 class LocalLambdaContext:
     """A LambdaContext whose remaining time runs down from its creation, like the real one."""
@@ -77,7 +80,8 @@ class LocalPoller:
 
     def _invoke(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Invoke the handler with one batch; returns the messages that succeeded."""
-        response = self.handler(sqs_event(messages, self.queue_arn, self.region), LocalLambdaContext(self.timeout_ms))
+        context = LocalLambdaContext(self.timeout_ms, function_name=WORKER_NAME)  # its log lines say whose they are
+        response = self.handler(sqs_event(messages, self.queue_arn, self.region), context)
         failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         done = [m for m in messages if m["MessageId"] not in failed]
         self.stats.received += len(messages)
