@@ -24,7 +24,16 @@ from waba_lookup.budget.log import (
     take,
 )
 from waba_lookup.budget.stats import BudgetStats
-from waba_lookup.budget.store import Expect, LogStore, StoreUnavailable, number, take_write, ticket_column
+from waba_lookup.budget.store import (
+    LogStore,
+    StoreUnavailable,
+    answer_write,
+    cut_write,
+    number,
+    take_write,
+    ticket_column,
+    ticket_name,
+)
 from waba_lookup.errors import BudgetUnavailable, Throttled
 from waba_lookup.observability import count, logger
 
@@ -98,16 +107,15 @@ class SharedBudget:
     def give_back(self, held: LogPermit) -> None:
         """The attempt has answered: write it back, so the slot frees a second from now; if the store fails, the
         slot frees itself at send + the longest call + a second."""
-        expires = self.wall() + HOLD_AFTER_ANSWER
-        put = {f"e{held.index}": number(expires), f"a{held.index}": True}
+        expires = number(self.wall() + HOLD_AFTER_ANSWER)
         try:
-            self._timed(self.store.update, put, (), (Expect(f"h{held.index}", "eq", held.holder),))
+            self._timed(self.store.update, *answer_write(held.index, held.holder, expires))
         except StoreUnavailable as error:
             self._unreachable(error)
             self.forget()
             return
         if self._record is not None:  # our copy learns our own answer (the next permit's write checks the rest)
-            self._record = self._record.answered(held.index, held.holder, number(expires))
+            self._record = self._record.answered(held.index, held.holder, expires)
 
     def succeeded(self) -> None:
         """CAMS answered: nothing to do (the rate grows back with time, see log.LogRecord.rate)."""
@@ -131,19 +139,19 @@ class SharedBudget:
         record, fresh = self._record, False
         for _ in range(ROUNDS):
             now = self.wall()
-            if ticket is None and record is not None and planned is None:
-                alone = admit(record, now, self.policy, holder, interactive)
-                if isinstance(alone, Wait) and self._short(alone, record, now, send_by):
-                    self.sleep(max(0.0, alone.until - self.wall()))  # no one in line: a moment's wait needs no ticket
-                    planned, fresh = alone, False
-                    continue
-            if record is None or (ticket is None and self._must_wait(record, now, holder, interactive)):
+            # what our copy says, before we hold a place in line (with one, admit below asks it with the ticket)
+            first = admit(record, now, self.policy, holder, interactive) if record and ticket is None else None
+            if planned is None and record and isinstance(first, Wait) and self._short(first, record, now, send_by):
+                self.sleep(max(0.0, first.until - self.wall()))  # no one in line: a moment's wait needs no ticket
+                planned, fresh = first, False
+                continue
+            if record is None or isinstance(first, Wait):
                 # no copy, or one that says wait: join the line; the write returns the record, line included, so
                 # it costs no more than reading it would (and a permit free after all is taken with the ticket)
                 ticket = Ticket(holder, interactive, now, now + min(FIRST_TICKET_SECONDS, send_by - self.clock()))
                 record = self._timed(self.store.update, dict([ticket_column(ticket)]), returning=True)
                 assert record is not None
-                fresh = True
+                fresh, first = True, None
             if planned is not None:
                 start = max(now, planned.start)
                 decision: Take | Wait = take(
@@ -151,7 +159,7 @@ class SharedBudget:
                 )
                 planned = None
             else:
-                decision = admit(record, now, self.policy, holder, interactive, ticket)
+                decision = first or admit(record, now, self.policy, holder, interactive, ticket)
             if isinstance(decision, Take):
                 if (current := self._timed(self.store.update, *take_write(decision))) is None:
                     self._record = decision.applied(record)
@@ -174,9 +182,6 @@ class SharedBudget:
         a slot about to free)."""
         soon = wait.until - now <= SHORT_WAIT_SECONDS and self.clock() + (wait.until - now) <= send_by
         return soon and wait.index >= 0 and not record.waiting(now)
-
-    def _must_wait(self, record: LogRecord, now: float, holder: str, interactive: bool) -> bool:
-        return isinstance(admit(record, now, self.policy, holder, interactive), Wait)
 
     def _wait_for(self, turn: Wait, record: LogRecord, now: float, send_by: float, ticket: Ticket) -> Ticket:
         """Hold the place in line and sleep until the planned turn; Throttled at once if it cannot come by
@@ -208,7 +213,7 @@ class SharedBudget:
     def _leave(self, ticket: Ticket) -> None:
         """Give a place in line up, so those behind need not wait for it to lapse (best effort: it lapses anyway)."""
         try:
-            self._timed(self.store.update, {}, (f"q{ticket.id}",))
+            self._timed(self.store.update, {}, (ticket_name(ticket.id),))
         except StoreUnavailable:
             pass
 
@@ -221,9 +226,7 @@ class SharedBudget:
                 cutback = cut(record, self.wall(), self.policy.budget, self._last_start)
                 if cutback is None:
                     return
-                put = {"rm": number(cutback.rate_max), "ta": number(cutback.throttled_at)}
-                since = Expect("ta", "eq", number(record.throttled_at), if_missing=True)
-                if (current := self._timed(self.store.update, put, (), (since,))) is None:
+                if (current := self._timed(self.store.update, *cut_write(cutback, record.throttled_at))) is None:
                     self._record = cutback
                     return
                 record = current

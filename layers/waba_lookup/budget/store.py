@@ -13,6 +13,7 @@ from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, LogRecord, Slot, Take, Tic
 # Columns: `ns`, `rm`, `ta`, `ra` (the record's times and rate); per slot i `h{i}` (holder), `s{i}` (sent),
 # `e{i}` (expires), `a{i}` (answered), `c{i}` (interactive); per ticket `q{id}` = "i|b,joined,expires".
 SCALARS = {"ns": "next_send", "rm": "rate_max", "ta": "throttled_at", "ra": "reads_at"}
+CUT = ("rm", "ta")  # the columns of the last flow-control cut
 Column = str | float | bool
 
 
@@ -64,9 +65,13 @@ def slot_columns(index: int, slot: Slot) -> dict[str, Column]:
     }
 
 
+def ticket_name(ticket_id: str) -> str:
+    return f"q{ticket_id}"
+
+
 def ticket_column(ticket: Ticket) -> tuple[str, str]:
     kind = "i" if ticket.interactive else "b"
-    return f"q{ticket.id}", f"{kind},{number(ticket.joined)!r},{number(ticket.expires)!r}"
+    return ticket_name(ticket.id), f"{kind},{number(ticket.joined)!r},{number(ticket.expires)!r}"
 
 
 def take_write(take: Take) -> tuple[dict[str, Column], list[str], list[Expect]]:
@@ -77,7 +82,18 @@ def take_write(take: Take) -> tuple[dict[str, Column], list[str], list[Expect]]:
         put["ns"] = number(take.next_send)
     if take.reads_at is not None:
         put["ra"] = number(take.reads_at)
-    return put, [f"q{ticket}" for ticket in take.leaves], expect
+    return put, [ticket_name(ticket) for ticket in take.leaves], expect
+
+
+def answer_write(index: int, holder: str, expires: float) -> tuple[dict[str, Column], list[str], list[Expect]]:
+    """An answer written back: slot `index` answered, counting until `expires`, if `holder` still holds it."""
+    return {f"e{index}": number(expires), f"a{index}": True}, [], [Expect(f"h{index}", "eq", holder)]
+
+
+def cut_write(cutback: LogRecord, since: float) -> tuple[dict[str, Column], list[str], list[Expect]]:
+    """A flow-control cut, on condition that no other cut came since the one at `since` (0: none)."""
+    put: dict[str, Column] = dict(zip(CUT, (number(cutback.rate_max), number(cutback.throttled_at)), strict=True))
+    return put, [], [Expect("ta", "eq", number(since), if_missing=True)]
 
 
 def from_columns(columns: Mapping[str, Column] | None) -> LogRecord:

@@ -108,13 +108,15 @@ class StandIns:
     def forget_flow_control(self) -> None:
         """Take the last System.LimitControl out of the shared budget's record (both stores), as a minute later it
         would no longer count: the rate is the whole budget again. The permits stay: they still count."""
-        cut = ("rm", "ta")  # budget/store.py's columns: the throttled rate and when
+        from waba_lookup.budget.store import CUT
+
         dynamodb = self.client("dynamodb")
         for item in dynamodb.scan(TableName=self.budget_table)["Items"]:
-            dynamodb.update_item(TableName=self.budget_table, Key={"pk": item["pk"]}, UpdateExpression="REMOVE rm, ta")
+            remove = f"REMOVE {', '.join(CUT)}"
+            dynamodb.update_item(TableName=self.budget_table, Key={"pk": item["pk"]}, UpdateExpression=remove)
         if self.tablestore is not None:
             for key, columns in self.tablestore.rows(FC_BUDGET_TABLE).items():
-                kept = {name: value for name, value in columns.items() if name not in cut}
+                kept = {name: value for name, value in columns.items() if name not in CUT}
                 self.tablestore.put_row(FC_BUDGET_TABLE, key, kept)
 
     def budget_store_requests(self) -> int:
