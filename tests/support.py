@@ -1,13 +1,22 @@
-"""What the tests share besides fixtures: names of the local resources, the stand-ins' views, sample events."""
+"""What the tests share besides fixtures: names of the local resources, the stand-ins' views, sample events, and the
+checks every local stand-in's tests make (its control plane's refusals, its CLI, that no secret leaves it)."""
 
 from __future__ import annotations
 
 import json
+import re
+import subprocess
+import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
+
+import pytest
 
 from waba_local.dev.poller import LocalLambdaContext as FakeLambdaContext
 from waba_local.stand_ins.local_aws import LocalAws
@@ -129,3 +138,75 @@ def load_event(name: str, **overrides: Any) -> dict[str, Any]:
     event: dict[str, Any] = json.loads((EVENTS / f"{name}.json").read_text())
     event.update(overrides)
     return event
+
+
+# --- what every stand-in's tests check ------------------------------------------------------------------------------
+
+BAD_FAULTS = ({"kind": "explode"}, {"kind": "fail", "operation": "Nope"}, {"kind": "fail", "colour": 1})
+WRONG_TOKEN = "CAIS-wrong"  # an STS token no stand-in accepts
+
+
+def assert_control_refuses(server: Any, *calls: tuple[str, str, Any, int]) -> None:
+    """The stand-in's control plane refuses each of BAD_FAULTS (400) and each (method, route, body, status) of
+    `calls` with that status, and no fault is left."""
+    for method, route, body, status in [("POST", "faults", fault, 400) for fault in BAD_FAULTS] + list(calls):
+        with pytest.raises(HTTPError) as http_error:
+            control(server, method, route, body)
+        assert http_error.value.code == status, route
+    assert server.faults == []
+
+
+@contextmanager
+def stand_in_cli(module: str, *args: str, lines: int, secret: str) -> Iterator[tuple[list[str], str]]:
+    """`python -m waba_local.stand_ins.<module> --port 0 <args>` serving in a process of its own: the first `lines`
+    lines of its banner (which must show how to inject a fault) and the endpoint its first line names. Once the
+    process is stopped, nothing it printed may hold `secret`."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"waba_local.stand_ins.{module}", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        banner = [process.stdout.readline() for _ in range(lines)]
+        endpoint = re.search(r"(http://\S+)", banner[0])
+        assert endpoint is not None, banner
+        assert any("curl -X POST" in line and "/_stand_in/faults" in line for line in banner)
+        yield banner, endpoint.group(1)
+    finally:
+        process.terminate()
+        rest, _ = process.communicate(timeout=5)
+    assert secret not in "".join(banner) + rest
+
+
+@dataclass
+class Wiretap:
+    """What a test's clients sent and got: the signatures of their requests, and their answers as text."""
+
+    signatures: list[str] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+
+
+@contextmanager
+def no_secret_leaves(
+    stand_in: Any,
+    capfd: pytest.CaptureFixture[str],
+    sts: tuple[str, str, str],
+    secret: str,
+    views: tuple[str, ...] = (),
+) -> Iterator[Wiretap]:
+    """For a test that no secret leaves a stand-in: the STS key `sts` (id, secret, token) is accepted for an hour
+    while the test's clients make 12 requests, noting in the Wiretap what they sent and got. Then none of the long-term
+    `secret`, the STS secret and token, WRONG_TOKEN or any signature is in the record (as Python sees it and over the
+    control plane), what was printed, the answers, or the control plane's `views` (routes to GET)."""
+    access_key_id, sts_secret, token = sts
+    stand_in.add_sts(access_key_id, sts_secret, token, expires_at=time.time() + 3600)
+    tap = Wiretap()
+    yield tap
+    out, err = capfd.readouterr()
+    emitted = [repr(stand_in.requests), json.dumps(control(stand_in, "GET", "requests")), out, err, *tap.answers]
+    emitted += [json.dumps(control(stand_in, "GET", view)) for view in views]
+    assert len(tap.signatures) == 12 and stand_in.count() == 12
+    for leak in (secret, sts_secret, token, WRONG_TOKEN, *tap.signatures):
+        assert not any(leak in text for text in emitted), leak

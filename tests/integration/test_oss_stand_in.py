@@ -11,8 +11,6 @@ import http.client
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +21,7 @@ import alibabacloud_oss_v2 as oss
 import pytest
 from alibabacloud_oss_v2.crc import Crc64
 
-from tests.support import control
+from tests.support import WRONG_TOKEN, assert_control_refuses, control, no_secret_leaves, stand_in_cli
 from waba_local.stand_ins.oss_protocol import crc64ecma
 from waba_local.stand_ins.oss_stand_in import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, OssStandIn
 
@@ -386,11 +384,7 @@ def test_http_control_plane(stand_in: OssStandIn, client: oss.Client) -> None:
     ]
     control(stand_in, "POST", "buckets", {"name": "made-over-http"})
     assert stand_in.objects("made-over-http") == {}
-    for bad in ({"kind": "explode"}, {"kind": "fail", "operation": "Nope"}, {"kind": "fail", "colour": 1}):
-        with pytest.raises(HTTPError) as http_error:
-            control(stand_in, "POST", "faults", bad)
-        assert http_error.value.code == 400
-    assert stand_in.faults == []
+    assert_control_refuses(stand_in)
 
 
 # --- no secrets out -------------------------------------------------------------------------------------------
@@ -399,57 +393,38 @@ def test_http_control_plane(stand_in: OssStandIn, client: oss.Client) -> None:
 def test_no_secret_token_or_signature_leaves_the_stand_in(
     stand_in: OssStandIn, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    stand_in.add_sts(STS_ID, STS_SECRET, STS_TOKEN, expires_at=time.time() + 3600)
-    signatures: list[str] = []
-    answers: list[bytes] = []
+    with no_secret_leaves(stand_in, capfd, (STS_ID, STS_SECRET, STS_TOKEN), DEFAULT_ACCESS_KEY_SECRET) as tap:
 
-    class Spy(oss.transport.RequestsHttpClient):
-        def send(self, request: Any, **kwargs: Any) -> Any:
-            signatures.append(request.headers["Authorization"].rpartition("Signature=")[2])
-            response = super().send(request, **kwargs)
-            answers.append(json.dumps(dict(response.headers)).encode())
-            return response
+        class Spy(oss.transport.RequestsHttpClient):
+            def send(self, request: Any, **kwargs: Any) -> Any:
+                tap.signatures.append(request.headers["Authorization"].rpartition("Signature=")[2])
+                response = super().send(request, **kwargs)
+                tap.answers.append(json.dumps(dict(response.headers)))
+                return response
 
-    clients = [
-        client_for(stand_in, http_client=Spy()),
-        client_for(stand_in, STS_ID, STS_SECRET, STS_TOKEN, http_client=Spy()),
-        client_for(stand_in, STS_ID, STS_SECRET, "CAIS-wrong", http_client=Spy()),
-        client_for(stand_in, secret="wrong-" + DEFAULT_ACCESS_KEY_SECRET, http_client=Spy()),
-    ]
-    for client in clients:
-        for call, args in ((put, (client, "k", b"v")), (get, (client, "k")), (get, (client, "nope"))):
-            try:
-                call(*args)
-            except oss.exceptions.OperationError as error:
-                answers.append(getattr(error.unwrap(), "snapshot", b"") or b"")
-    out, err = capfd.readouterr()
-    emitted = [repr(stand_in.requests), json.dumps(control(stand_in, "GET", "requests")), out, err]
-    emitted += [answer.decode() for answer in answers]
-    assert len(signatures) == 12 and stand_in.count() == 12
-    for secret in (DEFAULT_ACCESS_KEY_SECRET, STS_SECRET, STS_TOKEN, "CAIS-wrong", *signatures):
-        assert not any(secret in text for text in emitted), secret
+        clients = [
+            client_for(stand_in, http_client=Spy()),
+            client_for(stand_in, STS_ID, STS_SECRET, STS_TOKEN, http_client=Spy()),
+            client_for(stand_in, STS_ID, STS_SECRET, WRONG_TOKEN, http_client=Spy()),
+            client_for(stand_in, secret="wrong-" + DEFAULT_ACCESS_KEY_SECRET, http_client=Spy()),
+        ]
+        for client in clients:
+            for call, args in ((put, (client, "k", b"v")), (get, (client, "k")), (get, (client, "nope"))):
+                try:
+                    call(*args)
+                except oss.exceptions.OperationError as error:
+                    tap.answers.append((getattr(error.unwrap(), "snapshot", b"") or b"").decode())
 
 
 def test_cli_serves_and_prints_no_secret() -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "waba_local.stand_ins.oss_stand_in", "--port", "0", "--bucket", BUCKET],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(8)]
-        endpoint = re.search(r"(http://\S+)", banner[0]).group(1)  # type: ignore[union-attr]
+    with stand_in_cli("oss_stand_in", "--bucket", BUCKET, lines=8, secret=DEFAULT_ACCESS_KEY_SECRET) as (
+        banner,
+        endpoint,
+    ):
         assert f"OSS_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY_ID}\n" in banner
-        assert any("curl -X POST" in line and "/_stand_in/faults" in line for line in banner)
         client = client_for(_Endpoint(endpoint))  # type: ignore[arg-type]
         put(client, "k", b"v")
         assert get(client, "k") == b"v"
-    finally:
-        process.terminate()
-        rest, _ = process.communicate(timeout=5)
-    assert DEFAULT_ACCESS_KEY_SECRET not in "".join(banner) + rest
 
 
 class _Endpoint:

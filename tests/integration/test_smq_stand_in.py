@@ -10,8 +10,6 @@ import base64
 import hashlib
 import json
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -32,16 +30,11 @@ from waba_local.stand_ins.smq_stand_in import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated function:DeprecationWarning")  # the SDK's own
+from tests.support import WRONG_TOKEN, assert_control_refuses, control, no_secret_leaves, stand_in_cli
 from tests.support import OffsetClock as Clock
-from tests.support import control
 
 QUEUE = "waba-refresh"
 STS_ID, STS_SECRET, STS_TOKEN = "STS.NUlocalSmqKey", "sts-secret-do-not-leak", "CAIS-smq-token-do-not-leak"
-
-
-@pytest.fixture
-def clock() -> Clock:
-    return Clock()
 
 
 @pytest.fixture
@@ -49,6 +42,11 @@ def stand_in(clock: Clock) -> Iterator[SmqStandIn]:
     with SmqStandIn(clock=clock) as server:
         server.create_queue(QUEUE)
         yield server
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
 
 
 def account_for(
@@ -473,18 +471,12 @@ def test_http_control_plane(stand_in: SmqStandIn, queue: Queue) -> None:
         ("ReceiveMessage", 200),
         ("ReceiveMessage", 200),
     ]
-    for method, route, body, status in (
-        ("POST", "faults", {"kind": "explode"}, 400),
-        ("POST", "faults", {"kind": "fail", "operation": "Nope"}, 400),
-        ("POST", "faults", {"kind": "fail", "colour": 1}, 400),
+    assert_control_refuses(
+        stand_in,
         ("POST", "queues", {"name": "bad name"}, 400),
         ("GET", "queues/no-such-queue", None, 404),
         ("GET", "nothing-here", None, 404),
-    ):
-        with pytest.raises(HTTPError) as http_error:
-            control(stand_in, method, route, body)
-        assert http_error.value.code == status, route
-    assert stand_in.faults == []
+    )
 
 
 # --- no secrets out -------------------------------------------------------------------------------------------
@@ -493,76 +485,46 @@ def test_http_control_plane(stand_in: SmqStandIn, queue: Queue) -> None:
 def test_no_secret_token_or_signature_leaves_the_stand_in(
     stand_in: SmqStandIn, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    stand_in.add_sts(STS_ID, STS_SECRET, STS_TOKEN, expires_at=time.time() + 3600)
-    signatures: list[str] = []
-    answers: list[str] = []
+    sts = (STS_ID, STS_SECRET, STS_TOKEN)
+    with no_secret_leaves(stand_in, capfd, sts, DEFAULT_ACCESS_KEY_SECRET, views=(f"queues/{QUEUE}",)) as tap:
 
-    def spy(queue: Queue) -> Queue:
-        http = queue.mns_client.http
-        send = http.send_request
+        def spy(queue: Queue) -> Queue:
+            http = queue.mns_client.http
+            send = http.send_request
 
-        def spied(request: Any) -> Any:
-            signatures.append(request.header["Authorization"].rpartition(":")[2])
-            response = send(request)
-            answers.append(json.dumps(response.header) + response.data)
-            return response
+            def spied(request: Any) -> Any:
+                tap.signatures.append(request.header["Authorization"].rpartition(":")[2])
+                response = send(request)
+                tap.answers.append(json.dumps(response.header) + response.data)
+                return response
 
-        http.send_request = spied
-        return queue
+            http.send_request = spied
+            return queue
 
-    queues = [
-        spy(queue_for(stand_in)),
-        spy(queue_for(stand_in, key_id=STS_ID, secret=STS_SECRET, token=STS_TOKEN)),
-        spy(queue_for(stand_in, key_id=STS_ID, secret=STS_SECRET, token="CAIS-wrong")),
-        spy(queue_for(stand_in, secret="wrong-" + DEFAULT_ACCESS_KEY_SECRET)),
-    ]
-    for queue in queues:
-        for call, args in (
-            (queue.send_message, (Message("v"),)),
-            (queue.receive_message, ()),
-            (queue.get_attributes, ()),
-        ):
-            try:
-                call(*args)
-            except MNSServerException:
-                pass
-    out, err = capfd.readouterr()
-    emitted = [repr(stand_in.requests), json.dumps(control(stand_in, "GET", "requests")), out, err, *answers]
-    emitted.append(json.dumps(control(stand_in, "GET", f"queues/{QUEUE}")))
-    assert len(signatures) == 12 and stand_in.count() == 12
-    for secret in (DEFAULT_ACCESS_KEY_SECRET, STS_SECRET, STS_TOKEN, "CAIS-wrong", *signatures):
-        assert not any(secret in text for text in emitted), secret
+        queues = [
+            spy(queue_for(stand_in)),
+            spy(queue_for(stand_in, key_id=STS_ID, secret=STS_SECRET, token=STS_TOKEN)),
+            spy(queue_for(stand_in, key_id=STS_ID, secret=STS_SECRET, token=WRONG_TOKEN)),
+            spy(queue_for(stand_in, secret="wrong-" + DEFAULT_ACCESS_KEY_SECRET)),
+        ]
+        for queue in queues:
+            for call, args in (
+                (queue.send_message, (Message("v"),)),
+                (queue.receive_message, ()),
+                (queue.get_attributes, ()),
+            ):
+                try:
+                    call(*args)
+                except MNSServerException:
+                    pass
 
 
 def test_cli_serves_and_prints_no_secret() -> None:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "waba_local.stand_ins.smq_stand_in",
-            "--port",
-            "0",
-            "--queue",
-            QUEUE,
-            "--queue",
-            "waba-dead",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        banner = [process.stdout.readline() for _ in range(8)]
-        endpoint = re.search(r"(http://\S+)", banner[0]).group(1)  # type: ignore[union-attr]
+    queues = ("--queue", QUEUE, "--queue", "waba-dead")
+    with stand_in_cli("smq_stand_in", *queues, lines=8, secret=DEFAULT_ACCESS_KEY_SECRET) as (banner, endpoint):
         assert f"ALIBABA_CLOUD_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY_ID}\n" in banner
         assert f"REFRESH_QUEUE_URL={endpoint}/queues/{QUEUE}\n" in banner
-        assert any("curl -X POST" in line and "/_stand_in/faults" in line for line in banner)
         queue = queue_for(endpoint)
         queue.send_message(Message("from the cli"))
         assert queue.receive_message().message_body == b"from the cli"
         assert control(endpoint, "GET", "queues/waba-dead")["messages"] == []
-    finally:
-        process.terminate()
-        rest, _ = process.communicate(timeout=5)
-    assert DEFAULT_ACCESS_KEY_SECRET not in "".join(banner) + rest

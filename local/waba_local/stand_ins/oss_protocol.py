@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote
 from xml.sax.saxutils import escape
 
 from waba_local.stand_ins.stand_in_base import KeyRing as BaseKeyRing
-from waba_local.stand_ins.stand_in_base import WireRequest
+from waba_local.stand_ins.stand_in_base import ServiceError, WireRequest, error_fields
 
 ALGORITHM = "OSS4-HMAC-SHA256"
 PRODUCT = "oss"
@@ -71,8 +71,9 @@ _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 _Field = tuple[str, str | list[tuple[str, str]]]  # an XML element: text, or child elements
 
 
-class OssError(Exception):
-    """An OSS error answer. Messages come from ERRORS or the raising site, never from request data."""
+class OssError(ServiceError):
+    """An OSS error answer, with its EC (OSS's finer error code, "" for none) and the error document's own fields
+    (`extras`). Messages come from ERRORS or the raising site, never from request data."""
 
     def __init__(
         self,
@@ -83,12 +84,11 @@ class OssError(Exception):
         extras: dict[str, str] | None = None,
     ) -> None:
         default_status, default_message, default_ec = ERRORS.get(code, (500, "Injected fault.", ""))
-        self.code = code
-        self.status = default_status if status is None else status
-        self.message = default_message if message is None else message
+        super().__init__(
+            code, default_message if message is None else message, default_status if status is None else status
+        )
         self.ec = default_ec if ec is None else ec
         self.extras = dict(extras or {})
-        super().__init__(code)
 
 
 @dataclass(frozen=True)
@@ -248,13 +248,7 @@ def check_content_md5(request: OssRequest) -> None:
 
 def error_xml(error: OssError, request_id: str, host_id: str) -> bytes:
     """OSS's error document: Code, Message, RequestId, HostId, the error's own fields, then EC and RecommendDoc."""
-    fields: list[_Field] = [
-        ("Code", error.code),
-        ("Message", error.message),
-        ("RequestId", request_id),
-        ("HostId", host_id),
-    ]
-    fields += list(error.extras.items())
+    fields: list[_Field] = [*error_fields(error, request_id, host_id), *error.extras.items()]
     if error.ec:
         fields += [("EC", error.ec), ("RecommendDoc", f"https://api.aliyun.com/troubleshoot?q={error.ec}")]
     return _xml_document("Error", fields)

@@ -9,15 +9,13 @@ and fails on demand (errors, delays, dropped connections) so a cache client can 
         oss_stand_in.create_bucket("waba-cache")
         cfg.endpoint, cfg.region, cfg.use_path_style = oss_stand_in.endpoint, oss_stand_in.region, True
 
-Faults can also be set from another process through an unsigned control plane under /_stand_in/ (path-style only;
-"_stand_in" can never be a bucket name, so no real OSS request reaches it):
+Faults can also be set from another process through the stand-ins' unsigned control plane under /_stand_in/ (see
+stand_in_base; path-style only: "_stand_in" can never be a bucket name, so no real OSS request reaches it), which
+here also makes buckets:
 
     curl -X POST http://127.0.0.1:9000/_stand_in/faults \\
          -d '{"kind": "fail", "times": 2, "status": 503, "code": "ServiceUnavailable", "operation": "GetObject"}'
-    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "slow", "seconds": 2.5, "times": null}'
-    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "drop", "times": 1}'
-    curl -X DELETE http://127.0.0.1:9000/_stand_in/faults          # clear them all
-    curl http://127.0.0.1:9000/_stand_in/requests                  # what was asked and answered
+    curl -X POST http://127.0.0.1:9000/_stand_in/buckets -d '{"name": "waba-cache"}'
 
 Run it on its own with `python -m waba_local.stand_ins.oss_stand_in --port 9000 --bucket waba-cache`. Secrets and signatures
 are never logged, recorded or printed.
@@ -25,13 +23,12 @@ are never logged, recorded or printed.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import hashlib
-import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import Any
 
 from waba_local.stand_ins.oss_protocol import (
     OPERATIONS,
@@ -57,13 +54,12 @@ from waba_local.stand_ins.oss_protocol import (
     verify_v4,
 )
 from waba_local.stand_ins.stand_in_base import (
-    CONTROL_PREFIX,
     Answer,
     FaultyStandIn,
+    ServiceError,
     StandInHandler,
-    StandInServer,
     WireRequest,
-    fault_and_record_routes,
+    cli_parser,
     json_answer,
     serve_until_interrupted,
 )
@@ -95,6 +91,11 @@ class RequestRecord:
     access_key_id: str | None  # the id the request claimed (not a secret); None when it named none
 
 
+class _Handler(StandInHandler):
+    SERVER_NAME, MAX_BODY, REQUEST = "AliyunOSS", MAX_BODY, OssRequest
+    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = StandInHandler._dispatch
+
+
 class OssStandIn(FaultyStandIn[RequestRecord]):
     """One OSS region on 127.0.0.1 with its buckets, AccessKeys and STS credentials.
 
@@ -102,7 +103,7 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
     """
 
     THREAD_NAME, DESCRIPTION = "oss-stand-in", "the OSS stand-in"
-    OPERATIONS = OPERATIONS
+    OPERATIONS, ERROR, HANDLER = OPERATIONS, OssError, _Handler
 
     def __init__(
         self,
@@ -112,15 +113,10 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
         port: int = 0,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        super().__init__(host, port)
-        self.region = region
         static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
-        self._keys = KeyRing(static)
-        self._clock = clock
+        super().__init__(host, port, KeyRing(static), clock)
+        self.region = region
         self._buckets: dict[str, dict[str, StoredObject]] = {}
-
-    def _new_server(self) -> StandInServer:
-        return StandInServer(self._address, self, _Handler)
 
     # --- setup -----------------------------------------------------------------------------------------------
 
@@ -149,13 +145,10 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
         op = operation(request.method, resource, query)
         claimed = None
         try:
-            # Faults come first, as from a failing front end: before names, signatures or the store are looked at.
-            answer_fault = self._front_end_fault(op)
-            if answer_fault is not None and answer_fault.kind == "drop":
-                self._record(RequestRecord(op, resource.bucket, resource.key, 0, "Dropped", request_id, None))
-                return Answer(0, {}, drop=True)
-            if answer_fault is not None:
-                raise OssError(answer_fault.code, status=answer_fault.status)
+            dropped = RequestRecord(op, resource.bucket, resource.key, 0, "Dropped", request_id, None)
+            faulted = self._front_end(op, dropped)  # before names, signatures or the store are looked at
+            if faulted is not None:
+                return faulted
             check_names(resource)
             keys = self._key_ring()
             claimed = verify_v4(request, resource, keys, self.region, self._clock())
@@ -239,6 +232,32 @@ class OssStandIn(FaultyStandIn[RequestRecord]):
             body = b""
         return Answer(error.status, headers, body)
 
+    def body_refusal(self, too_large: bool, target: str) -> Answer:
+        error = (
+            OssError("EntityTooLarge")
+            if too_large
+            else OssError("InvalidArgument", "Bad Content-Length or chunk size.")
+        )
+        request_id = new_request_id()
+        body = error_xml(error, request_id, f"oss-{self.region}.aliyuncs.com")
+        return Answer(error.status, {"x-oss-request-id": request_id, "Content-Type": "application/xml"}, body)
+
+    # --- the control plane: POST buckets besides faults and requests -------------------------------------------
+
+    def is_control(self, request: WireRequest) -> bool:
+        """The control plane's paths, unless addressed to a bucket (absolute-form and virtual-hosted requests address
+        by their Host header)."""
+        return super().is_control(request) and resolve(request.header("host") or "", "/").bucket is None
+
+    def _control(self, method: str, route: str, request: dict[str, Any]) -> Any:
+        if (method, route) != ("POST", "buckets"):
+            return None
+        self.create_bucket(str(request["name"]))
+        return self._faults_payload()
+
+    def _control_error(self, error: ServiceError) -> Answer:
+        return json_answer(400, {"error": str(error)})  # the bucket name OSS refuses, by its code
+
 
 def _stored(data: bytes, content_type: str, now: float) -> StoredObject:
     return StoredObject(data, content_type, now, etag_of(data), crc64ecma(data))
@@ -292,67 +311,15 @@ def _list_page(objects: dict[str, StoredObject], params: dict[str, str]) -> List
     return ListPage(max_keys, contents, common, None)
 
 
-class _Handler(StandInHandler):
-    SERVER_NAME = "AliyunOSS"
-    MAX_BODY = MAX_BODY
-
-    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> OssRequest:
-        return OssRequest(method, target, headers, body)
-
-    def is_control(self, request: WireRequest) -> bool:
-        """The control plane's paths, unless addressed to a bucket (absolute-form and virtual-hosted requests address
-        by their Host header)."""
-        return super().is_control(request) and resolve(request.header("host") or "", "/").bucket is None
-
-    def control(self, method: str, route: str, body: bytes) -> Answer:
-        return control_plane(self.server.stand_in, method, route, body)
-
-    def too_large(self) -> Exception:
-        return OssError("EntityTooLarge")
-
-    def bad_length(self) -> Exception:
-        return OssError("InvalidArgument", "Bad Content-Length or chunk size.")
-
-    def refusal(self, error: Exception) -> Answer:
-        assert isinstance(error, OssError)
-        request_id = new_request_id()
-        body = error_xml(error, request_id, f"oss-{self.server.stand_in.region}.aliyuncs.com")
-        return Answer(error.status, {"x-oss-request-id": request_id, "Content-Type": "application/xml"}, body)
-
-    do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = StandInHandler._dispatch
-
-
-def control_plane(stand_in: OssStandIn, method: str, route: str, body: bytes) -> Answer:
-    """POST/DELETE/GET faults, GET/DELETE requests, POST buckets. JSON in, JSON out."""
-    try:
-        request = json.loads(body or b"{}")
-        if not isinstance(request, dict):
-            raise TypeError("the body must be a JSON object")
-        common = fault_and_record_routes(stand_in, method, route, request)
-        if common is not None:
-            return common
-        if (method, route) == ("POST", "buckets"):
-            stand_in.create_bucket(str(request["name"]))
-            return json_answer(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
-        return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
-    except (ValueError, TypeError, KeyError, OssError) as exc:  # json.JSONDecodeError is a ValueError too
-        return json_answer(400, {"error": str(exc)})
-
-
 def main(argv: list[str] | None = None) -> None:
     """CLI: serve until Ctrl-C, printing what a client needs (never the secret itself)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m waba_local.stand_ins.oss_stand_in", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9000, help="port to bind, 0 for any free port (default 9000)")
+    parser = cli_parser("waba_local.stand_ins.oss_stand_in", __doc__, 9000)
     parser.add_argument("--region", default="ap-southeast-1", help="region the signatures must name")
     parser.add_argument("--bucket", action="append", default=[], help="bucket to create (repeatable)")
     args = parser.parse_args(argv)
     with OssStandIn(region=args.region, host=args.host, port=args.port) as stand_in:
         for bucket in args.bucket:
             stand_in.create_bucket(bucket)
-        faults = f"{stand_in.endpoint}{CONTROL_PREFIX}faults"
         lines = [
             f"OSS stand-in listening on {stand_in.endpoint} (region {stand_in.region}, path-style)",
             f"OSS_ENDPOINT={stand_in.endpoint}",
@@ -360,8 +327,7 @@ def main(argv: list[str] | None = None) -> None:
             f"OSS_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY_ID}",
             "OSS_ACCESS_KEY_SECRET: waba_local.stand_ins.oss_stand_in.DEFAULT_ACCESS_KEY_SECRET",
             f"buckets: {', '.join(args.bucket) or '(none)'}",
-            f"""faults: curl -X POST {faults} -d '{{"kind": "fail", "times": 1, "status": 503, "code": "ServiceUnavailable"}}'""",
-            f"        curl -X DELETE {faults}",
+            *stand_in.control_lines({"kind": "fail", "times": 1, "status": 503, "code": "ServiceUnavailable"}),
         ]
         serve_until_interrupted(lines)
 

@@ -45,7 +45,7 @@ from urllib.parse import unquote
 from xml.sax.saxutils import escape
 
 from waba_local.stand_ins.stand_in_base import KeyRing as BaseKeyRing
-from waba_local.stand_ins.stand_in_base import ServiceError, WireRequest
+from waba_local.stand_ins.stand_in_base import ServiceError, WireRequest, error_fields
 
 XMLNS = "http://mns.aliyuncs.com/doc/v1/"
 API_VERSION = "2015-06-06"
@@ -377,13 +377,7 @@ _Field = tuple[str, "str | list[_Field]"]
 
 def error_xml(error: SmqError, request_id: str, host_id: str) -> bytes:
     """SMQ's error document: Code, Message, RequestId, HostId."""
-    fields: list[_Field] = [
-        ("Code", error.code),
-        ("Message", error.message),
-        ("RequestId", request_id),
-        ("HostId", host_id),
-    ]
-    return xml_document("Error", fields)
+    return xml_document("Error", [*error_fields(error, request_id, host_id)])
 
 
 def xml_document(root: str, fields: list[_Field]) -> bytes:

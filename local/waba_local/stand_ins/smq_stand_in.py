@@ -15,15 +15,12 @@ dead-lettered by the server.
 The SDK takes the endpoint as "http://127.0.0.1:<port>": it only strips the scheme (and a trailing "/"), so no
 account-id host is needed. The queue URL is "<endpoint>/queues/<name>".
 
-Faults can also be set from another process through an unsigned control plane under /_stand_in/ (SMQ's own paths all
-start with /queues, /topics or /commonbuy, so no SDK request reaches it):
+Faults can also be set from another process through the stand-ins' unsigned control plane under /_stand_in/ (see
+stand_in_base; SMQ's own paths all start with /queues, /topics or /commonbuy, so no SDK request reaches it), which
+here also makes, shows and fills queues:
 
     curl -X POST http://127.0.0.1:9100/_stand_in/faults \\
          -d '{"kind": "fail", "times": 2, "status": 503, "code": "InternalError", "operation": "ReceiveMessage"}'
-    curl -X POST http://127.0.0.1:9100/_stand_in/faults -d '{"kind": "slow", "seconds": 2.5, "times": null}'
-    curl -X POST http://127.0.0.1:9100/_stand_in/faults -d '{"kind": "drop", "times": 2}'
-    curl -X DELETE http://127.0.0.1:9100/_stand_in/faults          # clear them all
-    curl http://127.0.0.1:9100/_stand_in/requests                  # what was asked and answered
     curl http://127.0.0.1:9100/_stand_in/queues/waba-refresh       # attributes and every message
     curl -X POST http://127.0.0.1:9100/_stand_in/queues -d '{"name": "waba-dead", "visibility_timeout": 60}'
     curl -X POST http://127.0.0.1:9100/_stand_in/queues/waba-refresh/messages -d '{"body": "{\\"waba\\": 1}"}'
@@ -34,9 +31,7 @@ signatures are never logged, recorded or printed.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -75,13 +70,10 @@ from waba_local.stand_ins.smq_protocol import (
     xml_document,
 )
 from waba_local.stand_ins.stand_in_base import (
-    CONTROL_PREFIX,
     Answer,
     FaultyStandIn,
     StandInHandler,
-    StandInServer,
-    fault_and_record_routes,
-    json_answer,
+    cli_parser,
     serve_until_interrupted,
 )
 
@@ -162,6 +154,11 @@ class _Queue:
         return int(self.attributes[name])
 
 
+class _Handler(StandInHandler):
+    SERVER_NAME, MAX_BODY, REQUEST = "smq-stand-in", MAX_BODY, SmqRequest
+    do_GET = do_PUT = do_DELETE = do_POST = StandInHandler._dispatch
+
+
 class SmqStandIn(FaultyStandIn[RequestRecord]):
     """One SMQ account on 127.0.0.1 with its queues, AccessKeys and STS credentials.
 
@@ -172,8 +169,8 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
     A `drop`: the SDK resends a request once, at once, when its connection is closed without an answer (it takes
     that for a stale kept-alive connection), so one drop is invisible to it: two in a row reach the caller."""
 
+    OPERATIONS, ERROR, HANDLER = OPERATIONS, SmqError, _Handler
     THREAD_NAME, DESCRIPTION = "smq-stand-in", "the SMQ stand-in"
-    OPERATIONS = OPERATIONS
 
     def __init__(
         self,
@@ -183,17 +180,12 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
-        super().__init__(host, port)
-        self.region = region
         static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
-        self._keys = KeyRing(static)
-        self._clock = clock
+        super().__init__(host, port, KeyRing(static), clock)
+        self.region = region
         self._changed = threading.Condition(self._lock)  # a message was sent or made visible, or the server stops
         self._queues: dict[str, _Queue] = {}
         self._seq = 0
-
-    def _new_server(self) -> StandInServer:
-        return StandInServer(self._address, self, _Handler)
 
     def _wake(self) -> None:
         with self._changed:
@@ -268,13 +260,9 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
         op, queue = target.operation, target.queue
         claimed = claimed_access_key_id(request)
         try:
-            # Faults come first, as from a failing front end: before headers, signatures or queues are looked at.
-            answer_fault = self._front_end_fault(op)
-            if answer_fault is not None and answer_fault.kind == "drop":
-                self._record(RequestRecord(op, queue, 0, "Dropped", request_id, claimed))
-                return Answer(0, {}, drop=True)
-            if answer_fault is not None:
-                raise SmqError(answer_fault.code, status=answer_fault.status)
+            faulted = self._front_end(op, RequestRecord(op, queue, 0, "Dropped", request_id, claimed))
+            if faulted is not None:  # before headers, signatures or queues are looked at
+                return faulted
             keys = self._key_ring()
             verify(request, keys, self._clock())
             check_content_md5(request)
@@ -490,6 +478,42 @@ class SmqStandIn(FaultyStandIn[RequestRecord]):
     def host_id(self) -> str:
         return f"http://{ACCOUNT_ID}.mns.{self.region}.aliyuncs.com"
 
+    def body_refusal(self, too_large: bool, target: str) -> Answer:
+        if too_large:
+            error = invalid_value("the length of the request body", 0, MAX_BODY, "bytes")
+        else:
+            error = SmqError("InvalidArgument", "Bad Content-Length or chunk size.")
+        request_id = new_request_id()
+        body = error_xml(error, request_id, self.host_id)
+        return Answer(error.status, {"x-mns-request-id": request_id, "Content-Type": "text/xml;charset=utf-8"}, body)
+
+    # --- the control plane: queues besides faults and requests -----------------------------------------------
+
+    def _control(self, method: str, route: str, request: dict[str, Any]) -> Any:
+        """POST queues, GET queues/<name>, POST queues/<name>/messages."""
+        parts = route.split("/")
+        if (method, route) == ("POST", "queues"):
+            name = str(request.pop("name"))
+            return {"url": self.create_queue(name, **request)}
+        if method == "GET" and len(parts) == 2 and parts[0] == "queues":
+            return self._queue_view(parts[1])
+        if method == "POST" and len(parts) == 3 and parts[0] == "queues" and parts[2] == "messages":
+            encoded = bool(request.get("base64", True))
+            return {"message_id": self.send(parts[1], str(request["body"]), request.get("delay_seconds"), encoded)}
+        return None
+
+    def _queue_view(self, name: str) -> dict[str, Any]:
+        messages = self.messages(name)
+        with self._lock:
+            attributes = dict(self._queues[name].attributes)
+        return {
+            "name": name,
+            "url": self.queue_url(name),
+            "attributes": attributes,
+            "visible": sum(1 for message in messages if message.visible),
+            "messages": [asdict(message) for message in messages],
+        }
+
 
 def _check_size(queue: _Queue, spec: MessageSpec) -> None:
     limit = queue.setting("MaximumMessageSize")
@@ -528,94 +552,24 @@ def _attribute_fields(queue: _Queue, now: float) -> list[tuple[str, Any]]:
     return fields
 
 
-class _Handler(StandInHandler):
-    SERVER_NAME = "smq-stand-in"
-    MAX_BODY = MAX_BODY
-
-    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> SmqRequest:
-        return SmqRequest(method, target, headers, body)
-
-    def control(self, method: str, route: str, body: bytes) -> Answer:
-        return control_plane(self.server.stand_in, method, route, body)
-
-    def too_large(self) -> Exception:
-        return invalid_value("the length of the request body", 0, MAX_BODY, "bytes")
-
-    def bad_length(self) -> Exception:
-        return SmqError("InvalidArgument", "Bad Content-Length or chunk size.")
-
-    def refusal(self, error: Exception) -> Answer:
-        assert isinstance(error, SmqError)
-        request_id = new_request_id()
-        body = error_xml(error, request_id, self.server.stand_in.host_id)
-        return Answer(error.status, {"x-mns-request-id": request_id, "Content-Type": "text/xml;charset=utf-8"}, body)
-
-    do_GET = do_PUT = do_DELETE = do_POST = StandInHandler._dispatch
-
-
-def control_plane(stand_in: SmqStandIn, method: str, route: str, body: bytes) -> Answer:
-    """POST/DELETE/GET faults, GET/DELETE requests, POST queues, GET queues/<name>, POST queues/<name>/messages."""
-    try:
-        request = json.loads(body or b"{}")
-        if not isinstance(request, dict):
-            raise TypeError("the body must be a JSON object")
-        parts = route.split("/")
-        common = fault_and_record_routes(stand_in, method, route, request)
-        if common is not None:
-            return common
-        if (method, route) == ("POST", "queues"):
-            name = str(request.pop("name"))
-            return json_answer(200, {"url": stand_in.create_queue(name, **request)})
-        elif method == "GET" and len(parts) == 2 and parts[0] == "queues":
-            return json_answer(200, _queue_view(stand_in, parts[1]))
-        elif method == "POST" and len(parts) == 3 and parts[0] == "queues" and parts[2] == "messages":
-            message_id = stand_in.send(
-                parts[1], str(request["body"]), request.get("delay_seconds"), bool(request.get("base64", True))
-            )
-            return json_answer(200, {"message_id": message_id})
-        return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
-    except SmqError as error:
-        return json_answer(error.status, {"error": error.code, "message": error.message})
-    except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError too
-        return json_answer(400, {"error": str(exc)})
-
-
-def _queue_view(stand_in: SmqStandIn, name: str) -> dict[str, Any]:
-    messages = stand_in.messages(name)
-    with stand_in._lock:
-        attributes = dict(stand_in._queues[name].attributes)
-    return {
-        "name": name,
-        "url": stand_in.queue_url(name),
-        "attributes": attributes,
-        "visible": sum(1 for message in messages if message.visible),
-        "messages": [asdict(message) for message in messages],
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     """CLI: serve until Ctrl-C, printing what a client needs (never the secret itself)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m waba_local.stand_ins.smq_stand_in", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9100, help="port to bind, 0 for any free port (default 9100)")
+    parser = cli_parser("waba_local.stand_ins.smq_stand_in", __doc__, 9100)
     parser.add_argument("--region", default="ap-southeast-1", help="region named in error HostIds")
     parser.add_argument("--queue", action="append", default=[], help="queue to create (repeatable)")
     parser.add_argument("--visibility-timeout", type=int, default=30, help="VisibilityTimeout of those queues")
     args = parser.parse_args(argv)
     with SmqStandIn(region=args.region, host=args.host, port=args.port) as stand_in:
         urls = [stand_in.create_queue(name, visibility_timeout=args.visibility_timeout) for name in args.queue]
-        faults = f"{stand_in.endpoint}{CONTROL_PREFIX}faults"
         lines = [
             f"SMQ stand-in listening on {stand_in.endpoint} (account {ACCOUNT_ID}, region {stand_in.region})",
             f"ALIBABA_CLOUD_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY_ID}",
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET: waba_local.stand_ins.smq_stand_in.DEFAULT_ACCESS_KEY_SECRET",
             f"REFRESH_QUEUE_URL={urls[0] if urls else stand_in.queue_url('<queue>')}",
             f"queues: {', '.join(urls) or '(none)'}",
-            f"""faults: curl -X POST {faults} -d '{{"kind": "fail", "times": 1, "status": 500, "code": "InternalError"}}'""",
-            f"        curl -X DELETE {faults}",
-            f"inspect: curl {stand_in.endpoint}{CONTROL_PREFIX}queues/<queue>",
+            *stand_in.control_lines(
+                {"kind": "fail", "times": 1, "status": 500, "code": "InternalError"}, "queues/<queue>"
+            ),
         ]
         serve_until_interrupted(lines)
 

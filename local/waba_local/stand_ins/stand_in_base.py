@@ -1,14 +1,27 @@
-"""What the local stand-ins share: serving in a daemon thread, the raw request, injected faults and the record of
-requests. The OSS, SMQ and Tablestore stand-ins are each a `FaultyStandIn` over their own protocol; the CAMS
-emulator serves the same way (`ServedInThread`) with its own behaviours instead of faults.
+"""What the local stand-ins share: serving in a daemon thread, the raw request, injected faults, the record of
+requests, the HTTP handler, the control plane and the CLI's common arguments. The OSS, SMQ and Tablestore stand-ins
+are each a `FaultyStandIn` over their own protocol; the CAMS emulator serves the same way (`ServedInThread`) with its
+own behaviours instead of faults.
+
+Every FaultyStandIn has an unsigned control plane under /_stand_in/, for faults set from another process; here the
+OSS stand-in's on its CLI's port (each stand-in's docstring shows its own routes besides these):
+
+    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "fail", "times": 2, "operation": "GetObject"}'
+    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "slow", "seconds": 2.5, "times": null}'
+    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "drop", "times": 1}'
+    curl http://127.0.0.1:9000/_stand_in/faults                    # the faults left
+    curl -X DELETE http://127.0.0.1:9000/_stand_in/faults          # clear them all
+    curl http://127.0.0.1:9000/_stand_in/requests                  # what was asked and answered
+    curl -X DELETE http://127.0.0.1:9000/_stand_in/requests        # forget it
 """
 
 from __future__ import annotations
 
+import argparse
 import hmac
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
 from types import TracebackType
@@ -29,6 +42,11 @@ class ServiceError(Exception):
         self.status = default_status if status is None else status
         self.message = default_message if message is None else message
         super().__init__(code)
+
+
+def error_fields(error: ServiceError, request_id: str, host_id: str) -> list[tuple[str, str]]:
+    """The fields an XML error document (OSS's, SMQ's) starts with: Code, Message, RequestId, HostId."""
+    return [("Code", error.code), ("Message", error.message), ("RequestId", request_id), ("HostId", host_id)]
 
 
 FAULT_KINDS = ("fail", "slow", "drop")
@@ -71,6 +89,15 @@ class WireRequest:
     @property
     def raw_query(self) -> str:
         return self.target.partition("?")[2]
+
+
+def cli_parser(module: str, doc: str | None, port: int) -> argparse.ArgumentParser:
+    """A stand-in CLI's parser (`python -m <module>`, described by the first line of `doc`) with the arguments they all
+    take: --host, and --port (`port` by default)."""
+    parser = argparse.ArgumentParser(prog=f"python -m {module}", description=(doc or "").partition("\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=port, help=f"port to bind, 0 for any free port (default {port})")
+    return parser
 
 
 def serve_until_interrupted(lines: list[str]) -> None:
@@ -201,7 +228,9 @@ class Fault:
 
 
 class Recorded(Protocol):
-    """A stand-in's record of one answered request (status 0: dropped without an answer)."""
+    """A stand-in's record of one answered request (status 0: dropped without an answer): a dataclass."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
     @property
     def operation(self) -> str: ...
@@ -217,17 +246,27 @@ class FaultyStandIn(ServedInThread, Generic[RecordT]):
     """A stand-in that records every request it answers and misbehaves on demand: `fail` (an error of the
     service's own), `slow` and `drop` (the connection closed without an answer), for any request or one operation
     (one of OPERATIONS), the next `times` of them or until cleared. Faults come first, as from a failing front end:
-    `_front_end_fault` is called before the request's headers, signature or resources are looked at."""
+    `handle` calls `_front_end` before the request's headers, signature or resources are looked at.
+
+    A subclass is one service: its OPERATIONS, ERROR (the ServiceError a `fail` raises), HANDLER (the StandInHandler
+    that serves it over HTTP), `handle` (answer and record one API request), `body_refusal`, and its own control
+    routes (`_control`). It passes its KeyRing and clock (epoch seconds) to __init__."""
 
     OPERATIONS: tuple[str, ...] = ()
     FAIL_STATUS, FAIL_CODE = 500, "InternalError"
-    _keys: KeyRing  # the subclass's, made in its __init__
+    ERROR: ClassVar[type[ServiceError]] = ServiceError
+    HANDLER: ClassVar[type[StandInHandler]]
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, keys: KeyRing, clock: Callable[[], float]) -> None:
         super().__init__(host, port)
+        self._keys = keys
+        self._clock = clock
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
         self._records: list[RecordT] = []
+
+    def _new_server(self) -> StandInServer:
+        return StandInServer(self._address, self, self.HANDLER)
 
     def add_sts(self, access_key_id: str, secret: str, token: str, expires_at: float) -> None:
         """Accept STS credentials until `expires_at` (epoch seconds); requests must carry their security token."""
@@ -238,6 +277,29 @@ class FaultyStandIn(ServedInThread, Generic[RecordT]):
         """The keys as they are now, to check a request with outside the lock."""
         with self._lock:
             return self._keys.snapshot()
+
+    # --- what differs by service -----------------------------------------------------------------------------
+
+    def handle(self, request: Any) -> Answer:
+        """Answer one API request (of the HANDLER's REQUEST class) and record it."""
+        raise NotImplementedError
+
+    def body_refusal(self, too_large: bool, target: str) -> Answer:
+        """The service's answer to a request (to `target`) whose body cannot be read: over the HANDLER's MAX_BODY
+        (`too_large`) or of a bad length. The connection is closed after it."""
+        raise NotImplementedError
+
+    def is_control(self, request: WireRequest) -> bool:
+        """Whether the request is for the control plane rather than the API."""
+        return request.target.startswith(CONTROL_PREFIX)
+
+    def _control(self, method: str, route: str, request: dict[str, Any]) -> Any:
+        """What one of the stand-in's own control routes answers (as JSON, 200), or None for no such route."""
+        return None
+
+    def _control_error(self, error: ServiceError) -> Answer:
+        """The control plane's answer when the service refuses what a control route asked (a bad name...)."""
+        return json_answer(error.status, {"error": error.code, "message": error.message})
 
     # --- faults ----------------------------------------------------------------------------------------------
 
@@ -278,12 +340,18 @@ class FaultyStandIn(ServedInThread, Generic[RecordT]):
         with self._lock:
             return [Fault(**asdict(fault)) for fault in self._faults]
 
-    def _front_end_fault(self, op: str) -> Fault | None:
-        """Wait out a matching slow fault; the matching fail or drop fault to answer with, if any (each consumed)."""
-        slow, answer = self._take_faults(op)
+    def _front_end(self, op: str, dropped: RecordT) -> Answer | None:
+        """The faults, first of all: wait out a matching slow fault; then, for a matching drop, record `dropped` and
+        answer with nothing; for a matching fail, raise it as the service's ERROR. None: no fault answers this one."""
+        slow, fault = self._take_faults(op)
         if slow is not None:
             self._stopping.wait(slow.seconds)
-        return answer
+        if fault is not None and fault.kind == "drop":
+            self._record(dropped)
+            return Answer(0, {}, drop=True)
+        if fault is not None:
+            raise self.ERROR(fault.code, status=fault.status)
+        return None
 
     def _take_faults(self, op: str) -> tuple[Fault | None, Fault | None]:
         """Consume the first matching slow fault and the first matching fail/drop fault."""
@@ -323,29 +391,61 @@ class FaultyStandIn(ServedInThread, Generic[RecordT]):
         with self._lock:
             self._records.append(record)
 
+    # --- the control plane -----------------------------------------------------------------------------------
 
-def fault_and_record_routes(
-    stand_in: FaultyStandIn[Any], method: str, route: str, request: dict[str, Any]
-) -> Answer | None:
-    """The control routes every stand-in has, or None for another: POST, DELETE and GET `faults` (each answered
-    with the faults left), DELETE `requests` (the same) and GET `requests` (the record)."""
-    if (method, route) == ("POST", "faults"):
-        stand_in.add_fault_json(request)
-    elif (method, route) == ("DELETE", "faults"):
-        stand_in.clear_faults()
-    elif (method, route) == ("DELETE", "requests"):
-        stand_in.clear_requests()
-    elif (method, route) == ("GET", "requests"):
-        return json_answer(200, [asdict(record) for record in stand_in.requests])
-    elif (method, route) != ("GET", "faults"):
-        return None
-    return json_answer(200, {"faults": [asdict(fault) for fault in stand_in.faults]})
+    def control(self, method: str, route: str, body: bytes) -> Answer:
+        """One call to the control plane (`route`: the path after CONTROL_PREFIX), JSON in and out: a route every
+        stand-in has (`_fault_and_record_route`) or one of its own (`_control`); 404 for any other, 400 for a body or
+        fault that cannot be taken, `_control_error` for what the service refuses."""
+        try:
+            request = json.loads(body or b"{}")
+            if not isinstance(request, dict):
+                raise TypeError("the body must be a JSON object")
+            payload = self._fault_and_record_route(method, route, request)
+            if payload is None:
+                payload = self._control(method, route, request)
+        except ServiceError as error:
+            return self._control_error(error)
+        except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError too
+            return json_answer(400, {"error": str(exc)})
+        if payload is None:
+            return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
+        return json_answer(200, payload)
+
+    def _fault_and_record_route(self, method: str, route: str, request: dict[str, Any]) -> Any:
+        """The control routes every stand-in has, or None for another: POST, DELETE and GET `faults` (each answered
+        with the faults left), DELETE `requests` (the same) and GET `requests` (the record)."""
+        if (method, route) == ("POST", "faults"):
+            self.add_fault_json(request)
+        elif (method, route) == ("DELETE", "faults"):
+            self.clear_faults()
+        elif (method, route) == ("DELETE", "requests"):
+            self.clear_requests()
+        elif (method, route) == ("GET", "requests"):
+            return [asdict(record) for record in self.requests]
+        elif (method, route) != ("GET", "faults"):
+            return None
+        return self._faults_payload()
+
+    def _faults_payload(self) -> dict[str, Any]:
+        return {"faults": [asdict(fault) for fault in self.faults]}
+
+    def control_lines(self, fault: dict[str, Any], inspect: str | None = None) -> list[str]:
+        """A CLI banner's lines on the control plane: how to inject `fault`, how to clear the faults, and how to look
+        at `inspect` (a route of the stand-in's own), if given."""
+        faults = f"{self.endpoint}{CONTROL_PREFIX}faults"
+        lines = [f"faults: curl -X POST {faults} -d '{json.dumps(fault)}'", f"        curl -X DELETE {faults}"]
+        if inspect is not None:
+            lines.append(f"inspect: curl {self.endpoint}{CONTROL_PREFIX}{inspect}")
+        return lines
 
 
 class StandInServer(TrackingServer):
     """A stand-in's server: its handler class, and the stand-in the handler answers for."""
 
-    def __init__(self, address: tuple[str, int], stand_in: Any, handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(
+        self, address: tuple[str, int], stand_in: FaultyStandIn[Any], handler: type[BaseHTTPRequestHandler]
+    ) -> None:
         super().__init__(address, handler)
         self.stand_in = stand_in
 
@@ -357,13 +457,15 @@ class BodyTooLarge(Exception):
 class StandInHandler(BaseHTTPRequestHandler):
     """HTTP/1.1 with keep-alive (the SDKs reuse their connections), the body read whole (Content-Length or chunked,
     at most MAX_BODY), absolute-form targets (through a proxy) taken by their path, and the control plane beside the
-    API. A stand-in's handler says how its requests are made (`make_request`), what is control (`is_control`,
-    `control`) and how a request whose body cannot be read is refused (`too_large`, `bad_length`, `refusal`)."""
+    API. A stand-in's handler is data: its SERVER_NAME, MAX_BODY, REQUEST (the WireRequest class its stand-in's
+    `handle` takes) and the methods it serves (do_X = StandInHandler._dispatch; any other gets a 501). What a request
+    is answered with is the stand-in's (`is_control`, `control`, `handle`, `body_refusal`)."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     SERVER_NAME = "stand-in"
     MAX_BODY = 1 << 20
+    REQUEST: type[WireRequest] = WireRequest
     server: StandInServer
 
     def version_string(self) -> str:
@@ -371,29 +473,6 @@ class StandInHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log is the record; stderr lines could carry request lines into CI logs
-
-    # --- what differs by stand-in ----------------------------------------------------------------------------
-
-    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> WireRequest:
-        raise NotImplementedError
-
-    def is_control(self, request: WireRequest) -> bool:
-        return request.target.startswith(CONTROL_PREFIX)
-
-    def control(self, method: str, route: str, body: bytes) -> Answer:
-        raise NotImplementedError
-
-    def too_large(self) -> Exception:
-        raise NotImplementedError
-
-    def bad_length(self) -> Exception:
-        raise NotImplementedError
-
-    def refusal(self, error: Exception) -> Answer:
-        """The answer to a request whose body cannot be read (the connection is closed after it)."""
-        raise NotImplementedError
-
-    # --- the same for all ------------------------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         body = self._read_body()
@@ -403,14 +482,14 @@ class StandInHandler(BaseHTTPRequestHandler):
         target = self.path
         if "://" in target.partition("?")[0]:  # absolute-form, as sent through a proxy
             target = "/" + (target.split("/", 3) + [""])[3]
-        request = self.make_request(self.command, target, headers, body)
-        if self.is_control(request):
-            self._send(self.control(self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
+        request = self.REQUEST(self.command, target, headers, body)
+        stand_in = self.server.stand_in
+        if stand_in.is_control(request):
+            self._send(stand_in.control(self.command, request.raw_path[len(CONTROL_PREFIX) :], body))
         else:
-            self._send(self.server.stand_in.handle(request))
+            self._send(stand_in.handle(request))
 
     def _read_body(self) -> bytes | None:
-        error: Exception
         try:
             if "chunked" in (self.headers.get("transfer-encoding") or "").lower():
                 return self._read_chunked()
@@ -420,13 +499,13 @@ class StandInHandler(BaseHTTPRequestHandler):
             if length > self.MAX_BODY:
                 raise BodyTooLarge
         except ValueError:
-            error = self.bad_length()
+            too_large = False
         except BodyTooLarge:
-            error = self.too_large()
+            too_large = True
         else:
             return self.rfile.read(length)
         self.close_connection = True  # the rest of the stream cannot be trusted
-        answer = self.refusal(error)
+        answer = self.server.stand_in.body_refusal(too_large, self.path)
         self._send(Answer(answer.status, answer.headers | {"Connection": "close"}, answer.body))
         return None
 

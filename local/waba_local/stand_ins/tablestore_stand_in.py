@@ -16,15 +16,11 @@ Tablestore. Tables keep one version of each column (the latest) and no TTL; rows
                            retry_policy=NoRetryPolicy(), socket_timeout=2)
         client.put_row("waba_budget", Row([("pk", "a")], [("v", "1")]), Condition(RowExistenceExpectation.IGNORE))
 
-Faults can also be set from another process through an unsigned control plane under /_stand_in/ (no Tablestore
-action is named so):
+Faults can also be set from another process through the stand-ins' unsigned control plane under /_stand_in/ (see
+stand_in_base; no Tablestore action is named so), which here also makes, lists, shows and fills tables:
 
     curl -X POST http://127.0.0.1:9200/_stand_in/faults \\
          -d '{"kind": "fail", "times": 2, "status": 503, "code": "OTSServerBusy", "operation": "PutRow"}'
-    curl -X POST http://127.0.0.1:9200/_stand_in/faults -d '{"kind": "slow", "seconds": 2.5, "times": null}'
-    curl -X POST http://127.0.0.1:9200/_stand_in/faults -d '{"kind": "drop", "times": 1, "operation": "GetRow"}'
-    curl -X DELETE http://127.0.0.1:9200/_stand_in/faults          # clear them all
-    curl http://127.0.0.1:9200/_stand_in/requests                  # what was asked and answered
     curl http://127.0.0.1:9200/_stand_in/tables/waba_budget        # its schema and every row
     curl -X POST http://127.0.0.1:9200/_stand_in/tables -d '{"name": "waba_budget", "primary_key": "pk"}'
     curl -X POST http://127.0.0.1:9200/_stand_in/tables/waba_budget/rows -d '{"primary_key": "a", "columns": {"v": 1}}'
@@ -35,9 +31,7 @@ signatures are never logged, recorded or printed.
 
 from __future__ import annotations
 
-import argparse
 import base64
-import json
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -45,13 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waba_local.stand_ins.stand_in_base import (
-    CONTROL_PREFIX,
     Answer,
     FaultyStandIn,
     StandInHandler,
-    StandInServer,
-    fault_and_record_routes,
-    json_answer,
+    cli_parser,
     serve_until_interrupted,
 )
 from waba_local.stand_ins.tablestore_protocol import (
@@ -128,6 +119,11 @@ class _Table:
     rows: dict[tuple[Value, ...], dict[str, _Cell]] = field(default_factory=dict)
 
 
+class _Handler(StandInHandler):
+    SERVER_NAME, MAX_BODY, REQUEST = "tablestore-stand-in", MAX_BODY, OtsRequest
+    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_POST = StandInHandler._dispatch
+
+
 class TablestoreStandIn(FaultyStandIn[RequestRecord]):
     """One Tablestore instance on 127.0.0.1 with its tables, AccessKeys and STS credentials.
 
@@ -135,8 +131,8 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
     refuses an answer dated more than 15 minutes from its own clock, so a clock that runs far ahead makes the client
     fail with OTSClientError as well as the stand-in refuse the request."""
 
+    OPERATIONS, ERROR, HANDLER = OPERATIONS, OtsError, _Handler
     THREAD_NAME, DESCRIPTION = "tablestore-stand-in", "the Tablestore stand-in"
-    OPERATIONS = OPERATIONS
     FAIL_STATUS, FAIL_CODE = 503, "OTSServerBusy"
 
     def __init__(
@@ -148,16 +144,11 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
         port: int = 0,
     ) -> None:
         check_instance_name(instance)
-        super().__init__(host, port)
-        self.instance = instance
         static = {DEFAULT_ACCESS_KEY_ID: DEFAULT_ACCESS_KEY_SECRET} if credentials is None else dict(credentials)
-        self._keys = KeyRing(static)
-        self._clock = clock
+        super().__init__(host, port, KeyRing(static), clock)
+        self.instance = instance
         self._tables: dict[str, _Table] = {}
         self.internal_errors: list[str] = []  # "Operation: ExceptionType" of answers that were 500 by our own fault
-
-    def _new_server(self) -> StandInServer:
-        return StandInServer(self._address, self, _Handler)
 
     # --- setup and inspection --------------------------------------------------------------------------------
 
@@ -209,13 +200,9 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
         claimed = claimed_access_key_id(request)
         auth: Authenticated | None = None
         try:
-            # Faults come first, as from a failing front end: before headers, signatures or tables are looked at.
-            answer_fault = self._front_end_fault(op)
-            if answer_fault is not None and answer_fault.kind == "drop":
-                self._record(RequestRecord(op, table, 0, "Dropped", request_id, claimed))
-                return Answer(0, {}, drop=True)
-            if answer_fault is not None:
-                raise OtsError(answer_fault.code, status=answer_fault.status)
+            faulted = self._front_end(op, RequestRecord(op, table, 0, "Dropped", request_id, claimed))
+            if faulted is not None:  # before headers, signatures or tables are looked at
+                return faulted
             if request.method != "POST":
                 raise OtsError("OTSMethodNotAllowed")
             keys = self._key_ring()
@@ -368,6 +355,49 @@ class TablestoreStandIn(FaultyStandIn[RequestRecord]):
             raise OtsError("OTSObjectNotExist")
         return self._tables[name]
 
+    def body_refusal(self, too_large: bool, target: str) -> Answer:
+        error = OtsError("OTSRequestBodyTooLarge") if too_large else invalid("Bad Content-Length or chunk size.")
+        body = error_body(error)
+        return Answer(error.status, answer_headers(body, new_request_id(), self._clock(), target, None), body)
+
+    # --- the control plane: tables besides faults and requests -----------------------------------------------
+
+    def _control(self, method: str, route: str, request: dict[str, Any]) -> Any:
+        """GET/POST tables, GET tables/<name>, POST tables/<name>/rows."""
+        parts = route.split("/")
+        if (method, route) == ("GET", "tables"):
+            with self._lock:
+                return {"tables": sorted(self._tables)}
+        if (method, route) == ("POST", "tables"):
+            self.create_table(str(request["name"]), str(request.get("primary_key", "pk")))
+            return {"name": request["name"]}
+        if method == "GET" and len(parts) == 2 and parts[0] == "tables":
+            return self._table_view(parts[1])
+        if method == "POST" and len(parts) == 3 and parts[0] == "tables" and parts[2] == "rows":
+            key = request["primary_key"]
+            columns = request.get("columns", {})
+            if not isinstance(columns, dict):
+                raise TypeError("columns must be a JSON object")
+            self.put_row(parts[1], tuple(key) if isinstance(key, list) else key, columns)
+            return {"table": parts[1]}
+        return None
+
+    def _table_view(self, name: str) -> dict[str, Any]:
+        rows = self.rows(name)
+        with self._lock:
+            spec = self._tables[name].spec
+        return {
+            "name": name,
+            "primary_key": [list(column) for column in spec.primary_key],
+            "rows": [
+                {
+                    "primary_key": _jsonable(key),
+                    "columns": {column: _jsonable(value) for column, value in columns.items()},
+                }
+                for key, columns in rows.items()
+            ],
+        }
+
 
 def _value(value: Value | None) -> Value:
     if value is None:  # _check_change refuses this first
@@ -422,80 +452,6 @@ def _check_change(request: WriteRow) -> None:
             raise invalid(f"Invalid op type of cell: {cell.op}.")
 
 
-class _Handler(StandInHandler):
-    SERVER_NAME = "tablestore-stand-in"
-    MAX_BODY = MAX_BODY
-
-    def make_request(self, method: str, target: str, headers: dict[str, list[str]], body: bytes) -> OtsRequest:
-        return OtsRequest(method, target, headers, body)
-
-    def control(self, method: str, route: str, body: bytes) -> Answer:
-        return control_plane(self.server.stand_in, method, route, body)
-
-    def too_large(self) -> Exception:
-        return OtsError("OTSRequestBodyTooLarge")
-
-    def bad_length(self) -> Exception:
-        return invalid("Bad Content-Length or chunk size.")
-
-    def refusal(self, error: Exception) -> Answer:
-        assert isinstance(error, OtsError)
-        body = error_body(error)
-        headers = answer_headers(body, new_request_id(), self.server.stand_in._clock(), self.path, None)
-        return Answer(error.status, headers, body)
-
-    do_GET = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_POST = StandInHandler._dispatch
-
-
-# --- the control plane --------------------------------------------------------------------------------------------
-
-
-def control_plane(stand_in: TablestoreStandIn, method: str, route: str, body: bytes) -> Answer:
-    """POST/DELETE/GET faults, GET/DELETE requests, GET/POST tables, GET tables/<name>, POST tables/<name>/rows."""
-    try:
-        request = json.loads(body or b"{}")
-        if not isinstance(request, dict):
-            raise TypeError("the body must be a JSON object")
-        parts = route.split("/")
-        common = fault_and_record_routes(stand_in, method, route, request)
-        if common is not None:
-            return common
-        if (method, route) == ("GET", "tables"):
-            with stand_in._lock:
-                return json_answer(200, {"tables": sorted(stand_in._tables)})
-        elif (method, route) == ("POST", "tables"):
-            stand_in.create_table(str(request["name"]), str(request.get("primary_key", "pk")))
-            return json_answer(200, {"name": request["name"]})
-        elif method == "GET" and len(parts) == 2 and parts[0] == "tables":
-            return json_answer(200, _table_view(stand_in, parts[1]))
-        elif method == "POST" and len(parts) == 3 and parts[0] == "tables" and parts[2] == "rows":
-            key = request["primary_key"]
-            columns = request.get("columns", {})
-            if not isinstance(columns, dict):
-                raise TypeError("columns must be a JSON object")
-            stand_in.put_row(parts[1], tuple(key) if isinstance(key, list) else key, columns)
-            return json_answer(200, {"table": parts[1]})
-        return json_answer(404, {"error": f"no control route {method} {CONTROL_PREFIX}{route}"})
-    except OtsError as error:
-        return json_answer(error.status, {"error": error.code, "message": error.message})
-    except (ValueError, TypeError, KeyError) as exc:  # json.JSONDecodeError is a ValueError too
-        return json_answer(400, {"error": str(exc)})
-
-
-def _table_view(stand_in: TablestoreStandIn, name: str) -> dict[str, Any]:
-    rows = stand_in.rows(name)
-    with stand_in._lock:
-        spec = stand_in._tables[name].spec
-    return {
-        "name": name,
-        "primary_key": [list(column) for column in spec.primary_key],
-        "rows": [
-            {"primary_key": _jsonable(key), "columns": {column: _jsonable(value) for column, value in columns.items()}}
-            for key, columns in rows.items()
-        ],
-    }
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, tuple):
         return [_jsonable(item) for item in value]
@@ -506,10 +462,7 @@ def _jsonable(value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """CLI: serve until Ctrl-C, printing what a client needs (never the secret itself)."""
-    doc = (__doc__ or "").splitlines()[0]
-    parser = argparse.ArgumentParser(prog="python -m waba_local.stand_ins.tablestore_stand_in", description=doc)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=9200, help="port to bind, 0 for any free port (default 9200)")
+    parser = cli_parser("waba_local.stand_ins.tablestore_stand_in", __doc__, 9200)
     parser.add_argument("--instance", default=INSTANCE, help=f"instance name (default {INSTANCE})")
     parser.add_argument(
         "--table", action="extend", nargs="+", default=[], help="tables to create (repeatable; letters, digits, _)"
@@ -523,7 +476,6 @@ def main(argv: list[str] | None = None) -> None:
     except OtsError as error:
         parser.error(error.message)
     with stand_in:
-        faults = f"{stand_in.endpoint}{CONTROL_PREFIX}faults"
         lines = [
             f"Tablestore stand-in listening on {stand_in.endpoint} (instance {stand_in.instance})",
             f"TABLESTORE_ENDPOINT={stand_in.endpoint}",
@@ -531,9 +483,7 @@ def main(argv: list[str] | None = None) -> None:
             f"ALIBABA_CLOUD_ACCESS_KEY_ID={DEFAULT_ACCESS_KEY_ID}",
             "ALIBABA_CLOUD_ACCESS_KEY_SECRET: waba_local.stand_ins.tablestore_stand_in.DEFAULT_ACCESS_KEY_SECRET",
             f"tables: {', '.join(args.table) or '(none)'}",
-            f"""faults: curl -X POST {faults} -d '{{"kind": "fail", "times": 1, "code": "OTSServerBusy"}}'""",
-            f"        curl -X DELETE {faults}",
-            f"inspect: curl {stand_in.endpoint}{CONTROL_PREFIX}tables/<table>",
+            *stand_in.control_lines({"kind": "fail", "times": 1, "code": "OTSServerBusy"}, "tables/<table>"),
         ]
         serve_until_interrupted(lines)
 
