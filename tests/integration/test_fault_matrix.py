@@ -52,31 +52,35 @@ PATHS = ("hit", "miss", "stale", "bulk", "worker")
 
 
 @dataclass(frozen=True)
-class Fault:
-    """A fault, what each path answers under it, and its signal: the metric (AWS) and the log line (both) that
-    appear on the paths that meet the fault, and on no other."""
+class Signal:
+    """How a fault shows: the metric (AWS) and the log line (both) that appear on the paths that meet the fault, and
+    on no other."""
 
-    name: str
-    platforms: tuple[str, ...]
-    hit: str
-    miss: str
-    stale: str
-    bulk: str
-    worker: str  # cached | returned | raised <exception>: where the record went
     metric: str  # "Name" or "Name:Code" (CamsErrors carries CAMS's code as a dimension)
     log: str
     met_on: tuple[str, ...]
     metric_on: tuple[str, ...] | None = None  # where the metric is counted, if not wherever the fault is met
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault, what each path answers under it, and its signal."""
+
+    name: str
+    platforms: tuple[str, ...]
+    # one answer per path of PATHS: hit, miss, stale, bulk, and the worker's "cached", "returned", "re-sent" or
+    # "raised <exception>": where the record went
+    answers: tuple[str, str, str, str, str]
+    signal: Signal
     fc_worker: str | None = None  # the FC worker's outcome, where it differs (a batch there fails whole)
     worker_seconds: int = 60  # the worker invocation's timeout
     cams_request_id: bool = False  # a failed read carries the RequestId CAMS answered with
     needs_store: bool = False  # only with the shared budget
 
     def expected(self, path: str, platform: str) -> str:
-        outcome: str = (
-            self.fc_worker if path == "worker" and platform == "fc" and self.fc_worker else getattr(self, path)
-        )
-        return outcome
+        if path == "worker" and platform == "fc" and self.fc_worker:
+            return self.fc_worker
+        return self.answers[PATHS.index(path)]
 
 
 def cams_fault(
@@ -87,14 +91,8 @@ def cams_fault(
     return Fault(
         name,
         platforms,
-        hit="200 HIT",
-        miss=f"{status_code} {code}",
-        stale="200 STALE",
-        bulk="202",
-        worker="returned",
-        metric=f"CamsErrors:{code}",
-        log="CAMS attempt failed",
-        met_on=("miss", "stale", "worker"),
+        ("200 HIT", f"{status_code} {code}", "200 STALE", "202", "returned"),
+        Signal(f"CamsErrors:{code}", "CAMS attempt failed", met_on=("miss", "stale", "worker")),
         cams_request_id=request_id,
     )
 
@@ -105,14 +103,8 @@ def store_fault(name: str, platforms: tuple[str, ...], worker: str) -> Fault:
     return Fault(
         name,
         platforms,
-        hit="200 MISS",
-        miss="200 MISS",
-        stale="200 MISS",
-        bulk="202",
-        worker=worker,
-        metric="CacheFailures",
-        log="cache read failed",
-        met_on=("hit", "miss", "stale", "worker"),
+        ("200 MISS", "200 MISS", "200 MISS", "202", worker),
+        Signal("CacheFailures", "cache read failed", met_on=("hit", "miss", "stale", "worker")),
     )
 
 
@@ -131,44 +123,28 @@ FAULTS = {
         Fault(
             "queue-unreachable",
             ("aws", "fc"),
-            hit="200 HIT",
-            miss="200 MISS",
-            stale="200 MISS",
-            bulk="502 QueueUnavailable",
+            ("200 HIT", "200 MISS", "200 MISS", "502 QueueUnavailable", "returned"),
+            Signal("Http502", "sending a batch of refreshes failed", met_on=("bulk", "worker"), metric_on=("bulk",)),
             # a record left for want of time must go back through the queue: on AWS it stays in batchItemFailures;
             # on FC, where the batch fails whole, the invocation fails and the trigger delivers the batch again
-            worker="returned",
             fc_worker="raised UpstreamFailed QueueUnavailable",
             worker_seconds=6,  # too little for a CAMS call after the margins: the record is not attempted
-            metric="Http502",
-            log="sending a batch of refreshes failed",
-            met_on=("bulk", "worker"),
-            metric_on=("bulk",),
         ),
         Fault(
             "secret-unreadable",
             ("aws",),
-            hit="200 HIT",  # a hit needs no credentials
-            miss="500 ConfigurationError",
-            stale="500 ConfigurationError",  # not one of the failures a stale entry covers: the deployment is broken
-            bulk="202",
-            worker="raised ConfigurationError",
-            metric="ConfigurationErrors",
-            log="configuration error",
-            met_on=("miss", "stale", "worker"),
+            # a hit needs no credentials; a stale entry is not served: this is not one of the failures it covers, the
+            # deployment is broken
+            ("200 HIT", "500 ConfigurationError", "500 ConfigurationError", "202", "raised ConfigurationError"),
+            Signal("ConfigurationErrors", "configuration error", met_on=("miss", "stale", "worker")),
         ),
         Fault(
             "budget-unreachable",
             ("aws", "fc"),
-            hit="200 HIT",
-            miss="503 BudgetUnavailable",
-            stale="200 STALE",
-            bulk="202",
-            worker="re-sent",  # fail closed: no CAMS call; sent to the queue again, seen 10 s later
+            # the worker fails closed: no CAMS call; the record is sent to the queue again, seen 10 s later
+            ("200 HIT", "503 BudgetUnavailable", "200 STALE", "202", "re-sent"),
+            Signal("BudgetStoreUnavailable", "shared CAMS budget unreachable", met_on=("miss", "stale", "worker")),
             fc_worker="returned",  # re-sent with a delay, its attempts unchanged
-            metric="BudgetStoreUnavailable",
-            log="shared CAMS budget unreachable",
-            met_on=("miss", "stale", "worker"),
             needs_store=True,
         ),
     )
@@ -472,15 +448,16 @@ def test_fault_matrix(
         assert_http_answer(stack, fault, path, response, expected)
     # Then its signal is there exactly where the path meets the fault: the log line (an invocation failed by a
     # transient fault is the platform's to log), and on AWS the metric
-    met = path in fault.met_on
+    signal = fault.signal
+    met = path in signal.met_on
     if not expected.startswith("raised UpstreamFailed"):
-        assert (fault.log in caplog.text) == met, f"log line {fault.log!r} {'missing' if met else 'unexpected'}"
+        assert (signal.log in caplog.text) == met, f"log line {signal.log!r} {'missing' if met else 'unexpected'}"
     metrics = emitted_metrics(capsys.readouterr().out)
     if platform == "fc":
         assert metrics == set()  # no EMF on Function Compute
     else:
-        counted = path in (fault.metric_on if fault.metric_on is not None else fault.met_on)
-        assert (fault.metric in metrics) == counted, f"metric {fault.metric} {'missing' if counted else 'unexpected'}"
+        counted = path in (signal.metric_on if signal.metric_on is not None else signal.met_on)
+        assert (signal.metric in metrics) == counted, f"metric {signal.metric} {'missing' if counted else 'unexpected'}"
         assert path_metrics(path, expected) <= metrics, sorted(metrics)
     if expected in ("200 HIT", "202") or expected.startswith("raised"):
         assert len(stack.cams.calls) == calls_before  # a hit, a bulk refresh, a failed invocation: no CAMS call

@@ -18,9 +18,11 @@ from waba_local.stand_ins.tablestore_stand_in import TablestoreStandIn
 from waba_lookup.errors import ConfigurationError, UpstreamFailed
 from waba_lookup.queue import redelivery
 
+Fc = tuple[CamsEmulator, OssCache, SmqQueues]
+
 
 @pytest.fixture
-def fc(cams_env: CamsEmulator, oss: OssCache, smq: SmqQueues) -> tuple[CamsEmulator, OssCache, SmqQueues]:
+def fc(cams_env: CamsEmulator, oss: OssCache, smq: SmqQueues) -> Fc:
     return cams_env, oss, smq
 
 
@@ -34,15 +36,13 @@ def results(oss: OssCache) -> dict[str | None, str]:
     return {e["CustSpaceId"]: e["Result"] for e in oss.cache_objects().values()}
 
 
-def test_a_single_event_and_an_array_are_both_accepted(fc: tuple[CamsEmulator, OssCache, SmqQueues]) -> None:
+def test_a_single_event_and_an_array_are_both_accepted(fc: Fc) -> None:
     _, oss, _ = fc
     assert invoke(load_event_any("fc-smq-single"))["received"] == 1
     assert results(oss) == {"cs-acme-001": "OK"}
 
 
-def test_plain_and_base64_bodies_and_an_attempt_count_are_read_alike(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues],
-) -> None:
+def test_plain_and_base64_bodies_and_an_attempt_count_are_read_alike(fc: Fc) -> None:
     _, oss, smq = fc
     answer = invoke(load_event_any("fc-smq-batch"))
     assert answer == {"received": 4, "resent": 0, "deadLettered": 0}
@@ -50,9 +50,7 @@ def test_plain_and_base64_bodies_and_an_attempt_count_are_read_alike(
     assert smq.bodies("queue") == [] and smq.bodies("dlq") == []
 
 
-def test_poison_goes_straight_to_the_dead_letter_queue_without_calling_cams(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues],
-) -> None:
+def test_poison_goes_straight_to_the_dead_letter_queue_without_calling_cams(fc: Fc) -> None:
     cams, oss, smq = fc
     answer = invoke(load_event_any("fc-smq-mixed-batch"))
     assert answer == {"received": 4, "resent": 0, "deadLettered": 2}
@@ -63,9 +61,7 @@ def test_poison_goes_straight_to_the_dead_letter_queue_without_calling_cams(
     assert len(cams.calls) == 2
 
 
-def test_a_transient_failure_is_resent_with_its_attempt_count_and_a_delay(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues],
-) -> None:
+def test_a_transient_failure_is_resent_with_its_attempt_count_and_a_delay(fc: Fc) -> None:
     cams, _, smq = fc
     cams.set_behaviour("cs-acme-001", "5xx")
     assert invoke(load_event_any("fc-smq-single")) == {"received": 1, "resent": 1, "deadLettered": 0}
@@ -74,9 +70,7 @@ def test_a_transient_failure_is_resent_with_its_attempt_count_and_a_delay(
     assert message.visible_at - time.time() > redelivery.RETRY_DELAYS_SECONDS[0] - 2  # not before its delay
 
 
-def test_after_its_last_attempt_an_item_is_dead_lettered_with_the_last_error(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues],
-) -> None:
+def test_after_its_last_attempt_an_item_is_dead_lettered_with_the_last_error(fc: Fc) -> None:
     cams, _, smq = fc
     cams.set_behaviour("cs-acme-001", "5xx")
     body = json.dumps({"CustSpaceId": "cs-acme-001", "IsvCode": "isv-cs-acme-001", "Attempts": 4})
@@ -88,7 +82,7 @@ def test_after_its_last_attempt_an_item_is_dead_lettered_with_the_last_error(
     assert json.loads(dead["Message"]) == {"CustSpaceId": "cs-acme-001", "IsvCode": "isv-cs-acme-001"}
 
 
-def test_items_never_attempted_go_back_without_counting(fc: tuple[CamsEmulator, OssCache, SmqQueues]) -> None:
+def test_items_never_attempted_go_back_without_counting(fc: Fc) -> None:
     cams, oss, smq = fc
     cams.set_behaviour("*", "slow:0.4")
     events = [dict(load_event_any("fc-smq-single"), id=f"e{i}") for i in range(8)]
@@ -102,9 +96,7 @@ def test_items_never_attempted_go_back_without_counting(fc: tuple[CamsEmulator, 
     assert all(r["Attempts"] == 0 for r in resent)
 
 
-def test_when_sending_on_fails_the_invocation_fails_and_the_retry_spends_nothing_twice(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues],
-) -> None:
+def test_when_sending_on_fails_the_invocation_fails_and_the_retry_spends_nothing_twice(fc: Fc) -> None:
     cams, oss, smq = fc
     cams.set_behaviour("cs-globex-002", "5xx", times=3)
     smq.stand_in.fail(times=1, status=503, code="ServiceUnavailable", operation="BatchSendMessage")
@@ -118,9 +110,7 @@ def test_when_sending_on_fails_the_invocation_fails_and_the_retry_spends_nothing
     assert len(results(oss)) == 4
 
 
-def test_without_a_dead_letter_queue_the_invocation_fails_loudly(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_without_a_dead_letter_queue_the_invocation_fails_loudly(fc: Fc, monkeypatch: pytest.MonkeyPatch) -> None:
     cams, _, _ = fc
     monkeypatch.delenv("REFRESH_DLQ_URL")
     with pytest.raises(ConfigurationError, match="REFRESH_DLQ_URL"):
@@ -128,9 +118,7 @@ def test_without_a_dead_letter_queue_the_invocation_fails_loudly(
     assert cams.calls == []
 
 
-def test_every_message_ends_cached_or_dead_lettered(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_every_message_ends_cached_or_dead_lettered(fc: Fc, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given short retry delays (the policy's shape, not its minutes), flaky customers, poison, and a re-send that
     # fails once
     cams, oss, smq = fc
@@ -172,7 +160,7 @@ def load_event_any(name: str) -> Any:
 
 
 def test_with_the_budget_store_down_items_go_back_later_without_counting_an_attempt(
-    fc: tuple[CamsEmulator, OssCache, SmqQueues], monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]
+    fc: Fc, monkeypatch: pytest.MonkeyPatch, emulator_credentials: tuple[str, str]
 ) -> None:
     cams, oss, smq = fc
     with TablestoreStandIn(credentials=dict([emulator_credentials])) as tablestore:  # no budget table in it

@@ -16,15 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from waba_local.dev.fc_local import ACCOUNT_ID, REGION, FunctionMeta, LocalFcContext
+from waba_local.dev.poller import DeliveryStats
 
 Handler = Callable[[bytes, Any], Any]
 SMQ_BATCH = 16  # SMQ's most messages in one batch call
 
 
 @dataclass
-class TriggerStats:
-    received: int = 0
-    invocations: int = 0
+class TriggerStats(DeliveryStats):
     failed_invocations: int = 0
     dead_lettered_events: int = 0
     late_deletes: int = 0  # batches whose receipt handles had expired (the invocation outlasted the visibility)

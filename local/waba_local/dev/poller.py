@@ -38,11 +38,17 @@ class LocalLambdaContext:
 
 
 @dataclass
-class PollStats:
+class DeliveryStats:
+    """What a local event source counts, whichever platform's: messages received, handler invocations."""
+
     received: int = 0
-    succeeded: int = 0
-    failed: int = 0
     invocations: int = 0
+
+
+@dataclass
+class PollStats(DeliveryStats):
+    succeeded: int = 0  # records, by the handler's batchItemFailures
+    failed: int = 0
 
 
 def sqs_event(messages: list[dict[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
