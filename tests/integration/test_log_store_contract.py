@@ -47,10 +47,11 @@ def test_an_unwritten_record_reads_empty(store: LogStore) -> None:
 def test_a_record_reads_back_as_written(store: LogStore) -> None:
     ticket = Ticket("t1", True, 1000.125, 1001.5)
     put = slot_columns(3, SLOT) | dict([ticket_column(ticket)])
-    put |= {"ns": 1000.35, "rm": 7.5, "ta": 990.5, "ra": 980.125}
+    put |= {"ns": 1000.35, "lv": 7.0, "bs": 6.0, "ta": 990.5, "pf": 992.5, "st": 2.0, "nf": 1.0, "ra": 980.125}
     assert store.update(put) is None
     slots = tuple(SLOT if i == 3 else s for i, s in enumerate(LogRecord().slots))
-    expected = LogRecord(slots, (ticket,), next_send=1000.35, rate_max=7.5, throttled_at=990.5, reads_at=980.125)
+    level = {"level": 7.0, "base": 6.0, "changed_at": 990.5, "probe_from": 992.5, "step": 2.0, "failures": 1.0}
+    expected = LogRecord(slots, (ticket,), next_send=1000.35, reads_at=980.125, **level)
     assert store.load() == expected
 
 
@@ -68,11 +69,11 @@ def test_a_slot_is_taken_only_once_its_last_permit_has_expired(store: LogStore) 
 def test_every_expectation_must_hold(store: LogStore) -> None:
     store.update({"ns": 5.0, "ta": 2.0})
     both = [Expect("ns", "eq", 5.0), Expect("ta", "eq", 3.0)]
-    assert store.update({"rm": 1.0}, (), both) is not None
-    assert store.update({"rm": 1.0}, (), [Expect("ns", "eq", 5.0), Expect("ta", "le", 2.0)]) is None
-    assert store.update({"rm": 2.0}, (), [Expect("xx", "eq", 1.0)]) is not None  # missing, and not if_missing
-    assert store.update({"rm": 3.0}, (), [Expect("xx", "eq", 1.0, if_missing=True)]) is None
-    assert store.load().rate_max == 3.0
+    assert store.update({"lv": 1.0}, (), both) is not None
+    assert store.update({"lv": 1.0}, (), [Expect("ns", "eq", 5.0), Expect("ta", "le", 2.0)]) is None
+    assert store.update({"lv": 2.0}, (), [Expect("xx", "eq", 1.0)]) is not None  # missing, and not if_missing
+    assert store.update({"lv": 3.0}, (), [Expect("xx", "eq", 1.0, if_missing=True)]) is None
+    assert store.load().level == 3.0
 
 
 def test_an_answer_changes_only_its_own_slot_if_its_holder_still_holds_it(store: LogStore) -> None:

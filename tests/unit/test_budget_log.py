@@ -6,21 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from waba_lookup.budget.log import (
-    CLOCK_SKEW_MARGIN,
-    HOLD_AFTER_ANSWER,
-    HOLD_SECONDS,
-    LOOKAHEAD_SECONDS,
-    PROBE_SECONDS,
-    READS_RECENT_SECONDS,
-    LogRecord,
-    Policy,
-    Take,
-    Ticket,
-    Wait,
-    admit,
-    cut,
-)
+from waba_lookup.budget import log
+from waba_lookup.budget.log import LogRecord, Policy, Take, Ticket, Wait, admit, cut, in_window, passed
 
 POLICY = Policy(budget=10, reserve=2, longest_call=6.0)
 T0 = 1_000.0
@@ -34,7 +21,7 @@ def take(record: LogRecord, now: float, interactive: bool = True, policy: Policy
 
 def answer(record: LogRecord, holder_sent: float, now: float) -> LogRecord:
     slots = [
-        replace(s, expires=now + HOLD_AFTER_ANSWER, answered=True) if s.holder == f"p{holder_sent}" else s
+        replace(s, expires=now + log.HOLD_AFTER_ANSWER, answered=True) if s.holder == f"p{holder_sent}" else s
         for s in record.slots
     ]
     return replace(record, slots=tuple(slots))
@@ -64,12 +51,12 @@ def test_the_budget_is_the_number_of_live_permits() -> None:
 
 def test_a_slot_frees_a_second_after_its_answer_plus_the_skew_margin() -> None:
     record = answer(full(T0), T0, now=T0 + 0.2)
-    frees_at = T0 + 0.2 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
+    frees_at = T0 + 0.2 + log.HOLD_AFTER_ANSWER + log.CLOCK_SKEW_MARGIN
     wait = admit(record, T0 + 0.5, POLICY, "x", True)
-    assert isinstance(wait, Wait) and wait.until == pytest.approx(frees_at - LOOKAHEAD_SECONDS)
+    assert isinstance(wait, Wait) and wait.until == pytest.approx(frees_at - log.LOOKAHEAD_SECONDS)
     # it may be taken a moment ahead, but it starts when the slot frees, not before
-    assert starts_at(record, frees_at - LOOKAHEAD_SECONDS - 0.001) is None
-    assert starts_at(record, frees_at - LOOKAHEAD_SECONDS + 0.001) == pytest.approx(frees_at)
+    assert starts_at(record, frees_at - log.LOOKAHEAD_SECONDS - 0.001) is None
+    assert starts_at(record, frees_at - log.LOOKAHEAD_SECONDS + 0.001) == pytest.approx(frees_at)
     assert starts_at(record, frees_at + 0.3) == frees_at + 0.3
 
 
@@ -77,8 +64,8 @@ def test_an_unanswered_permit_counts_until_send_plus_the_longest_call_and_a_seco
     """A holder that never writes back (frozen, killed) frees its slot only at the worst case."""
     record = take(LogRecord(), T0)
     small = Policy(budget=1, reserve=0, longest_call=6.0)
-    worst = T0 + 6.0 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    assert starts_at(record, worst - LOOKAHEAD_SECONDS - 0.001, policy=small) is None
+    worst = T0 + 6.0 + log.HOLD_AFTER_ANSWER + log.CLOCK_SKEW_MARGIN
+    assert starts_at(record, worst - log.LOOKAHEAD_SECONDS - 0.001, policy=small) is None
     assert starts_at(record, worst - 0.01, policy=small) == pytest.approx(worst)
 
 
@@ -104,8 +91,8 @@ def test_a_slow_call_stays_live_however_many_permits_come_after_it() -> None:
 def test_waiting_is_told_when_the_first_slot_could_free() -> None:
     record = answer(full(T0), T0 + 0.03, now=T0 + 0.5)  # one answered at 0.5
     decision = admit(record, T0 + 0.6, POLICY, "x", interactive=True)
-    frees_at = T0 + 0.5 + HOLD_AFTER_ANSWER + CLOCK_SKEW_MARGIN
-    assert isinstance(decision, Wait) and decision.until == pytest.approx(frees_at - LOOKAHEAD_SECONDS)
+    frees_at = T0 + 0.5 + log.HOLD_AFTER_ANSWER + log.CLOCK_SKEW_MARGIN
+    assert isinstance(decision, Wait) and decision.until == pytest.approx(frees_at - log.LOOKAHEAD_SECONDS)
     assert decision.start == pytest.approx(frees_at) and record.slots[decision.index].answered
 
 
@@ -126,7 +113,7 @@ def test_after_a_read_background_permits_leave_the_reserve_free() -> None:
     assert isinstance(admit(record, now + 0.1, POLICY, "bg", interactive=False), Wait)
     assert isinstance(admit(record, now + 0.1, POLICY, "read", interactive=True), Take)
     # once reads have been quiet a while, background may use the whole budget again
-    quiet = T0 + READS_RECENT_SECONDS + 0.01
+    quiet = T0 + log.READS_RECENT_SECONDS + 0.01
     assert isinstance(admit(record, quiet, POLICY, "bg", interactive=False), Take)
 
 
@@ -162,8 +149,8 @@ def test_a_waiter_plans_its_turn_from_its_place_in_line() -> None:
     plans = [admit(record, T0 + 0.5, POLICY, t.id, True, t) for t in line]
     assert all(isinstance(p, Wait) for p in plans)
     starts = [p.start for p in plans if isinstance(p, Wait)]
-    assert starts[:10] == pytest.approx([T0 + 1 + 0.1 * i + CLOCK_SKEW_MARGIN for i in range(10)])
-    assert starts[10] > starts[0] + HOLD_AFTER_ANSWER and starts == sorted(starts)
+    assert starts[:10] == pytest.approx([T0 + 1 + 0.1 * i + log.CLOCK_SKEW_MARGIN for i in range(10)])
+    assert starts[10] > starts[0] + log.HOLD_AFTER_ANSWER and starts == sorted(starts)
 
 
 def test_a_lapsed_ticket_holds_no_one_back_and_leaves_with_the_next_permit() -> None:
@@ -173,32 +160,94 @@ def test_a_lapsed_ticket_holds_no_one_back_and_leaves_with_the_next_permit() -> 
     assert isinstance(decision, Take) and decision.leaves == ("gone",)
 
 
-def test_a_throttle_cuts_the_deployment_rate_once_per_call_sent_at_the_rate_before() -> None:
-    record = cut(LogRecord(), T0, budget=10, sent=T0 - 0.1)
-    assert record is not None and record.rate(T0, 10) == pytest.approx(0.85 * 8.99)
-    assert cut(record, T0 + 0.5, budget=10, sent=T0 - 0.05) is None  # sent before the cut: the same congestion
-    again = cut(record, T0 + 0.5, budget=10, sent=T0 + 0.2)  # sent at the new rate, still too much
-    assert again is not None and again.rate(T0 + 0.5, 10) < record.rate(T0 + 0.5, 10)
+def test_our_calls_in_cams_window_count_each_permit_once_across_copies_of_the_record() -> None:
+    record = LogRecord()
+    for i in range(4):
+        record = take(record, T0 + 0.3 * i + 4e-7)  # at 0, 0.3, 0.6, 0.9 (and a wall clock's digits)
+    stored = replace(record, slots=tuple(replace(s, sent=round(s.sent, 6)) for s in record.slots))
+    assert in_window([record], T0 + 0.9 + 4e-7) == 4
+    assert in_window([stored, record], T0 + 0.9 + 4e-7) == 4  # the store's copy, its times rounded: the same permits
+    assert in_window([record], T0 + 1.2) == 3  # the one at 0 has left the window
 
 
-def test_after_a_throttle_the_rate_holds_under_two_calls_below_it_then_probes_back_to_the_budget() -> None:
-    record = cut(LogRecord(), T0, budget=10, sent=T0)
+def test_a_throttle_outside_a_probe_halves_the_level_once_per_change() -> None:
+    record = cut(LogRecord(), T0, budget=10, sent=T0 - 0.1, ours=8)
+    assert record is not None and record.rate(T0, 10) == 5  # halved
+    # the window a call met within a second of the change still held calls from before: it tells nothing new
+    assert cut(record, T0 + 0.5, budget=10, sent=T0 + 0.5, ours=5) is None
+    again = cut(record, T0 + 1.5, budget=10, sent=T0 + 1.2, ours=5)
+    assert again is not None and again.rate(T0 + 1.5, 10) == 2
+
+
+def test_probes_open_two_slots_more_until_tried_each_period_slower_after_each_throttle() -> None:
+    record = cut(LogRecord(), T0, budget=10, sent=T0, ours=7)
+    assert record is not None and record.level == 5
+    rate = lambda r, t: r.rate(T0 + t, 10)
+    first = log.PROBE_FIRST
+    assert rate(record, first - 0.01) == 5 and rate(record, first) == rate(record, first + 0.99) == 7
+    # it closes once its top slot is taken, and opens again the next period
+    top = replace(record.slots[6], holder="top", sent=T0 + first + 0.3)
+    tried = replace(record, slots=(*record.slots[:6], top, *record.slots[7:]))
+    assert rate(tried, first + 0.5) == 5 and rate(tried, 2 * first) == 7
+    # untried, it stays open PROBE_OPEN at most: here, after two throttles, a second in every 8
+    slower = replace(record, failures=2.0)
+    assert slower.period == 8 and rate(slower, first + log.PROBE_OPEN) == 5 and rate(slower, first + 8.5) == 7
+    # a probe's call refused: no room for 7; the level stays and the probes come slower
+    failed = cut(record, T0 + first + 0.3, budget=10, sent=T0 + first + 0.2, ours=7)
+    assert failed is not None and failed.level == 5 and failed.period == 2 * first
+    # its first call more refused: the level itself is at the edge; it leaves one to spare
+    edge = cut(record, T0 + first + 0.3, budget=10, sent=T0 + first + 0.2, ours=6)
+    assert edge is not None and edge.level == 4
+    # the same when a call just after the probe met its calls in CAMS's window: more than the level
+    after = cut(record, T0 + first + 1.2, budget=10, sent=T0 + first + 1.1, ours=7)
+    assert after is not None and after.level == 5
+    for _ in range(5):
+        failed = replace(failed, failures=failed.failures + 1)
+    assert failed.period == log.PROBE_LONGEST
+
+
+def test_a_probe_passes_when_the_window_held_the_level_it_raises_to_then_the_step_doubles() -> None:
+    record = cut(LogRecord(), T0, budget=10, sent=T0, ours=7)
     assert record is not None
-    record = replace(record, rate_max=7.3)  # throttled at 7 calls a second
-    rate = lambda t: record.rate(T0 + t, 10)
-    assert rate(0) == rate(HOLD_SECONDS) == pytest.approx(0.85 * 5.99)  # 5 whole calls, level
-    assert int(rate(HOLD_SECONDS + 0.1)) == 5 and int(rate(HOLD_SECONDS + PROBE_SECONDS + 0.1)) == 6
-    assert int(rate(HOLD_SECONDS + 2 * PROBE_SECONDS + 0.1)) == 7  # one call more at a time
-    assert rate(HOLD_SECONDS + 5 * PROBE_SECONDS) == 10.0
+    at = T0 + log.PROBE_FIRST + 0.1
+    assert passed(record, at, 10, index=5, sent=at, ours=7) is None  # not the probe's top slot
+    assert passed(record, at, 10, index=6, sent=at, ours=5) is None  # our level's calls, no more: not room
+    assert passed(record, at, 10, index=6, sent=T0 + 1.0, ours=7) is None  # started before the probe opened
+    level = passed(record, at, 10, index=6, sent=at, ours=6)
+    assert level is not None and (level.level, level.base, level.step) == (6, 5, 1)
+    # the next probe, a second later, tests as far again; then twice as far: back to the budget in four passes
+    for index, raised in ((7, 7), (9, 9), (9, 10)):
+        at += log.PROBE_NEXT
+        assert level.rate(at, 10) == index + 1
+        level = passed(level, at, 10, index=index, sent=at, ours=index + 1)
+        assert level is not None and level.level == raised
+    assert level.rate(at + 100, 10) == 10
+
+
+def test_a_throttle_after_passes_goes_back_to_the_level_before_the_first() -> None:
+    record = cut(LogRecord(), T0, budget=10, sent=T0, ours=7)
+    assert record is not None
+    at = T0 + log.PROBE_FIRST + 0.1
+    raised = passed(record, at, 10, index=6, sent=at, ours=7)
+    assert raised is not None and raised.level == 6
+    # our call refused at 6, outside a probe: the pass was a neighbour's refused call, not room
+    back = cut(raised, at + 2.3, 10, sent=at + 2.2, ours=6)
+    assert back is not None and (back.level, back.base) == (5, 0)
+    # two passes, then a throttle: back before both
+    twice = passed(raised, at + 1.1, 10, index=7, sent=at + 1.1, ours=7)
+    assert twice is not None and (twice.level, twice.base) == (7, 5)
+    assert (cut(twice, at + 2.3, 10, sent=at + 2.2, ours=6) or twice).level == 5
+    lower = cut(back, at + 3.6, 10, sent=at + 3.5, ours=5)  # and again, outside a probe: now halved
+    assert lower is not None and lower.level == 2
 
 
 def test_a_cut_rate_caps_live_permits_and_spaces_sends() -> None:
-    record = cut(LogRecord(), T0, budget=10, sent=T0)
+    record = cut(LogRecord(), T0, budget=10, sent=T0, ours=10)
     assert record is not None
     now = T0
     taken = 0
     while isinstance(decision := admit(record, now, POLICY, f"h{taken}", interactive=True), Take):
         record, taken = decision.applied(record), taken + 1
-    assert taken == 7  # floor(0.85 * 8.99) whole calls per second
+    assert taken == 5  # half the budget
     background = admit(record, now, POLICY, "bg", interactive=False)
-    assert isinstance(background, Wait) and background.until >= now + 1 / 7.7 - LOOKAHEAD_SECONDS
+    assert isinstance(background, Wait) and background.until >= now + 1 / 5 - log.LOOKAHEAD_SECONDS

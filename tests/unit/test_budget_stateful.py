@@ -203,6 +203,12 @@ class SharedBudgetMachine(RuleBasedStateMachine):
     def cams_throttles(self, data: st.DataObject) -> None:
         data.draw(st.sampled_from(self.instances)).budget.throttled()
 
+    @rule(data=st.data())
+    @precondition(lambda self: self.instances)
+    def cams_answers(self, data: st.DataObject) -> None:
+        """An instance's last call answered: a probe's top slot passes it, raising the level."""
+        data.draw(st.sampled_from(self.instances)).budget.succeeded()
+
     @rule(seconds=st.floats(0, 0.5))
     def time_passes(self, seconds: float) -> None:
         self.world.sleep(seconds)

@@ -178,11 +178,29 @@ def test_without_a_table_an_invocation_ends_holding_no_live_permit(clock: Clock)
 
 def test_a_throttle_is_written_to_the_record_for_every_instance(store: CountingStore, clock: Clock) -> None:
     first, second = budget(store, clock), budget(store, clock)
-    call(first, clock)
+    for _ in range(8):
+        call(first, clock, interactive=True)
     first.throttled()
-    assert store.load().rate(clock.now, 10) == pytest.approx(0.85 * 8.99)
+    assert store.load().rate(clock.now, 10) == 5  # halved
     sends = [call(second, clock) for _ in range(3)]
-    assert sends[1] - sends[0] > 1 / 8.5  # spaced at the deployment's cut rate, not 1/10
+    assert sends[1] - sends[0] >= 1 / 5  # spaced at the deployment's cut rate, not 1/10
+
+
+def test_a_probe_passed_is_written_to_the_record_when_its_top_call_is_answered(
+    store: CountingStore, clock: Clock
+) -> None:
+    instance = budget(store, clock)
+    for _ in range(8):
+        call(instance, clock, interactive=True)
+    instance.throttled()
+    clock.sleep(log.PROBE_FIRST)  # the first probe opens: two slots more than the level of 5
+    for _ in range(6):
+        call(instance, clock, interactive=True)
+        instance.succeeded()
+    assert store.load().level == 5  # the top slot not reached yet
+    call(instance, clock, interactive=True)
+    instance.succeeded()  # the seventh, in the top slot, with all seven in CAMS's window
+    assert store.load().level == 6
 
 
 def test_settle_returns_at_once_with_the_shared_log(store: CountingStore, clock: Clock) -> None:

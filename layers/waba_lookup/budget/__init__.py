@@ -25,12 +25,22 @@ write to take and one to write its answer back; in line, one write more to join 
 Classes. Background permits leave CAMS_INTERACTIVE_RESERVE slots free while reads are recent (READS_RECENT_SECONDS)
 and are spaced 1/rate apart (`next_send`).
 
-Rate. After System.LimitControl the deployment's rate is cut in the record, once per congestion (a call sent
-before the last cut tells nothing new): to BETA (0.85) of two whole calls under the throttled rate, held level for
-HOLD_SECONDS (20 s), then one more call a second every PROBE_SECONDS (4 s) up to the budget. Two calls under,
-because our permits start the moment our oldest leaves CAMS's window, so one call under the congestion CAMS would
-reject a neighbour's calls and never ours; level, because a rise straight after a cut passes the throttled rate
-before we hear; 0.85 (not botocore's 0.7), because under a plateau already two calls down 30% cost a whole call.
+Level. CAMS refuses whichever call meets a full window, and ours arrive the moment our oldest leaves it: beside a
+neighbour that calls at its own pace, a call too many of ours mostly costs the neighbour a call, unheard by us. So
+the deployment's level (the slots it may use) comes down on what a throttle shows, goes up only on evidence, and
+goes back at once when that evidence proves false. On System.LimitControl (once per change: a call started within
+a second of one met a window from before it), with `ours` our calls in CAMS's window at the refused one:
+  - after a probe passed, before the next throttle: back to the level before the first such pass (that room was
+    a neighbour's refused call);
+  - a probe's call, or one that met a probe's (ours above the level): the level stands if the probe's first call
+    more fitted (ours at least the level + 2), else it is at the edge and leaves one to spare;
+  - any other: halved.
+Probes open every PROBE_FIRST (4 s) after a throttle, doubled by each throttle in a row up to PROBE_LONGEST (12 s):
+for PROBE_OPEN (1 s) at most, or until its top slot is taken, two permits more may start. Its top slot's call
+accepted, with the level it would rise to in CAMS's window, passes it: the level rises by the step, the next probe
+opens PROBE_NEXT (1 s) later and then every PROBE_AGAIN (2 s) while passes wait (a throttle undoes them at once),
+and after two passes in a row the step doubles (1, 1, 2, 4): a deployment whose neighbour left is back at the
+budget in four or five probes.
 
 Failure. The store failing costs one immediate retry; then the attempt is refused (BudgetUnavailable) and no call
 is made: a read serves a stale entry or answers 503, the worker returns its items to the queue. Calls are never

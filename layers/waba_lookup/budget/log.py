@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field, replace
 
 from waba_lookup.settings import CAMS_MAX_QPS
@@ -17,12 +16,12 @@ LOOKAHEAD_SECONDS = 0.05  # a permit may be taken this long before its slot free
 TICKET_GRACE_SECONDS = 1.0  # a place in line lapses this long after the turn its holder planned
 TURN_SLACK_SECONDS = 0.03  # planned per holder ahead in the same slot: a turn a little late costs less than early
 TYPICAL_CALL_SECONDS = 0.3  # a call's length for planning turns, until the record shows answered calls
-# The deployment's rate after System.LimitControl (see the package docstring for why each number)
-BETA = 0.85
-HOLD_SECONDS = 20.0
-PROBE_SECONDS = 4.0
-PLATEAU_BELOW = 1.01
-MIN_RATE = 0.5
+# The deployment's level after System.LimitControl (see the package docstring for why each number)
+PROBE_FIRST = 4.0  # seconds between probes after a throttle; doubled by each throttle in a row...
+PROBE_LONGEST = 12.0  # ...up to this
+PROBE_OPEN = 1.0  # a probe lets its extra permits start until its top slot is taken, for this long at most
+PROBE_NEXT = 1.0  # seconds from a probe that passed to the next: its calls leave CAMS's window...
+PROBE_AGAIN = 2.0  # ...then between probes, while a pass waits for a throttle to undo it
 
 
 @dataclass(frozen=True)
@@ -72,17 +71,43 @@ class LogRecord:
     slots: tuple[Slot, ...] = field(default_factory=_empty_slots)
     line: tuple[Ticket, ...] = ()  # in no particular order: `waiting` sorts it
     next_send: float = 0.0  # background permits are spaced 1/rate apart
-    rate_max: float = 0.0  # the rate CAMS last throttled; 0: never throttled
-    throttled_at: float = 0.0
+    level: float = 0.0  # the slots usable after a throttle (a whole number); 0: never throttled
+    base: float = 0.0  # the level before the first probe passed since the last throttle; 0: none passed
+    changed_at: float = 0.0  # when the level last changed
+    probe_from: float = 0.0  # when probes open: `step` + 1 slots more for PROBE_OPEN, every `period`
+    step: float = 1.0  # what a passed probe adds to the level (1, 1, then 2, 4: doubled by each pass in a row)
+    failures: float = 0.0  # throttles since the level left the budget: they space the probes
     reads_at: float = 0.0  # the last interactive permit
 
+    def level_at(self, budget: int) -> int:
+        return budget if not self.level else min(budget, int(self.level))
+
+    @property
+    def period(self) -> float:
+        """Between probes: short while a pass waits for the next probe to confirm it, else longer after each
+        throttle."""
+        return PROBE_AGAIN if self.base else min(PROBE_LONGEST, PROBE_FIRST * 2 ** max(0.0, self.failures - 1))
+
+    def opened(self, t: float, budget: int) -> float | None:
+        """When the probe open at `t` opened (a call started then is part of it), if one is."""
+        if self.level_at(budget) >= budget or t < self.probe_from:
+            return None
+        opened = t - (t - self.probe_from) % self.period
+        return opened if t - opened < PROBE_OPEN else None
+
+    def probing(self, now: float, budget: int) -> bool:
+        """Whether a probe is open now: one opened, and its top slot not yet taken since."""
+        opened = self.opened(now, budget)
+        return opened is not None and self.slots[self.top(budget)].sent < opened
+
+    def top(self, budget: int) -> int:
+        """A probe's top slot: the last of the level, `step` and one more."""
+        return min(budget, self.level_at(budget) + int(self.step) + 1) - 1
+
     def rate(self, now: float, budget: int) -> float:
-        """The deployment's calls per second: the budget, or after a throttle the curve back up to it."""
-        if not self.rate_max:
-            return float(budget)
-        level = BETA * max(MIN_RATE, math.floor(self.rate_max) - PLATEAU_BELOW)
-        curve = level + max(0.0, now - self.throttled_at - HOLD_SECONDS) / PROBE_SECONDS
-        return max(MIN_RATE, min(float(budget), curve))
+        """The slots the deployment may use now: the budget, the level after a throttle, more while a probe is open."""
+        level = self.level_at(budget)
+        return float(self.top(budget) + 1 if self.probing(now, budget) else level)
 
     def live(self, now: float) -> list[Slot]:
         return [s for s in self.slots if s.live(now)]
@@ -149,8 +174,7 @@ class Wait:
 def usable(record: LogRecord, now: float, policy: Policy, interactive: bool) -> int:
     """How many slots (the first ones) this class of permit may use: the budget, or the rate after a throttle,
     less the interactive reserve for background work while reads are recent."""
-    rate = record.rate(now, policy.budget)
-    cap = policy.budget if rate >= policy.budget else max(1, math.floor(rate))
+    cap = int(record.rate(now, policy.budget))
     if not interactive and now - record.reads_at < READS_RECENT_SECONDS:
         cap -= policy.reserve
     return max(0, min(cap, len(record.slots)))
@@ -210,9 +234,45 @@ def _plan(record: LogRecord, now: float, policy: Policy, interactive: bool, slot
     return Wait(max(now, at - LOOKAHEAD_SECONDS), index, at)
 
 
-def cut(record: LogRecord, now: float, budget: int, sent: float) -> LogRecord | None:
-    """CAMS flow-controlled a call sent at `sent`: cut the deployment's rate. None when the call was sent before the
-    last cut: it tells of the congestion that cut answered, not of the rate since."""
-    if record.rate_max and sent < record.throttled_at + CLOCK_SKEW_MARGIN:
+def in_window(records: list[LogRecord], sent: float) -> int:
+    """Our calls in CAMS's window when a call started at `sent` arrived, itself included, from copies of the
+    record (a slot may have been taken again since one of them was read)."""
+    return len({s.holder for r in records for s in r.slots if s.holder and sent - 1.0 < s.sent <= sent})
+
+
+def cut(record: LogRecord, now: float, budget: int, sent: float, ours: int) -> LogRecord | None:
+    """CAMS flow-controlled a call started at `sent`, when `ours` of our calls were in its window: the new level.
+    After a probe passed, before the next: back to where it was before that pass (the room it found was a
+    neighbour's refused call). A probe's call (or one that met a probe's: more than the level): the level stands if
+    the probe's first call more fitted, else it is at the edge and leaves one to spare. Any other throttle halves
+    it. None when the call started within a second of the last change: the window it met held calls from before."""
+    if record.level and sent < record.changed_at + HOLD_AFTER_ANSWER:
         return None
-    return replace(record, rate_max=record.rate(now, budget), throttled_at=now)
+    level, base = record.level_at(budget), int(record.base)
+    if base and base < level:
+        level = base
+    elif record.opened(sent, budget) is not None or ours > level:
+        level = max(1, level - 1, min(level, ours - 2))
+    else:
+        level = max(1, level // 2)
+    failures = 1.0 if record.level_at(budget) == budget else record.failures + 1
+    probes = replace(record, failures=failures, base=0.0)  # the period that follows
+    return replace(probes, level=float(level), changed_at=now, probe_from=now + probes.period, step=1.0)
+
+
+def top_of_probe(record: LogRecord, budget: int, index: int, sent: float) -> bool:
+    """Whether slot `index`, taken at `sent`, is the top slot of a probe open then: its call's answer may pass it."""
+    return record.opened(sent, budget) is not None and index == record.top(budget)
+
+
+def passed(record: LogRecord, now: float, budget: int, index: int, sent: float, ours: int) -> LogRecord | None:
+    """CAMS accepted a call started at `sent` in slot `index`, when `ours` of our calls were in its window: if that
+    is the top slot of an open probe and the window held the level it would rise to, it rises by the probe's step. The
+    next probe, soon, tests as far again; after that, twice as far each time."""
+    level, step = record.level_at(budget), int(record.step)
+    if not top_of_probe(record, budget, index, sent) or ours < min(budget, level + step):
+        return None
+    base = record.base or float(level)  # where a throttle takes it back to: before the first pass since the last
+    next_step = 2 * record.step if record.base else record.step
+    raised = float(min(budget, level + step))
+    return replace(record, level=raised, base=base, changed_at=now, probe_from=now + PROBE_NEXT, step=next_step)

@@ -21,14 +21,17 @@ from waba_lookup.budget.log import (
     Wait,
     admit,
     cut,
+    in_window,
+    passed,
     take,
+    top_of_probe,
 )
 from waba_lookup.budget.stats import BudgetStats
 from waba_lookup.budget.store import (
     LogStore,
     StoreUnavailable,
     answer_write,
-    cut_write,
+    level_write,
     number,
     take_write,
     ticket_column,
@@ -70,7 +73,7 @@ class SharedBudget:
     sleep: Callable[[float], None] = time.sleep
     new_id: Callable[[], str] = _new_id
     _record: LogRecord | None = field(default=None, init=False)
-    _last_start: float = field(default=0.0, init=False)  # of the last permit given: what a throttle is about
+    _last: LogPermit | None = field(default=None, init=False)  # the last permit given: what CAMS's answer is about
 
     @property
     def release_seconds(self) -> float:
@@ -118,7 +121,15 @@ class SharedBudget:
             self._record = self._record.answered(held.index, held.holder, expires)
 
     def succeeded(self) -> None:
-        """CAMS answered: nothing to do (the rate grows back with time, see log.LogRecord.rate)."""
+        """CAMS answered: if the last permit was the top slot of an open probe, the probe may have passed."""
+        last, self._last = self._last, None
+        if (
+            last is None
+            or self._record is None
+            or not top_of_probe(self._record, self.policy.budget, last.index, last.start)
+        ):
+            return
+        self._change(lambda r, ours: passed(r, self.wall(), self.policy.budget, last.index, last.start, ours), last)
 
     def settle(self, wait_until: float) -> None:
         """Before an invocation ends: with an instance's own log, wait until none of its permits counts any more,
@@ -152,6 +163,8 @@ class SharedBudget:
                 record = self._timed(self.store.update, dict([ticket_column(ticket)]), returning=True)
                 assert record is not None
                 fresh, first = True, None
+            if planned is not None and record.probing(now, self.policy.budget):
+                planned = None  # a probe opened since the plan: its slots go to the first in line, not as planned
             if planned is not None:
                 start = max(now, planned.start)
                 decision: Take | Wait = take(
@@ -207,7 +220,7 @@ class SharedBudget:
     def _use(self, held: LogPermit) -> LogPermit:
         if (early := held.start - self.wall()) > 0:
             self.sleep(early)  # taken ahead, while the slot's last holder ran out
-        self._last_start = held.start
+        self._last = held
         return held
 
     def _leave(self, ticket: Ticket) -> None:
@@ -218,16 +231,25 @@ class SharedBudget:
             pass
 
     def throttled(self) -> None:
-        """The last permit's call was flow-controlled: cut the deployment's rate in the record; every instance
-        follows at its next permit. A store that fails now loses this cut (the next throttle makes it)."""
+        """The last permit's call was flow-controlled: a new level for the deployment in the record; every instance
+        follows at its next permit."""
+        last, self._last = self._last, None
+        if last is not None:
+            self._change(lambda r, ours: cut(r, self.wall(), self.policy.budget, last.start, ours), last)
+
+    def _change(self, change: Callable[[LogRecord, int], LogRecord | None], last: LogPermit) -> None:
+        """Write the level `change` makes of the record and of our calls in CAMS's window with the `last` one, on
+        condition that no other change came first (else again, on the record as it is then). Best effort: a store
+        that fails loses it, and the next answer makes it again."""
         try:
-            record = self._record or self._timed(self.store.load)
+            record = self._timed(self.store.load)  # the slots taken since our copy: who else was in CAMS's window
+            ours = in_window([record, *([self._record] if self._record else [])], last.start)
             for _ in range(RACES):
-                cutback = cut(record, self.wall(), self.policy.budget, self._last_start)
-                if cutback is None:
+                new = change(record, ours)
+                if new is None:
                     return
-                if (current := self._timed(self.store.update, *cut_write(cutback, record.throttled_at))) is None:
-                    self._record = cutback
+                if (current := self._timed(self.store.update, *level_write(new, record))) is None:
+                    self._record = new
                     return
                 record = current
         except StoreUnavailable as error:

@@ -10,10 +10,20 @@ from typing import Literal, Protocol
 
 from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, LogRecord, Slot, Take, Ticket
 
-# Columns: `ns`, `rm`, `ta`, `ra` (the record's times and rate); per slot i `h{i}` (holder), `s{i}` (sent),
-# `e{i}` (expires), `a{i}` (answered), `c{i}` (interactive); per ticket `q{id}` = "i|b,joined,expires".
-SCALARS = {"ns": "next_send", "rm": "rate_max", "ta": "throttled_at", "ra": "reads_at"}
-CUT = ("rm", "ta")  # the columns of the last flow-control cut
+# Columns: `ns` and `ra` (background spacing, the last read); `lv`, `bs`, `ta`, `pf`, `st`, `nf` (the level after
+# a throttle, and its probes); per slot i `h{i}` (holder), `s{i}` (sent), `e{i}` (expires), `a{i}` (answered), `c{i}`
+# (interactive); per ticket `q{id}` = "i|b,joined,expires".
+SCALARS = {
+    "ns": "next_send",
+    "ra": "reads_at",
+    "lv": "level",
+    "bs": "base",
+    "ta": "changed_at",
+    "pf": "probe_from",
+    "st": "step",
+    "nf": "failures",
+}
+CUT = ("lv", "bs", "ta", "pf", "st", "nf")  # the level after CAMS's last throttle, and its probes
 Column = str | float | bool
 
 
@@ -90,10 +100,12 @@ def answer_write(index: int, holder: str, expires: float) -> tuple[dict[str, Col
     return {f"e{index}": number(expires), f"a{index}": True}, [], [Expect(f"h{index}", "eq", holder)]
 
 
-def cut_write(cutback: LogRecord, since: float) -> tuple[dict[str, Column], list[str], list[Expect]]:
-    """A flow-control cut, on condition that no other cut came since the one at `since` (0: none)."""
-    put: dict[str, Column] = dict(zip(CUT, (number(cutback.rate_max), number(cutback.throttled_at)), strict=True))
-    return put, [], [Expect("ta", "eq", number(since), if_missing=True)]
+def level_write(new: LogRecord, old: LogRecord) -> tuple[dict[str, Column], list[str], list[Expect]]:
+    """A new level (after a throttle, or a probe that passed), on condition that no other came since `old`."""
+    values = (new.level, new.base, new.changed_at, new.probe_from, new.step, new.failures)
+    put: dict[str, Column] = {name: number(value) for name, value in zip(CUT, values, strict=True)}
+    since = [Expect("ta", "eq", number(old.changed_at), if_missing=True)]
+    return put, [], [*since, Expect("pf", "eq", number(old.probe_from), if_missing=True)]
 
 
 def from_columns(columns: Mapping[str, Column] | None) -> LogRecord:
