@@ -15,11 +15,12 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 def race_library() -> Path | None:
-    """A directory holding that commit's waba_lookup package (put it first on PYTHONPATH), or None outside a git
-    checkout with that history."""
+    """A directory holding that commit's waba_lookup package (put it first on PYTHONPATH), with its handlers beside
+    it in ../functions (WABA_FUNCTIONS_DIR: today's handlers need today's library); None outside a git checkout
+    with that history."""
     try:
         archive = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", RACE_COMMIT, "layers/waba_lookup"],
+            ["git", "-C", str(ROOT), "archive", RACE_COMMIT, "layers/waba_lookup", "functions"],
             check=True,
             capture_output=True,
         ).stdout

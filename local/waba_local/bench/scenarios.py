@@ -115,6 +115,7 @@ def variant_env(base: dict[str, str], variant: str, function: str, instances: in
         if library is None:
             raise RuntimeError("the race baseline needs this repository's git history")
         env["PYTHONPATH"] = f"{library}:{env.get('PYTHONPATH', '')}".rstrip(":")
+        env["WABA_FUNCTIONS_DIR"] = str(library.parent / "functions")
         return env
     if variant not in SHARED:
         env.pop("CAMS_BUDGET_TABLE", None)
