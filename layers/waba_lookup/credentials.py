@@ -1,13 +1,7 @@
 """Where the Alibaba Cloud credentials come from, read again when they change or are rejected.
 
-- `FunctionCredentials`, the library's default: the invocation's credentials where the platform passes them (FC's
-  `context.credentials` on its Python 3.10 and older runtimes), else `EnvironmentCredentials`.
-- `EnvironmentCredentials`: `ALIBABA_CLOUD_ACCESS_KEY_ID/_SECRET/_SECURITY_TOKEN`, read at every use. On Function
-  Compute's Python 3.12 runtime these are the function role's STS credentials, set when the instance starts and
-  valid for 36 hours (it passes no `context.credentials`:
-  https://www.alibabacloud.com/help/en/functioncompute/fc/context-1); an AccessKey works the same.
-- `SecretCredentials` (AWS): a Secrets Manager secret, cached, read again at most once a minute after CAMS
-  rejected the key it held, so a rotated key is picked up without a cold start.
+`FunctionCredentials` (the default: the invocation's, else `EnvironmentCredentials`, the ALIBABA_CLOUD_* variables)
+and `SecretCredentials` (AWS: a Secrets Manager secret). Which is read when: docs/architecture.md#credentials.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """The S3 object store behind the cache port: one attempt, failing fast.
 
-Reads are one GET signed here (`signed_get`), so that a cold instance's first cache HIT does not load botocore,
-when the environment is what Lambda gives a function and the request is one botocore would make the same way:
-credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN), the region in AWS_DEFAULT_REGION
-(botocore's variable; Lambda sets it), tracing off, and either a standard AWS region or an AWS_ENDPOINT_URL(_S3),
-addressed as botocore addresses them (virtual-hosted; path-style on a configured endpoint). Anything else goes through
-botocore's client: tracing on (so that X-Ray sees S3's calls), a profile, FIPS or dual-stack endpoints, a CA
-bundle, a proxy, the China or GovCloud partitions, a bucket name with dots, directory buckets and Object Lambda
-aliases, an endpoint with a path; and for the rest of the instance's life, once a signed read failed where botocore's
-succeeded (`signed_get.ReadPath`: a bucket in another region, whose redirect botocore follows, among others). Every
-write goes through botocore.
+Reads are one GET signed here (`signed_get`) when the environment is Lambda's, else botocore's client; every write
+goes through botocore. When each path is taken: docs/architecture.md#cache-reads-without-an-sdk.
 """
 
 from __future__ import annotations

@@ -1,16 +1,7 @@
 """A cache HIT's one GET, signed here and sent over the standard library: no cloud SDK on the path most reads take.
 
-A cold instance's first cache HIT would otherwise spend most of its time loading an SDK for one request: botocore's
-modules and its S3 client's models (about 0.15 s), or the OSS SDK with requests and pycryptodome (about 0.2 s).
-A HIT needs one signed GET of one object, so it is made here, and everything else (writes, and any setting this
-module does not handle) goes through the SDKs as before:
-
-- AWS Signature Version 4 for S3 and OSS4-HMAC-SHA256 for OSS, which is the same scheme under other names
-  (`V4Scheme`); `tests/unit/test_signed_get.py` checks both against the SDKs' own signers, byte for byte.
-- http.client with one keep-alive connection per host and thread, one attempt, 1 s to connect and 2 s to read
-  (FAIL_FAST_SECONDS). A kept-alive connection the server has closed meanwhile is dropped before it is used
-  (urllib3 checks the same way), and one that fails before any answer arrives is opened again once.
-- HTTPS verified against the CA bundle the SDKs would use: certifi's, else botocore's own, else the system's.
+Signature V4 for S3 and OSS4-HMAC-SHA256 for OSS, one attempt, HTTPS verified as the SDKs verify it.
+Why, and how it sends: docs/architecture.md#cache-reads-without-an-sdk.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
-"""Failures without partial batches (Function Compute's SMQ trigger): a batch succeeds or fails whole, so each item
-that failed is sent on again before the invocation returns, in this order:
+"""Failures without partial batches (Function Compute's SMQ trigger): each item that failed is sent on again before
+the invocation returns, back to the queue or to the dead-letter queue.
 
-- never attempted (no time left, or the shared budget's store failing): back to the queue, its attempt count
-  unchanged;
-- a transient failure (throttled, 5xx, timeout): back to the queue with a growing delay and one more attempt;
-- its last attempt used up, or a message that can never be processed: to the dead-letter queue, with the last
-  error code.
-
-The attempt count travels in the message (`Attempts`). If these sends fail, the invocation raises and the trigger
-retries the whole batch; the duplicate skip (REFRESH_MIN_INTERVAL_SECONDS) keeps the items that were refreshed
-from spending CAMS calls again. Every message ends as a cache entry or in the dead-letter queue.
+Which goes where: docs/architecture.md#on-function-compute.
 """
 
 from __future__ import annotations

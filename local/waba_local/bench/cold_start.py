@@ -2,15 +2,7 @@
 
     python -m waba_local.bench.cold_start [--samples 7] [--importtime]
 
-A sample is a fresh interpreter that sees the function, the layer's package and site-packages and nothing else
-(`python -I -S`: no site hooks, nothing pre-imported, boto3 and botocore included). Its clock starts before the
-function's first import and stops at its first answer: a cache HIT under the deployed configuration (CACHE_BUCKET,
-CAMS_BUDGET_TABLE, REFRESH_QUEUE_URL and CAMS_CREDENTIALS_SECRET set, tracing off as template.yaml's XRayTracing
-defaults), with S3 on moto's server in a process of its own, so no test tooling is loaded where the clock runs.
-The naive baseline imports at once what the function may use: boto3, the CAMS SDK and Powertools' event handler.
-A third kind of sample is the HIT with XRayTracing=Active. The three take turns, so that the machine's noise falls
-on all alike. Each HIT sample then serves warm HITs one after another (as one Lambda instance does) and imports the
-CAMS SDK, which the first MISS adds. Figures are medians over the samples.
+How a sample is taken: docs/architecture.md#the-benchmark.
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
 """The benchmark's instances: each runs in a process of its own, as one Lambda or FC instance, through the real
 handlers (`--platform fc`: FC's entry points and events).
 
-- `worker`: polls the local queue like Lambda's SQS event source (batches of --batch, a 1 s batching window) and
-  invokes functions/queue_worker until the queue is drained (nothing visible, nothing in flight); on FC, the local
-  EventBridge trigger on SMQ (batches of up to --batch, s.yaml's window) until nothing is left in the queue;
-- `reads`: one HTTP instance making interactive reads of uncached customers, one after another, --gaps apart;
-- `hits`: a forked HTTP instance per --customers entry, one read each, all at once.
-
-`reads` and `hits` warm up, touch `<go>.ready-<pid>`, and begin when the benchmark writes a wall time to --go.
-
-Each writes what it saw, its budget's BudgetStats included, as JSON to --stats when it ends (not when killed).
-`--naive` swaps the instance's budget for NoBudget: every attempt goes at once.
+Roles: `worker` drains the refresh queue, `reads` reads uncached customers one after another, `hits` forks an HTTP
+instance per customer for one read each, all at once. Each writes what it saw as JSON to --stats.
+More: docs/architecture.md#the-benchmark.
 """
 
 from __future__ import annotations

@@ -2,16 +2,8 @@
 
     python -m waba_local.build.build_fc
 
-- .fc-build/layer.zip, python/ at its root (FC unpacks a layer into /opt and puts /opt/python on sys.path): the
-  wheels of layers/requirements-fc.txt, the lock `make lock` writes (exact versions, each wheel's hash checked), for
-  CPython 3.12 on manylinux2014 x86_64 (wheels only: nothing is compiled here for another platform), and
-  layers/waba_lookup;
-- .fc-build/<function>/: a copy of functions/<function>/ (s.yaml's `code:`; fc3 zips it at deploy).
-Then it unpacks the zip and imports each handler under python3.12 in a fresh, isolated process (-I -S) that sees
-only the function's code and the layer, with FC's own variables and s.yaml's shared budget set, builds the budget
-(the Tablestore sliding log and its client, without calling it), and has the handler answer an event that needs no
-cloud: an invalid HTTP request (400), and an empty SMQ trigger batch (nothing to refresh, nothing to send). Exits 1
-if anything failed.
+Writes .fc-build/layer.zip and .fc-build/<function>/; exits 1 if any check failed.
+What is built and checked: docs/architecture.md#the-builds.
 """
 
 from __future__ import annotations

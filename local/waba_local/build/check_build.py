@@ -2,12 +2,7 @@
 
     python -m waba_local.build.check_build .aws-sam/build
 
-- each layer holds its packages exactly as in the source tree, and exactly the distributions and versions that its
-  requirements.txt (the lock `make lock` writes from requirements.in) pins, nothing else;
-- the layer's native extensions are built for the layer's architecture;
-- each function's handler imports under python3.12 with nothing on sys.path but the built function, the built
-  layer and the boto3 that the Lambda runtime provides (`-I -S`: the dev venv's site-packages stay out of sight).
-Prints one line per check and exits 1 if any failed.
+Prints one line per check and exits 1 if any failed. What is checked: docs/architecture.md#the-builds.
 """
 
 from __future__ import annotations

@@ -1,13 +1,9 @@
 """s.yaml as Serverless Devs renders it, offline, and the numbers local runs take from it.
 
-    from waba_local.build.s_yaml import queue_trigger
     trigger = queue_trigger()      # the SMQ trigger's batch size, window and retries, the worker's timeout and cap
     environment = deployed_environment(rendered(), HTTP)   # what the HTTP function will find in os.environ
 
-`${...}` is substituted as `s` does (a whole `${...}` keeps its value's type). The account is a placeholder and
-WABA_LAYER_VERSION a made-up version, unless given; another resource's outputs (`${resources.<name>.output.<key>}`)
-exist only once it is deployed, so they stay as written and `output_of` finds the ROS stack output behind them;
-`deployed_environment` fills in those known before deploying (names given in the stack, and URLs joined from them).
+How `${...}` and deploy-time outputs are rendered: docs/architecture.md#syaml-offline.
 """
 
 from __future__ import annotations

@@ -2,12 +2,8 @@
 
     python -m waba_local.dev.call URL [-X METHOD] [-H 'Name: value']... [-d BODY | -d @FILE]
 
-Signs the request the way FC 3.0's HTTP trigger checks it (ACS3-HMAC-SHA256 over the method, the path, the query
-and the headers x-acs-date and x-acs-security-token; the body is not signed), with the official signer
-(alibabacloud_tea_openapi's `Utils.get_authorization`) and the caller's AccessKey or STS credentials from the
-official credentials chain (ALIBABA_CLOUD_ACCESS_KEY_ID / _SECRET / _SECURITY_TOKEN first, then the aliyun CLI's
-profile). Prints the status line, the headers and the body; exits 1 on an HTTP error status, 2 when nothing could
-be sent. The secret and the token are never printed. docs/calling-fc.md says more.
+Prints the answer as `curl -i` would; exits 1 on an HTTP error status, 2 when nothing could be sent.
+What is signed, with which credentials: docs/calling-fc.md.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """`make serve`'s queue worker: drains the refresh queue into functions/queue_worker, as the platform would.
 
-`make serve` runs it as a process of its own beside the HTTP function, because on both platforms the worker is
-another function (another instance: its own settings, lookup, CAMS client and metrics). On AWS it is
-`lambda_handler`, fed by waba_local.dev.poller.LocalPoller the way the SQS event source feeds it (batches of 30, deleting
-what succeeded; what failed comes back after the queue's visibility timeout and reaches the dead-letter queue after
-its receives). On Function Compute it is `handler`, fed by waba_local.dev.eventbridge.LocalSmqTrigger as the SMQ trigger
-feeds it (s.yaml's batch size, window and retries).
-
-The queue is REFRESH_QUEUE_URL (and on FC the dead-letter queue REFRESH_DLQ_URL), with the rest of the worker's
-settings from the same environment as the HTTP function's. It runs until it is stopped, or until the process that
-started it has gone.
+It runs as a process of its own beside the HTTP function, until it is stopped or the process that started it has
+gone. How it is fed on each platform: docs/architecture.md#make-serve.
 """
 
 from __future__ import annotations

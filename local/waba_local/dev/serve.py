@@ -1,16 +1,8 @@
 """`make serve`: the HTTP function on localhost, as `sam local start-api` would run it, without Docker;
 `make serve PLATFORM=fc`: as Function Compute's HTTP trigger would run it.
 
-On AWS each HTTP request becomes an API Gateway HTTP API (payload 2.0) event for `lambda_handler` in
-functions/http_api/app.py; on FC, the FC HTTP trigger's event (JSON bytes) for `handler`, with FC's context and
-variables. CAMS is the local emulator and S3/SQS/DynamoDB (the shared budget's table) a moto server, or OSS the
-local OSS stand-in on FC, unless real settings are in the environment: CAMS_ENDPOINT, ALIBABA_CLOUD_ACCESS_KEY_ID or
-CAMS_CREDENTIALS_SECRET for CAMS; CACHE_BUCKET for the cache.
-
-Refreshes queued with POST /waba/refresh in the local queue (SQS in moto, or SMQ's stand-in on FC) are drained by
-the queue worker (functions/queue_worker), in a process of its own as the platform runs it (waba_local.dev.drain);
---no-worker (or SERVE_WORKER=off) leaves them queued. A queue you name yourself (REFRESH_QUEUE_URL) is never
-drained here: that is your deployed worker's.
+CAMS and the cloud are local stand-ins unless real settings are in the environment. Queued refreshes are drained by
+the queue worker in a process of its own (--no-worker leaves them queued). More: docs/architecture.md#make-serve.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """moto's server, one request at a time: the local AWS (S3, SQS, DynamoDB) behind the stand-ins.
 
-moto is not thread-safe (moto issue #5881; its documentation on concurrency says as much): the server's request
-threads share its backends without locks. The shared budget rests on conditional writes to one DynamoDB item, so
-here moto answers one request at a time (SerialMotoApp): a race in the stand-in can never pass for one in the
-product. Nothing local
-long-polls SQS (WaitTimeSeconds > 0), which would hold the server for the whole wait.
-
-Run it on its own with `python -m waba_local.stand_ins.local_aws --port 5000`; the benchmark does, so that the emulator and
-moto do not share one interpreter lock with each other and the neighbour client.
+Run it on its own with `python -m waba_local.stand_ins.local_aws --port 5000`.
+Why one request at a time: docs/stand-ins.md#moto.
 """
 
 from __future__ import annotations

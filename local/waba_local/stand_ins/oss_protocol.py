@@ -1,14 +1,7 @@
 """The wire protocol of the local OSS stand-in: addressing, OSS4-HMAC-SHA256 checks, error and listing XML, CRC-64.
 
-Pure functions only (no sockets, no state), so each rule can be read against Alibaba's documentation on its own.
-The signature is verified independently of the OSS SDK (stdlib hmac/hashlib): rebuild the canonical request from
-what arrived, derive the signing key from the secret, compare. A stand-in that reused the SDK's signer would accept
-whatever the SDK got wrong.
-
-Error codes, messages and EC values are OSS's own where a real answer was found: NoSuchKey 0026-00000001,
-NoSuchBucket 0015-00000101, InvalidAccessKeyId for an STS key sent without its token 0002-00000003,
-InvalidSecurityToken 0002-00000006, SecurityTokenExpired 0002-00000007, SignatureDoesNotMatch 0002-00000040,
-a V4 scope naming another region 0002-00000228. Where no real EC was found, none is sent rather than an invented one.
+Pure functions only (no sockets, no state), and no OSS SDK.
+Protocol notes (where each rule and error code comes from): docs/stand-ins.md#oss.
 """
 
 from __future__ import annotations

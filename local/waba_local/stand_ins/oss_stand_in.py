@@ -1,24 +1,7 @@
 """A local stand-in for Alibaba Cloud OSS that the real `alibabacloud-oss-v2` client (V4 signing) can talk to.
 
-It serves GetObject, PutObject (with x-oss-forbid-overwrite), HeadObject, GetObjectMeta, DeleteObject, ListObjectsV2
-and PutBucket, path-style (/bucket/key) or virtual-hosted (Host: bucket.<anything>); checks OSS4-HMAC-SHA256
-signatures, dates and STS tokens the way OSS does; answers with OSS's headers and XML errors; records every request;
-and fails on demand (errors, delays, dropped connections) so a cache client can be tested against a bad day at OSS.
-
-    with OssStandIn() as oss_stand_in:
-        oss_stand_in.create_bucket("waba-cache")
-        cfg.endpoint, cfg.region, cfg.use_path_style = oss_stand_in.endpoint, oss_stand_in.region, True
-
-Faults can also be set from another process through the stand-ins' unsigned control plane under /_stand_in/ (see
-stand_in_base; path-style only: "_stand_in" can never be a bucket name, so no real OSS request reaches it), which
-here also makes buckets:
-
-    curl -X POST http://127.0.0.1:9000/_stand_in/faults \\
-         -d '{"kind": "fail", "times": 2, "status": 503, "code": "ServiceUnavailable", "operation": "GetObject"}'
-    curl -X POST http://127.0.0.1:9000/_stand_in/buckets -d '{"name": "waba-cache"}'
-
-Run it on its own with `python -m waba_local.stand_ins.oss_stand_in --port 9000 --bucket waba-cache`. Secrets and signatures
-are never logged, recorded or printed.
+It serves the objects a cache client reads and writes, checks signatures as OSS does, records every request, and
+fails on demand. What it serves, its control plane (faults, buckets) and how to run it: docs/stand-ins.md#oss.
 """
 
 from __future__ import annotations

@@ -1,34 +1,7 @@
-"""The wire protocol of the local SMQ (Simple Message Queue, formerly MNS) stand-in: routes, the MNS signature,
-XML bodies, errors, limits.
+"""The wire protocol of the local SMQ (formerly MNS) stand-in: routes, the MNS signature, XML bodies, errors, limits.
 
-Pure functions only (no sockets, no state), so each rule can be read against Alibaba's documentation on its own.
-The signature is checked independently of the `aliyun-mns-sdk` (stdlib hmac/hashlib): rebuild the string to sign from
-what arrived, HMAC-SHA1 it with the secret, compare. A stand-in that reused the SDK's signer would accept whatever the
-SDK got wrong.
-
-Where each rule comes from:
-- String to sign: METHOD, Content-MD5, Content-Type, Date (or x-mns-date), then the x-mns-* headers lower-cased and
-  sorted as "name:value\\n", then the request URI with its query exactly as sent (SMQ "Sign requests").
-  Content-MD5 as the SDKs send it is base64 of the *hex* MD5 digest (mns_client.build_header, the Go SDK, and the
-  example in SMQ's "sign a request sent to an endpoint"); the RFC 1864 form (base64 of the raw digest) is accepted too.
-- The STS token travels in a "security-token" header that is not signed (Python SDK build_header, Go SDK
-  credential.go, Java SDK HttpHeaders.SECURITY_TOKEN); an "x-mns-security-token" header (older Android SDK) is read
-  too, and is signed like any x-mns-* header.
-- Codes, statuses and messages: SMQ's error code table (AccessDenied, InvalidAccessKeyId, InternalError,
-  InvalidAuthorizationHeader, InvalidDateHeader, InvalidArgument, InvalidDegist [sic], InvalidRequestURL,
-  MalformedXML, MissingAuthorizationHeader, MissingDateHeader, MissingReceiptHandle, MissingVisibilityTimeout,
-  MessageNotExist 404, QueueAlreadyExist 409, InvalidQueueName, QueueNameLengthError, QueueNotExist 404,
-  ReceiptHandleError 400, SignatureDoesNotMatch 403, TimeExpired 408, QpsLimitExceeded); MissingVersionHeader and
-  InvalidVersionHeader from the Go SDK's error mapping.
-- Not found in any SMQ source, so chosen and marked here: InvalidSecurityToken and SecurityTokenExpired (403, the
-  names OSS uses for the same STS failures); an STS key sent without its token is an unknown key
-  (InvalidAccessKeyId); BatchDeleteMessage's partial failure at 404 with <Errors>; BatchSendMessage's partial failure
-  at 500 with <Messages> mixing results and ErrorCode/ErrorMessage entries (the two document shapes are the SDK's
-  decoders; the statuses are not documented where this was checked).
-- Limits: batches of 1 to 16 messages and 64 KB of bodies (BatchSendMessage), numOfMessages 1 to 16, waitseconds
-  0 to 30, DelaySeconds 0 to 604800, Priority 1 to 16 (default 8), VisibilityTimeout 1 to 43200, MaximumMessageSize
-  1024 to 65536, MessageRetentionPeriod 60 to 604800 (default 345600), PollingWaitSeconds 0 to 30, the Date 15
-  minutes either way.
+Pure functions only (no sockets, no state), and no SMQ SDK.
+Protocol notes (where each rule, error code and limit comes from): docs/stand-ins.md#smq.
 """
 
 from __future__ import annotations

@@ -1,32 +1,7 @@
 """A local stand-in for Alibaba Cloud SMQ (Simple Message Queue, formerly MNS) that the real `aliyun-mns-sdk` talks to.
 
-It serves the queue API the SDK's `Queue` uses: SendMessage, BatchSendMessage, ReceiveMessage, BatchReceiveMessage
-(long polling included), DeleteMessage, BatchDeleteMessage, ChangeMessageVisibility, CreateQueue and
-GetQueueAttributes; checks MNS signatures, the Date and STS tokens as SMQ does; answers with SMQ's headers and XML
-errors; records every request; and fails on demand (errors, delays, dropped connections) so a worker can be tested
-against a bad day at SMQ. Messages stay until deleted (or past the queue's retention period); nothing is
-dead-lettered by the server.
-
-    with SmqStandIn() as smq:
-        url = smq.create_queue("waba-refresh", visibility_timeout=30)      # REFRESH_QUEUE_URL
-        account = Account(smq.endpoint, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET)
-        account.get_queue("waba-refresh").send_message(Message("hello"))
-
-The SDK takes the endpoint as "http://127.0.0.1:<port>": it only strips the scheme (and a trailing "/"), so no
-account-id host is needed. The queue URL is "<endpoint>/queues/<name>".
-
-Faults can also be set from another process through the stand-ins' unsigned control plane under /_stand_in/ (see
-stand_in_base; SMQ's own paths all start with /queues, /topics or /commonbuy, so no SDK request reaches it), which
-here also makes, shows and fills queues:
-
-    curl -X POST http://127.0.0.1:9100/_stand_in/faults \\
-         -d '{"kind": "fail", "times": 2, "status": 503, "code": "InternalError", "operation": "ReceiveMessage"}'
-    curl http://127.0.0.1:9100/_stand_in/queues/waba-refresh       # attributes and every message
-    curl -X POST http://127.0.0.1:9100/_stand_in/queues -d '{"name": "waba-dead", "visibility_timeout": 60}'
-    curl -X POST http://127.0.0.1:9100/_stand_in/queues/waba-refresh/messages -d '{"body": "{\\"waba\\": 1}"}'
-
-Run it on its own with `python -m waba_local.stand_ins.smq_stand_in --port 9100 --queue waba-refresh`. Secrets, tokens and
-signatures are never logged, recorded or printed.
+It serves the queue API the SDK's `Queue` uses, checks signatures as SMQ does, records every request, and fails on
+demand. What it serves, its control plane (faults, queues) and how to run it: docs/stand-ins.md#smq.
 """
 
 from __future__ import annotations

@@ -1,18 +1,8 @@
 """What the local stand-ins share: serving in a daemon thread, the raw request, injected faults, the record of
 requests, the HTTP handler, the control plane and the CLI's common arguments. The OSS, SMQ and Tablestore stand-ins
-are each a `FaultyStandIn` over their own protocol; the CAMS emulator serves the same way (`ServedInThread`) with its
-own behaviours instead of faults.
+are each a `FaultyStandIn` over their own protocol; the CAMS emulator serves the same way (`ServedInThread`).
 
-Every FaultyStandIn has an unsigned control plane under /_stand_in/, for faults set from another process; here the
-OSS stand-in's on its CLI's port (each stand-in's docstring shows its own routes besides these):
-
-    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "fail", "times": 2, "operation": "GetObject"}'
-    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "slow", "seconds": 2.5, "times": null}'
-    curl -X POST http://127.0.0.1:9000/_stand_in/faults -d '{"kind": "drop", "times": 1}'
-    curl http://127.0.0.1:9000/_stand_in/faults                    # the faults left
-    curl -X DELETE http://127.0.0.1:9000/_stand_in/faults          # clear them all
-    curl http://127.0.0.1:9000/_stand_in/requests                  # what was asked and answered
-    curl -X DELETE http://127.0.0.1:9000/_stand_in/requests        # forget it
+The control plane's routes: docs/stand-ins.md#the-control-plane.
 """
 
 from __future__ import annotations

@@ -1,46 +1,8 @@
 """The wire protocol of the local Tablestore (OTS) stand-in: routes, signatures, protobuf and PlainBuffer, conditions,
 errors.
 
-Pure functions only (no sockets, no state), so each rule can be read against Alibaba's documentation on its own. Nothing
-here imports the `tablestore` SDK: the protobuf wire format and PlainBuffer are decoded and encoded with the stdlib
-(the field numbers are those of the SDK's table_store.proto and table_store_filter.proto), and the signatures are
-rebuilt from what arrived and checked with hmac/hashlib. A stand-in that reused the SDK's codec or signer would accept
-whatever the SDK got wrong, and importing the SDK costs about 0.3 s (numpy and aiohttp among its imports).
-
-Where each rule comes from:
-- Requests: POST /<Action> with a protobuf body, and the headers x-ots-date (%Y-%m-%dT%H:%M:%S.000Z), x-ots-apiversion
-  (2015-12-31), x-ots-accesskeyid, x-ots-instancename, x-ots-contentmd5 (base64 of the raw MD5 of the body),
-  x-ots-ststoken with STS credentials (tablestore/protocol.py `_make_request_headers`).
-- The signature the SDK uses by default (no `region` given to OTSClient) is x-ots-signature: base64 HMAC-SHA1 with the
-  AccessKey secret of "<path>\\nPOST\\n<sorted query>\\n<x-ots-* headers as name:value, sorted, one a line>\\n". With
-  `region=` it is x-ots-signaturev4 (with x-ots-signdate and x-ots-signregion, both signed): base64 HMAC-SHA256 of the
-  same text plus "ots", keyed with base64(HMAC-SHA256 chain of "aliyun_v4" + secret over the sign date, the region,
-  "ots" and "aliyun_v4_request") (tablestore/auth.py). Both are checked here.
-- Answers carry x-ots-contentmd5, x-ots-requestid, x-ots-date and x-ots-contenttype, and an Authorization header
-  "OTS <AccessKeyId>:<base64 HMAC-SHA1 of the x-ots-* answer headers (sorted name:value lines), "\\n", the path>",
-  keyed with the request's signing key (the secret, or the v4 key). The SDK refuses a 2xx answer without these
-  headers or with a wrong signature, checks the signature of any other answer that has one (except 403
-  OTSAuthFailed), and refuses an x-ots-date more than 15 minutes from its own clock (protocol.py `handle_error`).
-- PlainBuffer: header 0x75, the tags, cell and row CRC-8 (polynomial 0x07) as the SDK's plainbuffer/ writes them: a
-  cell's checksum covers its name, value, timestamp and then its operation type (the wire has the type before the
-  timestamp); a row's covers each cell's checksum, then 1 or 0 for the delete marker.
-- Codes, statuses and messages: Tablestore's "Error codes" reference (403 OTSAuthFailed "The AccessKeyID does not
-  exist." / "Signature mismatch." / "Mismatch between system time and x-ots-date: {Date}." / "Mismatch between MD5
-  value of request body and x-ots-contentmd5 in header." / "The instance is not found."; 400 OTSParameterInvalid
-  "Missing header: ..." / "Invalid date format: ..." / "Unsupported operation: ..." and the PlainBuffer, row, filter
-  and version messages used below; 400 OTSInvalidPK; 405 OTSMethodNotAllowed; 413 OTSRequestBodyTooLarge; 500
-  OTSInternalServerError; 503 OTSServerBusy, OTSPartitionUnavailable, OTSTimeout, OTSServerUnavailable; 409
-  OTSRowOperationConflict, OTSObjectAlreadyExist; 404 OTSObjectNotExist, OTSTableNotReady; 403 OTSConditionCheckFail
-  "Condition check failed."), which the SDK's own integration tests assert too (403 OTSConditionCheckFail, 404
-  OTSObjectNotExist "Requested table does not exist.", 409 OTSObjectAlreadyExist, 400 "TransactionID is invalid.").
-  Table and column names: letters, digits and underscores, not starting with a digit, 1 to 255 characters; instance
-  names: letters, digits and hyphens, starting with a letter, not ending with a hyphen, 3 to 16 characters
-  ("Naming conventions").
-- Not found in any Tablestore source, so chosen and marked here: the messages of an STS key sent without its token
-  (treated as an unknown key), of a wrong and of an expired security token (OSS's wording), of a wrong
-  x-ots-apiversion; the 15-minute window for x-ots-date (the SDK's own window for answers); that values of different
-  types are unequal (NOT_EQUAL passes, every other comparison fails); the limit of 32 filters in a condition;
-  OTSNotImplemented (501) for what the stand-in does not serve.
+Pure functions only (no sockets, no state), and nothing from the `tablestore` SDK.
+Protocol notes (where each rule and error comes from, and what was chosen): docs/stand-ins.md#tablestore.
 """
 
 from __future__ import annotations

@@ -1,32 +1,8 @@
 """A local stand-in for Alibaba Cloud Tablestore (OTS) that the real `tablestore` SDK (`OTSClient`) talks to.
 
-It serves the wide-column table API the SDK sends as protobuf over HTTP POST /<Action>: CreateTable, ListTable,
-DescribeTable and DeleteTable; GetRow (columns_to_get, max_versions, time_range, a column filter), PutRow, UpdateRow
-(PUT, DELETE_ALL, DELETE of one version, INCREMENT) and DeleteRow, each with its condition (row existence and a single
-or composite column condition) checked against the row as it is, atomically, under one lock. It checks the SDK's
-signatures (v2 by default, v4 with `region=`), the date, the body's MD5, the instance and STS tokens as Tablestore
-does; answers with Tablestore's headers, signed as the SDK verifies them, and its protobuf Error bodies; records every
-request; and fails on demand (errors, delays, dropped connections). A failed condition does not return the row, as on
-Tablestore. Tables keep one version of each column (the latest) and no TTL; rows are PlainBuffer-decoded and checked
-(CRC-8) by waba_local.stand_ins.tablestore_protocol, which imports nothing from the SDK.
-
-    with TablestoreStandIn() as ots:
-        ots.create_table("waba_budget")                                   # one STRING primary key column, "pk"
-        client = OTSClient(ots.endpoint, DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, ots.instance,
-                           retry_policy=NoRetryPolicy(), socket_timeout=2)
-        client.put_row("waba_budget", Row([("pk", "a")], [("v", "1")]), Condition(RowExistenceExpectation.IGNORE))
-
-Faults can also be set from another process through the stand-ins' unsigned control plane under /_stand_in/ (see
-stand_in_base; no Tablestore action is named so), which here also makes, lists, shows and fills tables:
-
-    curl -X POST http://127.0.0.1:9200/_stand_in/faults \\
-         -d '{"kind": "fail", "times": 2, "status": 503, "code": "OTSServerBusy", "operation": "PutRow"}'
-    curl http://127.0.0.1:9200/_stand_in/tables/waba_budget        # its schema and every row
-    curl -X POST http://127.0.0.1:9200/_stand_in/tables -d '{"name": "waba_budget", "primary_key": "pk"}'
-    curl -X POST http://127.0.0.1:9200/_stand_in/tables/waba_budget/rows -d '{"primary_key": "a", "columns": {"v": 1}}'
-
-Run it on its own with `python -m waba_local.stand_ins.tablestore_stand_in --port 9200 --table waba_budget`. Secrets, tokens and
-signatures are never logged, recorded or printed.
+It serves the table and row API the SDK sends, checks conditions atomically and signatures as Tablestore does, records
+every request, and fails on demand. What it serves, its control plane (faults, tables) and how to run it:
+docs/stand-ins.md#tablestore.
 """
 
 from __future__ import annotations
