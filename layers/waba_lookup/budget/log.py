@@ -66,6 +66,12 @@ def _empty_slots() -> tuple[Slot, ...]:
     return tuple(Slot() for _ in range(CAMS_MAX_QPS))
 
 
+def probe_period(pending: bool, failures: float) -> float:
+    """Between probes: short while a pass is `pending` (a throttle would undo it), else longer after each throttle
+    in a row."""
+    return PROBE_AGAIN if pending else min(PROBE_LONGEST, PROBE_FIRST * 2 ** max(0.0, failures - 1))
+
+
 @dataclass(frozen=True)
 class LogRecord:
     slots: tuple[Slot, ...] = field(default_factory=_empty_slots)
@@ -84,9 +90,7 @@ class LogRecord:
 
     @property
     def period(self) -> float:
-        """Between probes: short while a pass waits for the next probe to confirm it, else longer after each
-        throttle."""
-        return PROBE_AGAIN if self.base else min(PROBE_LONGEST, PROBE_FIRST * 2 ** max(0.0, self.failures - 1))
+        return probe_period(bool(self.base), self.failures)
 
     def opened(self, t: float, budget: int) -> float | None:
         """When the probe open at `t` opened (a call started then is part of it), if one is."""
@@ -248,16 +252,18 @@ def cut(record: LogRecord, now: float, budget: int, sent: float, ours: int) -> L
     it. None when the call started within a second of the last change: the window it met held calls from before."""
     if record.level and sent < record.changed_at + HOLD_AFTER_ANSWER:
         return None
-    level, base = record.level_at(budget), int(record.base)
-    if base and base < level:
+    old, base = record.level_at(budget), int(record.base)
+    if base and base < old:
         level = base
-    elif record.opened(sent, budget) is not None or ours > level:
-        level = max(1, level - 1, min(level, ours - 2))
+    elif record.opened(sent, budget) is not None or ours > old:
+        level = max(1, old - 1, min(old, ours - 2))
     else:
-        level = max(1, level // 2)
-    failures = 1.0 if record.level_at(budget) == budget else record.failures + 1
-    probes = replace(record, failures=failures, base=0.0)  # the period that follows
-    return replace(probes, level=float(level), changed_at=now, probe_from=now + probes.period, step=1.0)
+        level = max(1, old // 2)
+    failures = 1.0 if old == budget else record.failures + 1
+    probe_from = now + probe_period(False, failures)
+    return replace(
+        record, level=float(level), base=0.0, changed_at=now, probe_from=probe_from, step=1.0, failures=failures
+    )
 
 
 def top_of_probe(record: LogRecord, budget: int, index: int, sent: float) -> bool:

@@ -102,8 +102,7 @@ def answer_write(index: int, holder: str, expires: float) -> tuple[dict[str, Col
 
 def level_write(new: LogRecord, old: LogRecord) -> tuple[dict[str, Column], list[str], list[Expect]]:
     """A new level (after a throttle, or a probe that passed), on condition that no other came since `old`."""
-    values = (new.level, new.base, new.changed_at, new.probe_from, new.step, new.failures)
-    put: dict[str, Column] = {name: number(value) for name, value in zip(CUT, values, strict=True)}
+    put: dict[str, Column] = {name: number(getattr(new, SCALARS[name])) for name in CUT}
     since = [Expect("ta", "eq", number(old.changed_at), if_missing=True)]
     return put, [], [*since, Expect("pf", "eq", number(old.probe_from), if_missing=True)]
 
