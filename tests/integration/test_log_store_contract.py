@@ -3,6 +3,7 @@ against the stand-in), the same behaviour."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -119,3 +120,31 @@ def test_a_missing_table_or_unreachable_dynamodb_is_store_unavailable() -> None:
     )
     with pytest.raises(StoreUnavailable, match="EndpointConnectionError"):
         DynamoLogStore("budget", "account-a", unreachable).load()
+
+
+def test_a_join_on_tablestore_leaves_out_tickets_written_between_its_write_and_its_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tablestore's UpdateRow returns no row, so a join reads it after: a ticket another instance wrote in between
+    arrived after ours (a later cell version) and is not ahead of us, though its clock said it joined earlier."""
+    with TablestoreStandIn() as stand_in:
+        stand_in.create_table("budget")
+        key = StaticCredentials(AccessKey(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET))
+        ours, theirs = (TablestoreLogStore(stand_in.endpoint, stand_in.instance, "budget", "a", key) for _ in "ab")
+        before, mine, later = (
+            Ticket(i, True, joined, 1005.0) for i, joined in (("b0", 1000.0), ("me", 1000.2), ("l1", 1000.1))
+        )
+        theirs.update(dict([ticket_column(before)]))
+        request = ours._request
+
+        def between(operation: str, *args: object, **kwargs: object) -> object:
+            if operation == "get_row":
+                time.sleep(0.002)  # the next millisecond, at least: the server's versions are milliseconds
+                theirs.update(dict([ticket_column(later)]))
+            return request(operation, *args, **kwargs)
+
+        time.sleep(0.002)
+        monkeypatch.setattr(ours, "_request", between)
+        joined = ours.update(dict([ticket_column(mine)]), returning=True)
+        assert joined is not None and {t.id for t in joined.line} == {"b0", "me"}
+        assert {t.id for t in theirs.load().line} == {"b0", "me", "l1"}

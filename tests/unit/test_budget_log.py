@@ -153,6 +153,21 @@ def test_a_waiter_plans_its_turn_from_its_place_in_line() -> None:
     assert starts[10] > starts[0] + log.HOLD_AFTER_ANSWER and starts == sorted(starts)
 
 
+def test_waiters_whose_joins_reach_the_store_out_of_clock_order_plan_different_turns() -> None:
+    """Two reads join a full record a few milliseconds apart, and reach the store in the other order: b's join
+    finds no one in line, a's (whose clock read earlier) finds b. Each plans from what its own join found."""
+    record = full(T0)
+    b = Ticket("b", True, T0 + 0.01, T0 + 5, seen=frozenset())
+    a = Ticket("a", True, T0, T0 + 5, seen=frozenset({"b"}))
+    plan_b = admit(replace(record, line=(b,)), T0 + 0.02, POLICY, "b", True, b)
+    plan_a = admit(replace(record, line=(b, a)), T0 + 0.02, POLICY, "a", True, a)
+    assert isinstance(plan_a, Wait) and isinstance(plan_b, Wait)
+    assert (plan_a.index, plan_a.start) != (plan_b.index, plan_b.start)
+    # by the time each joined alone, both would have planned the first turn, and one would lose its take
+    blind_a = admit(replace(record, line=(b, a)), T0 + 0.02, POLICY, "a", True, replace(a, seen=None))
+    assert isinstance(blind_a, Wait) and (blind_a.index, blind_a.start) == (plan_b.index, plan_b.start)
+
+
 def test_a_lapsed_ticket_holds_no_one_back_and_leaves_with_the_next_permit() -> None:
     lapsed = Ticket("gone", True, T0 - 3, T0 - 1)
     record = LogRecord(line=(lapsed,))

@@ -292,3 +292,17 @@ def test_a_worker_alone_spaced_by_the_rate_pays_two_requests_a_permit(store: Cou
     for _ in range(5):
         call(worker, clock)  # back to back: each waits a tenth of a second for its spacing
     assert store.calls == Counter(take=5, answer=5)
+
+
+def test_a_place_in_line_that_already_lasts_to_the_deadline_is_not_written_again(
+    store: CountingStore, clock: Clock
+) -> None:
+    """A read whose turn comes just before its deadline: its place already lasts until then, and cannot last longer
+    (a read never waits past its deadline), so renewing it would be a request that changes nothing."""
+    instances = [budget(store, clock) for _ in range(10)]
+    held = [i.acquire(clock.now + 5, interactive=True) for i in instances]  # ten calls in flight
+    instances[0].give_back(held[0])  # its slot frees a second from now
+    store.calls.clear()
+    reader = budget(store, clock)
+    call(reader, clock, interactive=True, wait=HOLD_AFTER_ANSWER)  # the turn lands within a lookahead of it
+    assert store.calls["join"] == 1, store.calls

@@ -14,8 +14,10 @@ races, whatever an instance's copy of the record says.
 
 The line. An instance that cannot have a permit now joins the line: a ticket (reads or background, when it
 joined, when it lapses) written beside the slots without any condition, so joining never races. Reads go before
-background work, and each class is first come, first served: a permit is taken only by the first waiters, one
-per free slot. A waiter plans its turn from its place (each one ahead takes the slot likely to free first and
+background work, and each class is first come, first served in the order the tickets reached the store: a
+waiter counts ahead of it the tickets its join found in line (the write returns the record), never one whose
+clock said it joined earlier but that arrived later. A permit is taken only by the first waiters, one per free
+slot. A waiter plans its turn from its place (each one ahead takes the slot likely to free first and
 holds it a typical call and a second), sleeps until then, and tries its planned slot at once. Its ticket lapses
 TICKET_GRACE_SECONDS after that turn, or at its deadline, so a waiter that gave up, timed out or died never holds
 the line; one that must wait longer renews it. A read whose turn cannot come within HTTP_PERMIT_WAIT_SECONDS is

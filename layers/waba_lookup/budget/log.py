@@ -56,10 +56,20 @@ class Ticket:
     interactive: bool
     joined: float
     expires: float  # it stops counting then: its holder gave up, timed out or died
+    # our own ticket only: the tickets already in line when its join was written (the store's order of arrival)
+    seen: frozenset[str] | None = field(default=None, compare=False)
 
     @property
     def order(self) -> tuple[bool, float, str]:
         return (not self.interactive, self.joined, self.id)
+
+    def behind(self, other: Ticket) -> bool:
+        """Whether this ticket waits behind `other`: reads first; within a class, by arrival in the store where
+        this ticket knows it (`seen`), else by the time each joined. Waiters that joined a few milliseconds apart
+        reach the store in either order: each counting only those its own join found keeps every rank unique."""
+        if self.seen is None or other.interactive != self.interactive:
+            return other.order < self.order
+        return other.id in self.seen
 
 
 def _empty_slots() -> tuple[Slot, ...]:
@@ -192,8 +202,8 @@ def admit(
     slots = usable(record, now, policy, interactive)
     if not slots:  # the reserve is all there is: nothing for background until reads are quiet
         return Wait(record.reads_at + READS_RECENT_SECONDS, -1)
-    me = ticket.order if ticket else (not interactive, now, holder)
-    ahead = [t for t in record.waiting(now) if t.order < me and t.id != holder]
+    me = ticket or Ticket(holder, interactive, now, now)
+    ahead = [t for t in record.waiting(now) if t.id != holder and me.behind(t)]
     floor = now if interactive else max(now, record.next_send)
     starts = sorted((max(floor, record.slots[i].surely_free()), i) for i in range(slots))
     free = [(start, i) for start, i in starts if start <= now + LOOKAHEAD_SECONDS]

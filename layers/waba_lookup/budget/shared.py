@@ -112,7 +112,7 @@ class SharedBudget:
         slot frees itself at send + the longest call + a second."""
         expires = number(self.wall() + HOLD_AFTER_ANSWER)
         try:
-            self._timed(self.store.update, *answer_write(held.index, held.holder, expires))
+            self._timed("answer", self.store.update, *answer_write(held.index, held.holder, expires))
         except StoreUnavailable as error:
             self._unreachable(error)
             self.forget()
@@ -160,8 +160,9 @@ class SharedBudget:
                 # no copy, or one that says wait: join the line; the write returns the record, line included, so
                 # it costs no more than reading it would (and a permit free after all is taken with the ticket)
                 ticket = Ticket(holder, interactive, now, now + min(FIRST_TICKET_SECONDS, send_by - self.clock()))
-                record = self._timed(self.store.update, dict([ticket_column(ticket)]), returning=True)
+                record = self._timed("join", self.store.update, dict([ticket_column(ticket)]), returning=True)
                 assert record is not None
+                ticket = replace(ticket, seen=frozenset(t.id for t in record.line if t.id != holder))
                 fresh, first = True, None
             if planned is not None and record.probing(now, self.policy.budget):
                 planned = None  # a probe opened since the plan: its slots go to the first in line, not as planned
@@ -174,13 +175,13 @@ class SharedBudget:
             else:
                 decision = first or admit(record, now, self.policy, holder, interactive, ticket)
             if isinstance(decision, Take):
-                if (current := self._timed(self.store.update, *take_write(decision))) is None:
+                if (current := self._timed("take", self.store.update, *take_write(decision))) is None:
                     self._record = decision.applied(record)
                     return self._use(LogPermit(decision.index, holder, decision.slot.sent))
                 record, fresh = current, True  # lost: the failed write (or a read after it) told us the record
                 continue
             if not fresh:  # our copy may miss answers written back since: look before waiting
-                record, fresh = self._timed(self.store.load), True
+                record, fresh = self._timed("look", self.store.load), True
                 continue
             if ticket is None:
                 continue  # join first, then plan from the line as it is
@@ -211,8 +212,9 @@ class SharedBudget:
             deadline = now + (send_by - self.clock())
             grace = max(TICKET_GRACE_SECONDS, (turn.until - now) / 2)  # a far turn moves: renew it seldom
             expires = min(deadline, turn.until + LOOKAHEAD_SECONDS + grace)
-            ticket = replace(ticket, expires=expires)
-            self._timed(self.store.update, dict([ticket_column(ticket)]))
+            if expires > ticket.expires:  # else it lasts until the deadline already
+                ticket = replace(ticket, expires=expires)
+                self._timed("renew", self.store.update, dict([ticket_column(ticket)]))
         self._record = record.with_ticket(ticket)
         self.sleep(max(0.0, turn.until - self.wall()))
         return ticket
@@ -226,7 +228,7 @@ class SharedBudget:
     def _leave(self, ticket: Ticket) -> None:
         """Give a place in line up, so those behind need not wait for it to lapse (best effort: it lapses anyway)."""
         try:
-            self._timed(self.store.update, {}, (ticket_name(ticket.id),))
+            self._timed("leave", self.store.update, {}, (ticket_name(ticket.id),))
         except StoreUnavailable:
             pass
 
@@ -242,13 +244,15 @@ class SharedBudget:
         condition that no other change came first (else again, on the record as it is then). Best effort: a store
         that fails loses it, and the next answer makes it again."""
         try:
-            record = self._timed(self.store.load)  # the slots taken since our copy: who else was in CAMS's window
+            record = self._timed(
+                "level", self.store.load
+            )  # the slots taken since our copy: who else was in CAMS's window
             ours = in_window([record, *([self._record] if self._record else [])], last.start)
             for _ in range(RACES):
                 new = change(record, ours)
                 if new is None:
                     return
-                if (current := self._timed(self.store.update, *level_write(new, record))) is None:
+                if (current := self._timed("level", self.store.update, *level_write(new, record))) is None:
                     self._record = new
                     return
                 record = current
@@ -264,10 +268,11 @@ class SharedBudget:
         count("BudgetStoreUnavailable")
         self.stats.store_failures += 1
 
-    def _timed(self, request: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    def _timed(self, kind: str, request: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         started = time.perf_counter()
         try:
             return request(*args, **kwargs)
         finally:
             self.stats.store_requests += 1
+            self.stats.by_kind[kind] = self.stats.by_kind.get(kind, 0) + 1
             self.stats.store_seconds += time.perf_counter() - started

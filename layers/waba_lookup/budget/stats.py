@@ -12,6 +12,7 @@ class BudgetStats:
     interactive_waits: list[float] = field(default_factory=list)
     store_requests: int = 0
     store_seconds: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)  # store requests by what they were for (join, take...)
     store_failures: int = 0  # permits refused, or answers not written back, because the store failed
 
     def record_wait(self, seconds: float, interactive: bool) -> None:

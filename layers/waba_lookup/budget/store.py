@@ -57,7 +57,8 @@ class LogStore(Protocol):
 
     def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         """Set `put` and remove `delete` if every expectation holds: None when written (`returning`: the record
-        after), else the record as it is now. DynamoDB returns either with the write; Tablestore costs a read more."""
+        after, without tickets written later: a ticket's join counts those ahead of it from this), else the record
+        as it is now. DynamoDB returns either with the write; Tablestore costs a read more."""
         ...
 
 
@@ -75,8 +76,11 @@ def slot_columns(index: int, slot: Slot) -> dict[str, Column]:
     }
 
 
+TICKET_PREFIX = "q"
+
+
 def ticket_name(ticket_id: str) -> str:
-    return f"q{ticket_id}"
+    return f"{TICKET_PREFIX}{ticket_id}"
 
 
 def ticket_column(ticket: Ticket) -> tuple[str, str]:
@@ -126,7 +130,7 @@ def from_columns(columns: Mapping[str, Column] | None) -> LogRecord:
     ]
     line = []
     for name, value in columns.items():
-        if name.startswith("q") and isinstance(value, str):
+        if name.startswith(TICKET_PREFIX) and isinstance(value, str):
             kind, joined, expires = value.split(",")
             line.append(Ticket(name[1:], kind == "i", float(joined), float(expires)))
     times = {field: float(columns[name]) for name, field in SCALARS.items() if name in columns}

@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from waba_lookup.budget.log import LogRecord
-from waba_lookup.budget.store import Expects, Names, Put, StoreUnavailable, from_columns
+from waba_lookup.budget.store import TICKET_PREFIX, Expects, Names, Put, StoreUnavailable, from_columns
 from waba_lookup.credentials import Credentials, FunctionCredentials
 
 TIMEOUT_SECONDS = 2.0
@@ -38,8 +38,19 @@ class TablestoreLogStore:
         self._client = client
 
     def load(self) -> LogRecord:
+        return self._read()
+
+    def _read(self, written: Put | None = None) -> LogRecord:
+        """The row; right after a write that joined the line (`written`), without the tickets written after it:
+        their cells' versions, the server's milliseconds at the write, are later than ours (a tie counts as later).
+        Without them, a join counts those ahead of it as from DynamoDB's returned item (versions: https://help.aliyun.com/en/tablestore/data-versions-and-ttl); a wrong order costs a lost race, never a permit."""
         _, row, _ = self._request("get_row", self.table, self.primary_key, max_version=1)
-        return from_columns({name: value for name, value, _ in row.attribute_columns} if row else None)
+        columns = row.attribute_columns if row else []
+        ours = [version for name, _, version in columns if written and name in written and _ticket(name)]
+        if written and ours:
+            later = {n for n, _, version in columns if _ticket(n) and n not in written and version >= ours[0]}
+            columns = [column for column in columns if column[0] not in later]
+        return from_columns({name: value for name, value, _ in columns} if columns else None)
 
     def update(self, put: Put, delete: Names = (), expect: Expects = (), returning: bool = False) -> LogRecord | None:
         ots = _sdk()
@@ -63,8 +74,8 @@ class TablestoreLogStore:
         try:
             self._request("update_row", self.table, ots.Row(self.primary_key, changes), condition)
         except _ConditionFailed:
-            return self.load()  # the failed write says nothing of the row: read it
-        return self.load() if returning else None  # UpdateRow returns no attribute columns
+            return self._read()  # the failed write says nothing of the row: read it
+        return self._read(put) if returning else None  # UpdateRow returns no attribute columns
 
     def _request(self, operation: str, *args: Any, **kwargs: Any) -> Any:
         ots = _sdk()
@@ -84,6 +95,10 @@ class TablestoreLogStore:
 
 class _ConditionFailed(Exception):
     pass
+
+
+def _ticket(column: str) -> bool:
+    return column.startswith(TICKET_PREFIX)
 
 
 def _sdk() -> Any:
