@@ -89,7 +89,8 @@ def specifics_table(rows: list[tuple[Scenario, str, dict[str, Any]]]) -> str:
             note = (
                 f"permit wait p50 {x.get('permit_wait_p50')} s, p95 {x.get('permit_wait_p95')} s, "
                 f"max {x.get('permit_wait_max')} s; read latency p50 {x.get('latency_p50')} s, "
-                f"p95 {x.get('latency_p95')} s; answers {x.get('outcomes')}"
+                f"p95 {x.get('latency_p95')} s; answers {x.get('outcomes')}; store requests a read: "
+                f"{x.get('store_per_served_read')} served, {x.get('store_per_refused_read')} refused"
             )
         elif s.hits:
             note = (
@@ -151,11 +152,19 @@ def acceptance(shared: dict[str, dict[str, Any]], fc: dict[str, dict[str, Any]])
         x, fits = m["extra"], s.demand_seconds <= HTTP_PERMIT_WAIT_SECONDS
         answered = x.get("outcomes", {})
         ok = sum(n for outcome, n in answered.items() if outcome.startswith("200"))
-        p95, store = x.get("latency_p95"), m["store_requests_per_call"]
+        # a refused read makes no CAMS call: the bound is on the calls made, and a refusal's own cost beside it
+        p95, store, refusal = x.get("latency_p95"), x.get("store_per_served_read"), x.get("store_per_refused_read")
         met = (ok == x.get("reads") or not fits) and p95 is not None and p95 <= s.demand_seconds + 1.0
         met = met and m["busiest_second"] == 10 and store is not None and store <= 4.0
-        target = f"{name}: {'every read 200, ' if fits else ''}p95 <= {s.demand_seconds + 1:.1f} s, busiest 10, <= 4 store/call"
-        check(target, f"{ok}/{x.get('reads')} 200, p95 {p95} s, busiest {m['busiest_second']}, {store}/call", met)
+        target = (
+            f"{name}: {'every read 200, ' if fits else ''}p95 <= {s.demand_seconds + 1:.1f} s, busiest 10, "
+            "<= 4 store requests a call"
+        )
+        measured = (
+            f"{ok}/{x.get('reads')} 200, p95 {p95} s, busiest {m['busiest_second']}, {store}/call "
+            f"({refusal} a refusal; {m['store_requests_per_call']} all over calls)"
+        )
+        check(target, measured, met)
     if m := shared.get("leaves") or fc.get("leaves"):
         x = m["extra"]
         low, beside, back = (

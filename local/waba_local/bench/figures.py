@@ -36,6 +36,7 @@ class RunFigures:
     store_failures: int
     seconds: float
     extra: dict[str, Any] = field(default_factory=dict)  # the scenario's own figures (reads, hits, the kill)
+    store_by_kind: dict[str, int] = field(default_factory=dict)  # the budget's store requests by what they were for
     ours: list[float] = field(default_factory=list, repr=False)  # arrival times, for the chart
     rejected_at: list[float] = field(default_factory=list, repr=False)
     reads_at: list[float] = field(default_factory=list, repr=False)  # our calls for interactive reads
@@ -70,6 +71,15 @@ def budget_cost(stats: list[dict[str, Any]], calls: int) -> tuple[float, float, 
     return per_call(requests), per_call(1000 * seconds), sum(b["store_failures"] for b in budgets)
 
 
+def by_kind(budgets: list[dict[str, Any]]) -> dict[str, int]:
+    """Store requests by what they were for (join, take, answer...), over every instance's BudgetStats."""
+    kinds: dict[str, int] = {}
+    for budget in budgets:
+        for kind, n in budget.get("by_kind", {}).items():
+            kinds[kind] = kinds.get(kind, 0) + n
+    return dict(sorted(kinds.items()))
+
+
 def figures(
     scenario: str,
     variant: str,
@@ -101,6 +111,7 @@ def figures(
         store_ms_per_call=ms,
         store_failures=store_failures,
         seconds=round(seconds, 1),
+        store_by_kind=by_kind([s["budget"] for s in stats]),
         ours=sorted(c.arrived_at for c in ours),
         rejected_at=sorted(c.arrived_at for c in ours if c.code == "System.LimitControl"),
         reads_at=sorted(c.arrived_at for c in ours if (c.cust_space_id or "").startswith(READ_PREFIX)),
@@ -121,7 +132,14 @@ def reads_figures(stats: list[dict[str, Any]]) -> dict[str, Any]:
         key = f"{r['status']} {r['cache']}".strip()
         outcomes[key] = outcomes.get(key, 0) + 1
     p = lambda values, q: None if (v := percentile(values, q)) is None else round(v, 3)
+    # the budget's store requests a read cost, by how it was answered: a refused read calls nothing, so with
+    # refusals the requests per CAMS call grow with the crowd however cheap each refusal is
+    served = [r["store_requests"] for r in answers if r["status"] == 200 and "store_requests" in r]
+    refused = [r["store_requests"] for r in answers if r["status"] == 429 and "store_requests" in r]
+    mean = lambda values: round(sum(values) / len(values), 2) if values else None
     return {
+        "store_per_served_read": mean(served),
+        "store_per_refused_read": mean(refused),
         "reads": len(answers),
         "permit_wait_p50": p(waits, 50),
         "permit_wait_p95": p(waits, 95),

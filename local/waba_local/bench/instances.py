@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 
+from waba_local.bench.figures import by_kind
 from waba_local.dev.apigw import http_event, load_handler
 from waba_local.dev.poller import LocalLambdaContext, LocalPoller
 from waba_local.stand_ins.emulator import expected_isv_code
@@ -217,7 +218,9 @@ def reads(args: argparse.Namespace) -> dict[str, Any]:
     answers = []
     for customer in args.customers.split(","):
         time.sleep(rng.uniform(*args.gaps))
-        answers.append(_read(api, customer, args.platform))
+        before = lookup.budget.stats.store_requests
+        answer = _read(api, customer, args.platform)
+        answers.append(answer | {"store_requests": lookup.budget.stats.store_requests - before})
     return {"budget": asdict(lookup.budget.stats), "reads": answers}
 
 
@@ -246,6 +249,7 @@ def hits(args: argparse.Namespace) -> dict[str, Any]:
     seen = [_collect(pid, pipe) for pid, pipe in children]
     stats = [s["budget"] for s in seen]
     budget = {k: sum(b[k] for b in stats) for k in ("permits", "store_requests", "store_seconds", "store_failures")}
+    budget["by_kind"] = by_kind(stats)
     budget |= {k: [w for b in stats for w in b[k]] for k in ("waits", "interactive_waits")}
     return {"budget": budget, "reads": [s["read"] for s in seen]}
 
