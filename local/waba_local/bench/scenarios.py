@@ -47,6 +47,7 @@ class Scenario:
     hit_processes: int = 0  # processes that fork the hits' instances (one per hit)
     crowd: bool = False  # the HTTP instances all begin at once and read one customer after another, no gap
     variants: tuple[str, ...] = ("shared", "fc", "static", "naive")
+    runs: int = 1  # at least this many runs, figures their medians: a neighbour's share varies by points a run
 
     @property
     def demand_seconds(self) -> float:
@@ -76,7 +77,9 @@ SCENARIOS = {
         Scenario(
             "reads", "8 HTTP instances' misses while 3 workers drain", workers=3, backlog=200, readers=8, reads_each=4
         ),
-        Scenario("neighbour", "K=5 workers beside a neighbour at 4/s", workers=5, backlog=150, neighbour_rate=4.0),
+        Scenario(
+            "neighbour", "K=5 workers beside a neighbour at 4/s", workers=5, backlog=150, neighbour_rate=4.0, runs=3
+        ),
         Scenario(
             "leaves",
             "K=5 workers; a neighbour at 4/s for two minutes, then gone",
@@ -84,6 +87,7 @@ SCENARIOS = {
             backlog=900,
             neighbour_rate=4.0,
             neighbour_leaves_after=120.0,
+            runs=3,
             variants=("fc",),  # moto's SQS, one request at a time, times out with 900 messages queued
         ),
         Scenario(
