@@ -148,3 +148,16 @@ def test_a_join_on_tablestore_leaves_out_tickets_written_between_its_write_and_i
         joined = ours.update(dict([ticket_column(mine)]), returning=True)
         assert joined is not None and {t.id for t in joined.line} == {"b0", "me"}
         assert {t.id for t in theirs.load().line} == {"b0", "me", "l1"}
+
+
+def test_tablestore_joins_in_the_same_millisecond_are_ordered_by_name() -> None:
+    """Cells written in one millisecond share a version: of two such joins, exactly one counts the other ahead."""
+    frozen = time.time()
+    with TablestoreStandIn(clock=lambda: frozen) as stand_in:
+        stand_in.create_table("budget")
+        key = StaticCredentials(AccessKey(DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET))
+        store = TablestoreLogStore(stand_in.endpoint, stand_in.instance, "budget", "a", key)
+        for ticket_id in ("a", "z"):
+            store.update(dict([ticket_column(Ticket(ticket_id, True, 1000.0, 1005.0))]))
+        joined = store.update(dict([ticket_column(Ticket("m", True, 1000.1, 1005.0))]), returning=True)
+        assert joined is not None and {t.id for t in joined.line} == {"a", "m"}

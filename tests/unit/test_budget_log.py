@@ -163,6 +163,8 @@ def test_waiters_whose_joins_reach_the_store_out_of_clock_order_plan_different_t
     plan_a = admit(replace(record, line=(b, a)), T0 + 0.02, POLICY, "a", True, a)
     assert isinstance(plan_a, Wait) and isinstance(plan_b, Wait)
     assert (plan_a.index, plan_a.start) != (plan_b.index, plan_b.start)
+    # once b sees a, a (earlier by its clock, but after b in the store) is still behind it
+    assert admit(replace(record, line=(b, a)), T0 + 0.02, POLICY, "b", True, b) == plan_b
     # by the time each joined alone, both would have planned the first turn, and one would lose its take
     blind_a = admit(replace(record, line=(b, a)), T0 + 0.02, POLICY, "a", True, replace(a, seen=None))
     assert isinstance(blind_a, Wait) and (blind_a.index, blind_a.start) == (plan_b.index, plan_b.start)

@@ -12,9 +12,9 @@ from dataclasses import replace
 import pytest
 
 from waba_lookup.budget import log, shared
-from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy
+from waba_lookup.budget.log import CLOCK_SKEW_MARGIN, HOLD_AFTER_ANSWER, LogRecord, Policy, Slot
 from waba_lookup.budget.shared import SharedBudget
-from waba_lookup.budget.store import Column, Expects, MemoryLogStore, Names, Put, StoreUnavailable
+from waba_lookup.budget.store import Column, Expects, MemoryLogStore, Names, Put, StoreUnavailable, slot_columns
 from waba_lookup.errors import BudgetUnavailable, Throttled
 
 POLICY = Policy(budget=10, reserve=2, longest_call=1.2)
@@ -305,4 +305,79 @@ def test_a_place_in_line_that_already_lasts_to_the_deadline_is_not_written_again
     store.calls.clear()
     reader = budget(store, clock)
     call(reader, clock, interactive=True, wait=HOLD_AFTER_ANSWER)  # the turn lands within a lookahead of it
-    assert store.calls["join"] == 1, store.calls
+    assert store.calls["join"] == 1, store.calls  # a renewal writes the ticket's column again: kind_of says "join"
+
+
+def test_background_work_shut_out_by_the_reserve_waits_for_a_real_slot(store: CountingStore, clock: Clock) -> None:
+    """After throttles leave a level no larger than the interactive reserve, background work has no slot while reads
+    are recent: it waits until they are quiet, then takes a slot of the record like any permit, never one outside."""
+    store.update({"lv": 2.0, "ta": clock.now - 10, "pf": clock.now + 60, "nf": 1.0, "ra": clock.now})
+    worker = budget(store, clock)
+    held = worker.acquire(clock.now + 30, interactive=False)
+    assert 0 <= held.index < 2, held
+    assert store.load().slots[held.index].holder == held.holder
+
+
+def test_a_turn_planned_before_a_cut_is_not_taken_above_the_new_level(store: CountingStore, clock: Clock) -> None:
+    """A waiter sleeps toward its planned slot; meanwhile a throttle cuts the level below it: it plans again."""
+    now = clock.now
+    for i in range(10):  # every slot in flight but slot 7, answered: free first, the waiter's planned turn
+        held = Slot(f"h{i}", now + 0.5, now + 2.7, answered=False, interactive=True)
+        store.update(slot_columns(i, replace(held, sent=now, expires=now + 1, answered=True) if i == 7 else held))
+    reader = budget(store, clock)
+
+    def sleep_through_a_cut(seconds: float) -> None:
+        store.update({"lv": 2.0, "ta": clock.now, "pf": clock.now + 60, "nf": 1.0})
+        reader.sleep = clock.sleep
+        clock.sleep(seconds)
+
+    reader.sleep = sleep_through_a_cut
+    permit = reader.acquire(clock.now + 4, interactive=True)
+    assert permit.index < 2, permit
+
+
+def test_a_retry_after_a_failed_request_leaves_no_place_in_line_behind(store: CountingStore, clock: Clock) -> None:
+    """The waiter joined, then its take failed: the immediate retry is the same holder, so no ticket of the first
+    attempt stays in line for others to wait behind until it lapses."""
+    instances = [budget(store, clock) for _ in range(10)]
+    held = [i.acquire(clock.now + 5, interactive=True) for i in instances]
+    instances[0].give_back(held[0])
+    failures = iter([True])
+    real = store.update
+
+    def take_fails_once(put: Put, *args: object, **kwargs: object) -> LogRecord | None:
+        if kind_of(put) == "take" and next(failures, False):
+            raise StoreUnavailable("one lost write")
+        return real(put, *args, **kwargs)  # type: ignore[arg-type]
+
+    store.update = take_fails_once  # type: ignore[method-assign]
+    reader = budget(store, clock)
+    reader.take(clock.now + 5, interactive=True)
+    assert store.load().line == ()
+
+
+def test_a_waiter_whose_clock_reads_earlier_but_joins_later_plans_its_turn_behind(
+    store: CountingStore, clock: Clock
+) -> None:
+    """x joins the line first; a's clock reads 10 ms behind, so by the clocks a joined first. It plans its turn
+    behind x all the same: it counts ahead of it the tickets its join found."""
+    for i in range(10):  # every slot in flight, freeing in turn
+        store.update(slot_columns(i, Slot(f"h{i}", clock.now, clock.now + 1.5 + 0.1 * i, answered=True)))
+    wakes: dict[str, float] = {}  # the turn each planned, by its own clock
+
+    class Frozen(Exception):
+        """The instance froze in line: its ticket stays."""
+
+    def waiter(name: str, skew: float) -> SharedBudget:
+        def sleep(seconds: float) -> None:
+            wakes[name] = clock.now + skew + seconds
+            raise Frozen
+
+        wall = lambda: clock.now + skew
+        return SharedBudget(store, POLICY, wall=wall, clock=lambda: clock.now, sleep=sleep, new_id=lambda: name)
+
+    for name, skew in (("x", 0.0), ("a", -0.01)):
+        with pytest.raises(Frozen):
+            waiter(name, skew).acquire(clock.now + 5, interactive=True)
+    joined = {t.id: t.joined for t in store.load().line}
+    assert joined["a"] < joined["x"] and wakes["a"] > wakes["x"] + 0.05  # a later turn, not the same one

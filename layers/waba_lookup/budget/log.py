@@ -159,13 +159,16 @@ class Policy:
 
 @dataclass(frozen=True)
 class Take:
-    """A permit to write: slot `index` becomes `slot`, on condition that the slot is free by the permit's start."""
+    """A permit to write: slot `index` becomes `slot`, on condition that the slot is free by the permit's start and
+    that the level has not changed since the record it was planned from (`changed_at`): a throttle cut while a
+    waiter slept makes its planned slot fail, and it plans again from the record the failed write returns."""
 
     index: int
     slot: Slot
     next_send: float | None  # background: the next background start
     reads_at: float | None  # interactive: now
     leaves: tuple[str, ...]  # tickets leaving the line in the same write: the taker's own, and lapsed ones
+    changed_at: float = 0.0  # the level's last change, in the record this permit was planned from
 
     def applied(self, record: LogRecord) -> LogRecord:
         """The record after this write, as far as its writer knows."""
@@ -224,12 +227,14 @@ def take(
     ticket: Ticket | None,
 ) -> Take:
     """The write that takes slot `index` from `start` (the store's condition decides whether it is free)."""
+    if not 0 <= index < policy.budget:  # a slot outside the record would be a permit nobody counts
+        raise ValueError(f"no slot {index} in a budget of {policy.budget}")
     slot = Slot(holder, start, start + policy.longest_call + HOLD_AFTER_ANSWER, answered=False, interactive=interactive)
     leaves = tuple(t.id for t in record.lapsed(now))[:8] + ((ticket.id,) if ticket else ())
     if interactive:
-        return Take(index, slot, None, now, leaves)
+        return Take(index, slot, None, now, leaves, record.changed_at)
     next_send = max(record.next_send, start) + 1 / record.rate(now, policy.budget)
-    return Take(index, slot, next_send, None, leaves)
+    return Take(index, slot, next_send, None, leaves, record.changed_at)
 
 
 def _plan(record: LogRecord, now: float, policy: Policy, interactive: bool, slots: int, ahead: list[Ticket]) -> Wait:

@@ -25,6 +25,7 @@ from waba_lookup.budget.log import (
     passed,
     take,
     top_of_probe,
+    usable,
 )
 from waba_lookup.budget.stats import BudgetStats
 from waba_lookup.budget.store import (
@@ -91,13 +92,13 @@ class SharedBudget:
     def take(self, send_by: float, interactive: bool) -> LogPermit:
         """A permit, waiting for it until `send_by` (monotonic) at most: Throttled if its turn cannot come by then,
         and BudgetUnavailable if the store fails again right after one immediate retry."""
-        started = self.clock()
+        started, holder = self.clock(), self.new_id()  # the retry keeps the holder: a place in line it may hold
         try:
-            held = self.acquire(send_by, interactive)
+            held = self.acquire(send_by, interactive, holder)
         except StoreUnavailable:
             self.forget()
             try:
-                held = self.acquire(send_by, interactive)
+                held = self.acquire(send_by, interactive, holder)
             except StoreUnavailable as error:
                 self.forget()
                 self._unreachable(error)
@@ -142,9 +143,10 @@ class SharedBudget:
                 return
             self.sleep(min(remaining, max(s.expires for s in live) + CLOCK_SKEW_MARGIN - self.wall()))
 
-    def acquire(self, send_by: float, interactive: bool) -> LogPermit:
-        """A permit by `send_by` (monotonic), waiting in line for it, or Throttled. Raises StoreUnavailable."""
-        holder = self.new_id()
+    def acquire(self, send_by: float, interactive: bool, holder: str | None = None) -> LogPermit:
+        """A permit by `send_by` (monotonic) for `holder` (a new id if None), waiting in line for it, or Throttled.
+        Raises StoreUnavailable."""
+        holder = holder or self.new_id()
         ticket: Ticket | None = None
         planned: Wait | None = None  # after sleeping until a planned turn: its slot, tried at once without a look
         record, fresh = self._record, False
@@ -164,8 +166,11 @@ class SharedBudget:
                 assert record is not None
                 ticket = replace(ticket, seen=frozenset(t.id for t in record.line if t.id != holder))
                 fresh, first = True, None
-            if planned is not None and record.probing(now, self.policy.budget):
-                planned = None  # a probe opened since the plan: its slots go to the first in line, not as planned
+            if planned is not None and (
+                record.probing(now, self.policy.budget)  # a probe's slots go to the first in line, not as planned
+                or planned.index >= usable(record, now, self.policy, interactive)  # a throttle cut it, or reads came
+            ):
+                planned = None
             if planned is not None:
                 start = max(now, planned.start)
                 decision: Take | Wait = take(
@@ -186,7 +191,8 @@ class SharedBudget:
             if ticket is None:
                 continue  # join first, then plan from the line as it is
             ticket = self._wait_for(decision, record, now, send_by, ticket)
-            record, fresh, planned = record.with_ticket(ticket), False, decision
+            record, fresh = record.with_ticket(ticket), False
+            planned = decision if decision.index >= 0 else None  # no slot planned (reads hold the reserve): ask again
         if ticket is not None:
             self._leave(ticket)
         raise Throttled("no CAMS permit is free within this request's wait bound", "Throttling.Pacing", retry_after=1.0)

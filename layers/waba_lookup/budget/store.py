@@ -89,9 +89,11 @@ def ticket_column(ticket: Ticket) -> tuple[str, str]:
 
 
 def take_write(take: Take) -> tuple[dict[str, Column], list[str], list[Expect]]:
-    """A Take as an update: its slot's columns, the line it leaves, on the slot being free by its start."""
+    """A Take as an update: its slot's columns, the line it leaves, on the slot being free by its start and the
+    level unchanged since the record it was planned from."""
     put = slot_columns(take.index, take.slot)
     expect = [Expect(f"e{take.index}", "le", number(take.slot.sent - CLOCK_SKEW_MARGIN), if_missing=True)]
+    expect.append(Expect("ta", "eq", number(take.changed_at), if_missing=True))
     if take.next_send is not None:  # spacing, not the guarantee: set without a condition, so waiters never race on it
         put["ns"] = number(take.next_send)
     if take.reads_at is not None:

@@ -42,13 +42,14 @@ class TablestoreLogStore:
 
     def _read(self, written: Put | None = None) -> LogRecord:
         """The row; right after a write that joined the line (`written`), without the tickets written after it:
-        their cells' versions, the server's milliseconds at the write, are later than ours (a tie counts as later).
-        Without them, a join counts those ahead of it as from DynamoDB's returned item (versions: https://help.aliyun.com/en/tablestore/data-versions-and-ttl); a wrong order costs a lost race, never a permit."""
+        their cells' versions, the server's milliseconds at the write, are later than ours (ties: by name). So a
+        join counts those ahead of it as from DynamoDB's returned item. Versions:
+        https://help.aliyun.com/en/tablestore/data-versions-and-ttl; a wrong order costs a lost race, never a permit."""
         _, row, _ = self._request("get_row", self.table, self.primary_key, max_version=1)
         columns = row.attribute_columns if row else []
-        ours = [version for name, _, version in columns if written and name in written and _ticket(name)]
-        if written and ours:
-            later = {n for n, _, version in columns if _ticket(n) and n not in written and version >= ours[0]}
+        ours = [(version, name) for name, _, version in columns if written and name in written and _ticket(name)]
+        if written and ours:  # the same millisecond: ordered by name, so of two such joins exactly one is first
+            later = {n for n, _, version in columns if _ticket(n) and (version, n) > ours[0]}
             columns = [column for column in columns if column[0] not in later]
         return from_columns({name: value for name, value, _ in columns} if columns else None)
 
