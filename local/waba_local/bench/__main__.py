@@ -33,9 +33,12 @@ DOCS_INTRO = """`make bench` measures the [shared budget](quota.md) scenario by 
 instance, through the official SDKs to the local stand-ins), the budget's line in process under crowds of up to
 200 waiters, the FC worker's drain, and the cold start on both platforms. Each budget scenario runs under the
 shared budget on AWS and on FC, and beside baselines in the same run: no table (each process its own log), no
-budget at all, and, for the crowds, the budget as it was before the ordered line (waiters racing). About 25
-minutes on a 2-core machine. The local DynamoDB (moto) answers one request at a time and slows under a crowd
-(see store ms/call): its figures are the stand-in's, not DynamoDB's."""
+budget at all, and, for the crowds, the budget as it was before the ordered line (waiters racing). The
+neighbour scenarios run three times under the shared budget (their figures are medians; see the runs column):
+one run's share of a neighbour varies by several points. About 35 minutes on a 2-core machine. The local
+DynamoDB (moto) answers one request at a time and slows under a crowd (see store ms/call): its figures are the
+stand-in's, not DynamoDB's. In a crowd, the store requests a call are given for the reads served (the bound);
+a read refused at once costs its join and its leave, and no call."""
 HTTP_PERMIT_WAIT_SECONDS = Settings.http_permit_wait_seconds  # the deployed default
 Results = dict[tuple[str, str], list[RunFigures]]
 
