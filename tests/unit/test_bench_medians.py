@@ -7,24 +7,11 @@ from waba_local.bench.figures import RunFigures
 
 
 def run(back: float | None) -> RunFigures:
-    return RunFigures(
-        "leaves",
-        "fc",
-        calls=100,
-        rejected=0,
-        busiest_second=10,
-        steady_per_s=9.0,
-        end_to_end_per_s=9.0,
-        completed=0,
-        backlog=0,
-        neighbour_calls=0,
-        neighbour_kept_pct=96.0,
-        store_requests_per_call=3.0,
-        store_ms_per_call=20.0,
-        store_failures=0,
-        seconds=60.0,
-        extra={"back_to_9_per_s_after_s": back},
-    )
+    zeros = dict.fromkeys(("rejected", "completed", "backlog", "neighbour_calls", "store_failures"), 0)
+    rates = {"steady_per_s": 9.0, "end_to_end_per_s": 9.0, "neighbour_kept_pct": 96.0, "seconds": 60.0}
+    store = {"store_requests_per_call": 3.0, "store_ms_per_call": 20.0}
+    extra = {"back_to_9_per_s_after_s": back}
+    return RunFigures("leaves", "fc", calls=100, busiest_second=10, extra=extra, **zeros, **rates, **store)
 
 
 def test_a_run_that_never_got_back_is_the_slowest_of_the_median() -> None:
