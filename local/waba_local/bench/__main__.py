@@ -235,7 +235,8 @@ def write_charts(results: Results, stamp: str, model: dict[str, Any]) -> list[Pa
     for (name, variant), runs in results.items():
         if SCENARIOS[name].crowd and variant in ("shared", "race"):
             s = SCENARIOS[name]
-            crowds.setdefault(variant, {})[str(s.readers)] = runs[0].store_requests_per_call
+            served = runs[0].extra.get("store_per_served_read")  # the bound: a refusal makes no call
+            crowds.setdefault(variant, {})[str(s.readers)] = served or runs[0].store_requests_per_call
     if model:
         paths.append(RESULTS / f"bench-{stamp}-crowds.png")
         crowd_chart(model, crowds, paths[-1])

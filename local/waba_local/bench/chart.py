@@ -112,7 +112,8 @@ def overview_chart(rows: list[tuple[str, list[RunFigures]]], path: Path) -> None
 
 def crowd_chart(model: dict[str, dict[int, dict[str, Any]]], crowds: dict[str, dict[str, float]], path: Path) -> None:
     """Two panels: each waiter's wait against its arrival order in the largest in-process crowd, per algorithm;
-    store requests per CAMS call against crowd size, in process (lines) and in the process crowds (points)."""
+    store requests per CAMS call against crowd size, in process (lines, where no one is refused) and in the
+    process crowds (points: per served read, since a refused read makes no call)."""
     figure, (waits, costs) = plt.subplots(1, 2, figsize=(13, 4.8))
     for name, by_size in model.items():
         largest = by_size[max(by_size)]
@@ -132,7 +133,7 @@ def crowd_chart(model: dict[str, dict[int, dict[str, Any]]], crowds: dict[str, d
             [points[n] for n in sizes],
             marker="x",
             s=50,
-            label=f"{LABELS.get(name, name)}, processes",
+            label=f"{LABELS.get(name, name)}, processes (a served read)",
         )
     waits.set(
         xlabel="arrival order",
