@@ -151,7 +151,7 @@ class WabaLookup:
         failure: WabaLookupError | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             self._cams().prepare()  # everything the call needs, before its permit starts (again after a rejection)
-            answered: WabaLookupError | None = None
+            refused: WabaLookupError | None = None  # what CAMS answered, if not the body
             with ExitStack() as permit:
                 asked = self._clock()
                 try:
@@ -166,15 +166,15 @@ class WabaLookup:
                     body = self._cams().query(customer.cust_space_id, customer.isv_code)
                 except WabaLookupError as error:
                     logger.info("CAMS call", extra=call | {"cams_code": error.code})
-                    answered = error
+                    refused = error
                 else:
                     logger.info("CAMS call", extra=call)
                     count("CamsCalls")
             # the answer is written back (the slot frees a second from now) before the level learns from it
-            if answered is None:
+            if refused is None:
                 self.budget.succeeded()
                 return body
-            failure = self._retryable_or_raise(answered)
+            failure = self._retryable_or_raise(refused)
             backoff = self._jitter() * min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2**attempt)
             if attempt == MAX_ATTEMPTS or self._clock() + backoff > send_by:
                 raise failure

@@ -168,7 +168,7 @@ class Take:
     next_send: float | None  # background: the next background start
     reads_at: float | None  # interactive: now
     leaves: tuple[str, ...]  # tickets leaving the line in the same write: the taker's own, and lapsed ones
-    changed_at: float = 0.0  # the level's last change, in the record this permit was planned from
+    changed_at: float  # the level's last change, in the record this permit was planned from
 
     def applied(self, record: LogRecord) -> LogRecord:
         """The record after this write, as far as its writer knows."""

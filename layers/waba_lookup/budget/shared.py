@@ -250,9 +250,8 @@ class SharedBudget:
         condition that no other change came first (else again, on the record as it is then). Best effort: a store
         that fails loses it, and the next answer makes it again."""
         try:
-            record = self._timed(
-                "level", self.store.load
-            )  # the slots taken since our copy: who else was in CAMS's window
+            # the slots taken since our copy: who else was in CAMS's window
+            record = self._timed("level", self.store.load)
             ours = in_window([record, *([self._record] if self._record else [])], last.start)
             for _ in range(RACES):
                 new = change(record, ours)

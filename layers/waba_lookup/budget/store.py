@@ -134,7 +134,7 @@ def from_columns(columns: Mapping[str, Column] | None) -> LogRecord:
     for name, value in columns.items():
         if name.startswith(TICKET_PREFIX) and isinstance(value, str):
             kind, joined, expires = value.split(",")
-            line.append(Ticket(name[1:], kind == "i", float(joined), float(expires)))
+            line.append(Ticket(name.removeprefix(TICKET_PREFIX), kind == "i", float(joined), float(expires)))
     times = {field: float(columns[name]) for name, field in SCALARS.items() if name in columns}
     return LogRecord(slots=tuple(slots), line=tuple(line), **times)
 

@@ -48,7 +48,7 @@ class TablestoreLogStore:
         _, row, _ = self._request("get_row", self.table, self.primary_key, max_version=1)
         columns = row.attribute_columns if row else []
         ours = [(version, name) for name, _, version in columns if written and name in written and _ticket(name)]
-        if written and ours:  # the same millisecond: ordered by name, so of two such joins exactly one is first
+        if ours:  # the same millisecond: ordered by name, so of two such joins exactly one is first
             later = {n for n, _, version in columns if _ticket(n) and (version, n) > ours[0]}
             columns = [column for column in columns if column[0] not in later]
         return from_columns({name: value for name, value, _ in columns} if columns else None)

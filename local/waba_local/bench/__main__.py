@@ -71,7 +71,7 @@ def median_run(runs: list[RunFigures]) -> dict[str, Any]:
     numbers = {k for r in runs for k, v in r.extra.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     row["extra"] = {k: median_of([r.extra.get(k) for r in runs]) for k in sorted(numbers)}
     for k in NEVER_IF_NONE & numbers:  # a run that never got there counts as the slowest, not as no run
-        never = median_of([r.extra.get(k, math.inf) if r.extra.get(k) is not None else math.inf for r in runs])
+        never = median_of([math.inf if r.extra.get(k) is None else r.extra[k] for r in runs])
         row["extra"][k] = None if never is None or math.isinf(never) else never
     row["extra"] |= {"outcomes": runs[0].extra["outcomes"]} if "outcomes" in runs[0].extra else {}
     return row
