@@ -61,10 +61,11 @@ def test_a_slot_frees_a_second_after_its_answer_plus_the_skew_margin() -> None:
 
 
 def test_an_unanswered_permit_counts_until_send_plus_the_longest_call_and_a_second() -> None:
-    """A holder that never writes back (frozen, killed) frees its slot only at the worst case."""
+    """A holder that never writes back (frozen, killed) frees its slot only at the worst case: its take came back as
+    late as it may, and its call took the longest."""
     record = take(LogRecord(), T0)
     small = Policy(budget=1, reserve=0, longest_call=6.0)
-    worst = T0 + 6.0 + log.HOLD_AFTER_ANSWER + log.CLOCK_SKEW_MARGIN
+    worst = T0 + log.TAKE_LONGEST_SECONDS + 6.0 + log.HOLD_AFTER_ANSWER + log.CLOCK_SKEW_MARGIN
     assert starts_at(record, worst - log.LOOKAHEAD_SECONDS - 0.001, policy=small) is None
     assert starts_at(record, worst - 0.01, policy=small) == pytest.approx(worst)
 

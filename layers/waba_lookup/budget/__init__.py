@@ -5,12 +5,13 @@ The record (log.py) lives in a LogStore (store.py): DynamoDB on AWS (dynamodb.py
 floor(CAMS_QPS_BUDGET / CAMS_MAX_INSTANCES) as its budget. SharedBudget (shared.py) is the Budget port over it.
 
 Slots. The record has CAMS_MAX_QPS slots; a permit occupies one from its start until HOLD_AFTER_ANSWER (1 s) after
-its call's answer is written back, or, never written back, until start + the longest call + 1 s. CAMS counts a
-call when it arrives, somewhere in between, so if at most `budget` permits are live at once, no sliding second of
-arrivals holds more than `budget` calls. Permits use only the first `budget` slots, and a permit is written into
-its slot on the condition, checked by the store, that the slot's last permit stops counting by the new one's start
-(+ CLOCK_SKEW_MARGIN, since every instance reads its own wall clock): two permits never share a slot, whoever
-races, whatever an instance's copy of the record says.
+its call's answer is written back, or, never written back, until start + TAKE_LONGEST_SECONDS (3 s; its call is
+sent once its take comes back, and a take that comes back later is given up unused) + the longest call + 1 s. CAMS
+counts a call when it arrives, somewhere in between, so if at most `budget` permits are live at once, no sliding
+second of arrivals holds more than `budget` calls. Permits use only the first `budget` slots, and a permit is
+written into its slot on the condition, checked by the store, that the slot's last permit stops counting by the new
+one's start (+ CLOCK_SKEW_MARGIN, since every instance reads its own wall clock): two permits never share a slot,
+whoever races, whatever an instance's copy of the record says.
 
 The line. An instance that cannot have a permit now joins the line: a ticket (reads or background, when it
 joined, when it lapses) written beside the slots without any condition, so joining never races. Reads go before

@@ -12,6 +12,10 @@ HOLD_AFTER_ANSWER = 1.0  # a call may arrive as late as its answer, and counts i
 # whose error is around a millisecond; twenty times that costs 2% of the throughput.
 CLOCK_SKEW_MARGIN = 0.02
 READS_RECENT_SECONDS = 3.0  # background permits leave the interactive reserve free this long after a read
+# A permit's call is sent once its take comes back: one never answered counts from its start for this, the longest
+# call and a second. It is the longest a store request can take, its client's timeout (DynamoDB 3 s, Tablestore 2 s);
+# a take that comes back later all the same is given up unused, as a failing store
+TAKE_LONGEST_SECONDS = 3.0
 LOOKAHEAD_SECONDS = 0.05  # a permit may be taken this long before its slot frees: the write overlaps the wait
 TICKET_GRACE_SECONDS = 1.0  # a place in line lapses this long after the turn its holder planned
 TURN_SLACK_SECONDS = 0.03  # planned per holder ahead in the same slot: a turn a little late costs less than early
@@ -229,7 +233,8 @@ def take(
     """The write that takes slot `index` from `start` (the store's condition decides whether it is free)."""
     if not 0 <= index < policy.budget:  # a slot outside the record would be a permit nobody counts
         raise ValueError(f"no slot {index} in a budget of {policy.budget}")
-    slot = Slot(holder, start, start + policy.longest_call + HOLD_AFTER_ANSWER, answered=False, interactive=interactive)
+    never_answered = start + TAKE_LONGEST_SECONDS + policy.longest_call + HOLD_AFTER_ANSWER
+    slot = Slot(holder, start, never_answered, answered=False, interactive=interactive)
     leaves = tuple(t.id for t in record.lapsed(now))[:8] + ((ticket.id,) if ticket else ())
     if interactive:
         return Take(index, slot, None, now, leaves, record.changed_at)

@@ -13,6 +13,7 @@ from waba_lookup.budget.log import (
     CLOCK_SKEW_MARGIN,
     HOLD_AFTER_ANSWER,
     LOOKAHEAD_SECONDS,
+    TAKE_LONGEST_SECONDS,
     TICKET_GRACE_SECONDS,
     LogRecord,
     Policy,
@@ -110,7 +111,7 @@ class SharedBudget:
 
     def give_back(self, held: LogPermit) -> None:
         """The attempt has answered: write it back, so the slot frees a second from now; if the store fails, the
-        slot frees itself at send + the longest call + a second."""
+        slot frees itself at its start + the take's longest + the longest call + a second."""
         expires = number(self.wall() + HOLD_AFTER_ANSWER)
         try:
             self._timed("answer", self.store.update, *answer_write(held.index, held.holder, expires))
@@ -120,6 +121,13 @@ class SharedBudget:
             return
         if self._record is not None:  # our copy learns our own answer (the next permit's write checks the rest)
             self._record = self._record.answered(held.index, held.holder, expires)
+
+    def _give_up(self, held: LogPermit) -> None:
+        """Free a permit whose call was never sent, at once (best effort: unanswered, it frees itself in time)."""
+        try:
+            self._timed("answer", self.store.update, *answer_write(held.index, held.holder, number(self.wall())))
+        except StoreUnavailable:
+            pass
 
     def succeeded(self) -> None:
         """CAMS answered: if the last permit was the top slot of an open probe, the probe may have passed."""
@@ -166,6 +174,7 @@ class SharedBudget:
                 assert record is not None
                 ticket = replace(ticket, seen=frozenset(t.id for t in record.line if t.id != holder))
                 fresh, first = True, None
+                now = self.wall()  # a join under a crowd can take most of a second: plan and date from after it
             if planned is not None and (
                 record.probing(now, self.policy.budget)  # a probe's slots go to the first in line, not as planned
                 or planned.index >= usable(record, now, self.policy, interactive)  # a throttle cut it, or reads came
@@ -181,6 +190,9 @@ class SharedBudget:
                 decision = first or admit(record, now, self.policy, holder, interactive, ticket)
             if isinstance(decision, Take):
                 if (current := self._timed("take", self.store.update, *take_write(decision))) is None:
+                    if self.wall() > decision.slot.sent + TAKE_LONGEST_SECONDS:  # too late for the permit's bound
+                        self._give_up(LogPermit(decision.index, holder, decision.slot.sent))
+                        raise StoreUnavailable("the budget's store took too long to give a permit")
                     self._record = decision.applied(record)
                     return self._use(LogPermit(decision.index, holder, decision.slot.sent))
                 record, fresh = current, True  # lost: the failed write (or a read after it) told us the record
