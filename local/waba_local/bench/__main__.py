@@ -257,8 +257,14 @@ def main() -> None:
     parser.add_argument("--fc-items", type=int, default=300, help="refreshes in the FC worker's backlog")
     parser.add_argument("--no-crowd-model", dest="crowd_model", action="store_false", help="skip the in-process crowds")
     args = parser.parse_args()
+    chosen, variants = args.scenarios.split(","), args.variants.split(",")
+    if unknown := [n for n in chosen if n not in SCENARIOS] + [v for v in variants if v not in VARIANTS]:
+        parser.error(f"no such scenario or variant: {', '.join(unknown)}")
+    if idle := [n for n in chosen if not set(variants) & set(SCENARIOS[n].variants)]:
+        runs_under = "; ".join(f"{n} runs under {','.join(SCENARIOS[n].variants)}" for n in idle)
+        parser.error(f"nothing to run for {', '.join(idle)} under --variants {args.variants} ({runs_under})")
     results: Results = {}
-    for name in args.scenarios.split(","):
+    for name in chosen:
         scenario = SCENARIOS[name]
         heading(f"{scenario.title} ({scenario.describe()})")
         for variant in (v for v in args.variants.split(",") if v in scenario.variants):
