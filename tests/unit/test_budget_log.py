@@ -207,9 +207,10 @@ def test_probes_open_two_slots_more_until_tried_each_period_slower_after_each_th
     top = replace(record.slots[6], holder="top", sent=T0 + first + 0.3)
     tried = replace(record, slots=(*record.slots[:6], top, *record.slots[7:]))
     assert rate(tried, first + 0.5) == 5 and rate(tried, 2 * first) == 7
-    # untried, it stays open PROBE_OPEN at most: here, after two throttles, a second in every 8
+    # untried, it stays open PROBE_OPEN at most: here, after two throttles, a second in every twice as many
     slower = replace(record, failures=2.0)
-    assert slower.period == 8 and rate(slower, first + log.PROBE_OPEN) == 5 and rate(slower, first + 8.5) == 7
+    assert slower.period == 2 * first and rate(slower, first + log.PROBE_OPEN) == 5
+    assert rate(slower, first + 2 * first + 0.5) == 7
     # a probe's call refused: no room for 7; the level stays and the probes come slower
     failed = cut(record, T0 + first + 0.3, budget=10, sent=T0 + first + 0.2, ours=7)
     assert failed is not None and failed.level == 5 and failed.period == 2 * first
@@ -233,8 +234,9 @@ def test_a_probe_passes_when_the_window_held_the_level_it_raises_to_then_the_ste
     assert passed(record, at, 10, index=6, sent=T0 + 1.0, ours=7) is None  # started before the probe opened
     level = passed(record, at, 10, index=6, sent=at, ours=6)
     assert level is not None and (level.level, level.base, level.step) == (6, 5, 1)
-    # the next probe, a second later, tests as far again; then twice as far: back to the budget in four passes
-    for index, raised in ((7, 7), (9, 9), (9, 10)):
+    # the next probe, a second later, tests one more again, until three above the base; then twice as far: back
+    # to the budget in four passes
+    for index, raised in ((7, 7), (8, 8), (9, 10)):
         at += log.PROBE_NEXT
         assert level.rate(at, 10) == index + 1
         level = passed(level, at, 10, index=index, sent=at, ours=index + 1)

@@ -38,12 +38,13 @@ a second of one met a window from before it), with `ours` our calls in CAMS's wi
   - a probe's call, or one that met a probe's (ours above the level): the level stands if the probe's first call
     more fitted (ours at least the level + 2), else it is at the edge and leaves one to spare;
   - any other: halved.
-Probes open every PROBE_FIRST (4 s) after a throttle, doubled by each throttle in a row up to PROBE_LONGEST (12 s):
+Probes open every PROBE_FIRST (6 s) after a throttle, doubled by each throttle in a row up to PROBE_LONGEST (12 s):
 for PROBE_OPEN (1 s) at most, or until its top slot is taken, two permits more may start. Its top slot's call
 accepted, with the level it would rise to in CAMS's window, passes it: the level rises by the step, the next probe
 opens PROBE_NEXT (1 s) later and then every PROBE_AGAIN (2 s) while passes wait (a throttle undoes them at once),
-and after two passes in a row the step doubles (1, 1, 2, 4): a deployment whose neighbour left is back at the
-budget in four or five probes.
+and once passes have raised it by CLIMB_BEFORE_DOUBLING (3) the step doubles (1, 1, 1, 2, 4): a false pass comes
+just above the room, where a step too far costs a neighbour calls, and a deployment whose neighbour left is back
+at the budget in four or five probes.
 
 Failure. The store failing costs one immediate retry; then the attempt is refused (BudgetUnavailable) and no call
 is made: a read serves a stale entry or answers 503, the worker returns its items to the queue. Calls are never

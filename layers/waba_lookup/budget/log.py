@@ -21,11 +21,12 @@ TICKET_GRACE_SECONDS = 1.0  # a place in line lapses this long after the turn it
 TURN_SLACK_SECONDS = 0.03  # planned per holder ahead in the same slot: a turn a little late costs less than early
 TYPICAL_CALL_SECONDS = 0.3  # a call's length for planning turns, until the record shows answered calls
 # The deployment's level after System.LimitControl (see the package docstring for why each number)
-PROBE_FIRST = 4.0  # seconds between probes after a throttle; doubled by each throttle in a row...
+PROBE_FIRST = 6.0  # seconds between probes after a throttle; doubled by each throttle in a row...
 PROBE_LONGEST = 12.0  # ...up to this
 PROBE_OPEN = 1.0  # a probe lets its extra permits start until its top slot is taken, for this long at most
 PROBE_NEXT = 1.0  # seconds from a probe that passed to the next: its calls leave CAMS's window...
 PROBE_AGAIN = 2.0  # ...then between probes, while a pass waits for a throttle to undo it
+CLIMB_BEFORE_DOUBLING = 3  # passes raise the level one slot at a time this far, then the step doubles
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,7 @@ class LogRecord:
     base: float = 0.0  # the level before the first probe passed since the last throttle; 0: none passed
     changed_at: float = 0.0  # when the level last changed
     probe_from: float = 0.0  # when probes open: `step` + 1 slots more for PROBE_OPEN, every `period`
-    step: float = 1.0  # what a passed probe adds to the level (1, 1, then 2, 4: doubled by each pass in a row)
+    step: float = 1.0  # what a passed probe adds to the level (1, 1, 1, then 2, 4: see `passed`)
     failures: float = 0.0  # throttles since the level left the budget: they space the probes
     reads_at: float = 0.0  # the last interactive permit
 
@@ -294,11 +295,13 @@ def top_of_probe(record: LogRecord, budget: int, index: int, sent: float) -> boo
 def passed(record: LogRecord, now: float, budget: int, index: int, sent: float, ours: int) -> LogRecord | None:
     """CAMS accepted a call started at `sent` in slot `index`, when `ours` of our calls were in its window: if that
     is the top slot of an open probe and the window held the level it would rise to, it rises by the probe's step. The
-    next probe, soon, tests as far again; after that, twice as far each time."""
+    next probe comes soon. A false pass (the room was a neighbour's refused call) comes just above the room, where
+    each probe too far costs the neighbour a call: passes climb one slot at a time until CLIMB_BEFORE_DOUBLING above
+    where they began, then twice as far each time (a neighbour that left is gone well before)."""
     level, step = record.level_at(budget), int(record.step)
     if not top_of_probe(record, budget, index, sent) or ours < min(budget, level + step):
         return None
     base = record.base or float(level)  # where a throttle takes it back to: before the first pass since the last
-    next_step = 2 * record.step if record.base else record.step
     raised = float(min(budget, level + step))
+    next_step = 2 * record.step if raised - base >= CLIMB_BEFORE_DOUBLING else record.step
     return replace(record, level=raised, base=base, changed_at=now, probe_from=now + PROBE_NEXT, step=next_step)
