@@ -16,6 +16,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from waba_local.bench.crowd import arrival_order
 from waba_local.bench.figures import RunFigures
 
 QUOTA = 10
@@ -118,7 +119,10 @@ def crowd_chart(model: dict[str, dict[int, dict[str, Any]]], crowds: dict[str, d
     for name, by_size in model.items():
         largest = by_size[max(by_size)]
         served = [s for s in largest["served"] if s["sent"] is not None]
-        waits.scatter([s["arrival"] for s in served], [s["wait"] for s in served], s=8, label=LABELS.get(name, name))
+        key, basis = arrival_order(largest)
+        waits.scatter(
+            [s[key] for s in served], [s["wait"] for s in served], s=8, label=f"{LABELS.get(name, name)} ({basis})"
+        )
         sizes = sorted(by_size)
         costs.plot(
             sizes,
@@ -136,7 +140,7 @@ def crowd_chart(model: dict[str, dict[int, dict[str, Any]]], crowds: dict[str, d
             label=f"{LABELS.get(name, name)}, processes (a served read)",
         )
     waits.set(
-        xlabel="arrival order",
+        xlabel="arrival order: reaching the store (the line), or thread start (no line)",
         ylabel="wait for a permit (s)",
         title=f"{max(next(iter(model.values())))} waiters at once",
     )

@@ -21,14 +21,18 @@ STORE_SECONDS = (0.005, 0.010)
 ARRIVAL_SPACING = 0.002  # waiters arrive this far apart, in order
 STORE_METHODS = ("load", "update", "replace", "answer")  # the port's requests, today's and the older one's
 MODEL_SIZES = (25, 50, 100, 200)
+TICKET_PREFIX = "q"  # a ticket's column: "q" and its holder's id (budget/store.py)
 
 
 class SlowStore:
-    """A LogStore whose every request waits its turn and takes 5-10 ms: one item's writes, serialised."""
+    """A LogStore whose every request waits its turn and takes 5-10 ms: one item's writes, serialised. It notes the
+    order in which waiters' tickets reach it (`joined`, by ticket column): the line's own order of arrival, which
+    the threads' start order is not (a lock does not serve its waiters in order)."""
 
     def __init__(self, inner: Any) -> None:
         self.inner, self.requests = inner, 0
         self.answer_seconds = inner.answer_seconds
+        self.joined: dict[str, int] = {}
         self._line = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
@@ -40,6 +44,9 @@ class SlowStore:
             with self._line:
                 time.sleep(random.uniform(*STORE_SECONDS))
                 self.requests += 1
+                put = args[0] if name == "update" and args and isinstance(args[0], dict) else {}
+                for column in (c for c in put if c.startswith(TICKET_PREFIX)):  # a join (or a renewal, later)
+                    self.joined.setdefault(column, len(self.joined))
                 return request(*args, **kwargs)
 
         return slow
@@ -68,7 +75,10 @@ def crowd(waiters: int, wait_seconds: float, interactive: bool) -> dict[str, Any
     begin = time.monotonic() + 0.5
 
     def waiter(arrival: int) -> None:
-        budget = shared_budget(store, policy(10, 2, 3.0))
+        try:  # named after its arrival, so that its ticket's column says who joined when
+            budget = shared_budget(store, policy(10, 2, 3.0), new_id=lambda: f"w{arrival}")
+        except TypeError:  # the older library names its permits itself, and keeps no line
+            budget = shared_budget(store, policy(10, 2, 3.0))
         time.sleep(max(0.0, begin + arrival * ARRIVAL_SPACING - time.monotonic()))
         asked = time.monotonic()
         try:
@@ -85,6 +95,8 @@ def crowd(waiters: int, wait_seconds: float, interactive: bool) -> dict[str, Any
         thread.start()
     for thread in threads:
         thread.join()
+    for s in served:  # its place in the line's order of arrival, where it joined one
+        s["joined"] = store.joined.get(f"{TICKET_PREFIX}w{s['arrival']}")
     sends = sorted(s["sent"] for s in served if s["sent"] is not None)
     busiest = max((sum(1 for t in sends[i:] if t < a + 1.0) for i, a in enumerate(sends)), default=0)
     permits = len(sends)
@@ -136,11 +148,24 @@ def model_table(results: dict[str, dict[int, dict[str, Any]]]) -> list[list[obje
     return rows
 
 
+def arrival_order(result: dict[str, Any]) -> tuple[str, str]:
+    """What each served waiter's arrival is: the order its ticket reached the store (the line's order), where
+    every waiter joined a line; else the order the threads started in (the older library keeps no line)."""
+    served = [s for s in result["served"] if s["sent"] is not None]
+    if served and all(s.get("joined") is not None for s in served):
+        return "joined", "store arrival"
+    return "arrival", "thread start"
+
+
 def fifo(result: dict[str, Any]) -> str:
-    """How far anyone was served out of arrival order: the most places anyone jumped ahead."""
+    """How far anyone was served out of arrival order: the most places anyone jumped ahead of those that arrived
+    before it, among those served."""
+    key, basis = arrival_order(result)
     served = sorted((s for s in result["served"] if s["sent"] is not None), key=lambda s: s["sent"])
-    jumps = [s["arrival"] - position for position, s in enumerate(served)]
-    return f"{max(jumps, default=0)} places"
+    ranks = {s[key]: rank for rank, s in enumerate(sorted(served, key=lambda s: s[key]))}
+    jumps = [ranks[s[key]] - position for position, s in enumerate(served)]
+    most = max(jumps, default=0)
+    return f"{most} place{'s' * (most != 1)} ({basis} order)"
 
 
 def main() -> None:
