@@ -297,7 +297,7 @@ def passed(record: LogRecord, now: float, budget: int, index: int, sent: float, 
     is the top slot of an open probe and the window held the level it would rise to, it rises by the probe's step. The
     next probe comes soon. A false pass (the room was a neighbour's refused call) comes just above the room, where
     each probe too far costs the neighbour a call: passes climb one slot at a time until CLIMB_BEFORE_DOUBLING above
-    where they began, then twice as far each time (a neighbour that left is gone well before)."""
+    where they began, then twice as far each time (three passes in a row are seldom all a neighbour's refusals)."""
     level, step = record.level_at(budget), int(record.step)
     if not top_of_probe(record, budget, index, sent) or ours < min(budget, level + step):
         return None
