@@ -52,8 +52,9 @@ class SlowStore:
         return slow
 
 
-def _library() -> tuple[Any, Any, Any, Any]:
-    """SharedBudget, the in-memory store, Policy and Throttled, from whichever library is on the path."""
+def _library() -> tuple[Any, Any, Any, Any, bool]:
+    """SharedBudget, the in-memory store, Policy and Throttled, from whichever library is on the path, and whether
+    it keeps a line."""
     from waba_lookup.errors import Throttled
 
     try:
@@ -64,21 +65,23 @@ def _library() -> tuple[Any, Any, Any, Any]:
         from waba_lookup.log_store import MemoryLogStore  # type: ignore[no-redef]
         from waba_lookup.shared_budget import SharedBudget  # type: ignore[no-redef]
         from waba_lookup.sliding_log import Policy  # type: ignore[no-redef]
-    return SharedBudget, MemoryLogStore, Policy, Throttled
+
+        return SharedBudget, MemoryLogStore, Policy, Throttled, False
+    return SharedBudget, MemoryLogStore, Policy, Throttled, True
 
 
 def crowd(waiters: int, wait_seconds: float, interactive: bool) -> dict[str, Any]:
-    shared_budget, memory_store, policy, throttled = _library()
+    shared_budget, memory_store, policy, throttled, lined = _library()
     store = SlowStore(memory_store())
     served: list[dict[str, Any]] = []
     lock = threading.Lock()
     begin = time.monotonic() + 0.5
 
     def waiter(arrival: int) -> None:
-        try:  # named after its arrival, so that its ticket's column says who joined when
-            budget = shared_budget(store, policy(10, 2, 3.0), new_id=lambda: f"w{arrival}")
-        except TypeError:  # the older library names its permits itself, and keeps no line
-            budget = shared_budget(store, policy(10, 2, 3.0))
+        # named after its arrival, so that its ticket's column says who joined when; not the older library, whose
+        # new_id also versions the record (one id a waiter would let a stale write pass its condition)
+        named = {"new_id": lambda: f"w{arrival}"} if lined else {}
+        budget = shared_budget(store, policy(10, 2, 3.0), **named)
         time.sleep(max(0.0, begin + arrival * ARRIVAL_SPACING - time.monotonic()))
         asked = time.monotonic()
         try:
