@@ -267,7 +267,7 @@ def main() -> None:
     for name in chosen:
         scenario = SCENARIOS[name]
         heading(f"{scenario.title} ({scenario.describe()})")
-        for variant in (v for v in args.variants.split(",") if v in scenario.variants):
+        for variant in (v for v in variants if v in scenario.variants):
             runs = max(args.runs, scenario.runs if variant in SHARED else 1)  # the baselines vary less than they lose
             for run in range(runs):
                 print(f"  {variant}, run {run + 1}/{runs}:")

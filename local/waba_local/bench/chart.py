@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-from waba_local.bench.crowd import arrival_order
+from waba_local.bench.crowd import arrival_order, served_of
 from waba_local.bench.figures import RunFigures
 
 QUOTA = 10
@@ -118,7 +118,7 @@ def crowd_chart(model: dict[str, dict[int, dict[str, Any]]], crowds: dict[str, d
     figure, (waits, costs) = plt.subplots(1, 2, figsize=(13, 4.8))
     for name, by_size in model.items():
         largest = by_size[max(by_size)]
-        served = [s for s in largest["served"] if s["sent"] is not None]
+        served = served_of(largest)
         key, basis = arrival_order(largest)
         waits.scatter(
             [s[key] for s in served], [s["wait"] for s in served], s=8, label=f"{LABELS.get(name, name)} ({basis})"

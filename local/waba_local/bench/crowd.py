@@ -21,16 +21,15 @@ STORE_SECONDS = (0.005, 0.010)
 ARRIVAL_SPACING = 0.002  # waiters arrive this far apart, in order
 STORE_METHODS = ("load", "update", "replace", "answer")  # the port's requests, today's and the older one's
 MODEL_SIZES = (25, 50, 100, 200)
-TICKET_PREFIX = "q"  # a ticket's column: "q" and its holder's id (budget/store.py)
 
 
 class SlowStore:
     """A LogStore whose every request waits its turn and takes 5-10 ms: one item's writes, serialised. It notes the
-    order in which waiters' tickets reach it (`joined`, by ticket column): the line's own order of arrival, which
+    order in which the `tickets` (their columns) first reach it (`joined`): the line's own order of arrival, which
     the threads' start order is not (a lock does not serve its waiters in order)."""
 
-    def __init__(self, inner: Any) -> None:
-        self.inner, self.requests = inner, 0
+    def __init__(self, inner: Any, tickets: frozenset[str] = frozenset()) -> None:
+        self.inner, self.requests, self.tickets = inner, 0, tickets
         self.answer_seconds = inner.answer_seconds
         self.joined: dict[str, int] = {}
         self._line = threading.Lock()
@@ -45,42 +44,44 @@ class SlowStore:
                 time.sleep(random.uniform(*STORE_SECONDS))
                 self.requests += 1
                 put = args[0] if name == "update" and args and isinstance(args[0], dict) else {}
-                for column in (c for c in put if c.startswith(TICKET_PREFIX)):  # a join (or a renewal, later)
+                for column in self.tickets.intersection(put):  # a join (or a renewal, later)
                     self.joined.setdefault(column, len(self.joined))
                 return request(*args, **kwargs)
 
         return slow
 
 
-def _library() -> tuple[Any, Any, Any, Any, bool]:
-    """SharedBudget, the in-memory store, Policy and Throttled, from whichever library is on the path, and whether
-    it keeps a line."""
+def _library() -> tuple[Any, Any, Any, Any, Any]:
+    """SharedBudget, the in-memory store, Policy and Throttled, from whichever library is on the path, and the
+    column a holder's ticket is written to (None: the older library keeps no line)."""
     from waba_lookup.errors import Throttled
 
     try:
         from waba_lookup.budget.log import Policy
         from waba_lookup.budget.shared import SharedBudget
-        from waba_lookup.budget.store import MemoryLogStore
+        from waba_lookup.budget.store import MemoryLogStore, ticket_name
     except ImportError:  # the older library, before the budget became a package
         from waba_lookup.log_store import MemoryLogStore  # type: ignore[no-redef]
         from waba_lookup.shared_budget import SharedBudget  # type: ignore[no-redef]
         from waba_lookup.sliding_log import Policy  # type: ignore[no-redef]
 
-        return SharedBudget, MemoryLogStore, Policy, Throttled, False
-    return SharedBudget, MemoryLogStore, Policy, Throttled, True
+        return SharedBudget, MemoryLogStore, Policy, Throttled, None
+    return SharedBudget, MemoryLogStore, Policy, Throttled, ticket_name
 
 
 def crowd(waiters: int, wait_seconds: float, interactive: bool) -> dict[str, Any]:
-    shared_budget, memory_store, policy, throttled, lined = _library()
-    store = SlowStore(memory_store())
+    shared_budget, memory_store, policy, throttled, ticket_name = _library()
+    holders = {n: f"w{n}" for n in range(waiters)}  # each waiter's id, named after its arrival
+    tickets = {n: ticket_name(holder) for n, holder in holders.items()} if ticket_name else {}
+    store = SlowStore(memory_store(), frozenset(tickets.values()))
     served: list[dict[str, Any]] = []
     lock = threading.Lock()
     begin = time.monotonic() + 0.5
 
     def waiter(arrival: int) -> None:
-        # named after its arrival, so that its ticket's column says who joined when; not the older library, whose
-        # new_id also versions the record (one id a waiter would let a stale write pass its condition)
-        named = {"new_id": lambda: f"w{arrival}"} if lined else {}
+        # named, so that its ticket's column says who joined when; not with the older library, whose new_id also
+        # versions the record (one id a waiter would let a stale write pass its condition)
+        named = {"new_id": lambda: holders[arrival]} if tickets else {}
         budget = shared_budget(store, policy(10, 2, 3.0), **named)
         time.sleep(max(0.0, begin + arrival * ARRIVAL_SPACING - time.monotonic()))
         asked = time.monotonic()
@@ -99,7 +100,7 @@ def crowd(waiters: int, wait_seconds: float, interactive: bool) -> dict[str, Any
     for thread in threads:
         thread.join()
     for s in served:  # its place in the line's order of arrival, where it joined one
-        s["joined"] = store.joined.get(f"{TICKET_PREFIX}w{s['arrival']}")
+        s["joined"] = store.joined.get(tickets.get(s["arrival"], ""))
     sends = sorted(s["sent"] for s in served if s["sent"] is not None)
     busiest = max((sum(1 for t in sends[i:] if t < a + 1.0) for i, a in enumerate(sends)), default=0)
     permits = len(sends)
@@ -151,10 +152,15 @@ def model_table(results: dict[str, dict[int, dict[str, Any]]]) -> list[list[obje
     return rows
 
 
+def served_of(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The waiters that had a permit."""
+    return [s for s in result["served"] if s["sent"] is not None]
+
+
 def arrival_order(result: dict[str, Any]) -> tuple[str, str]:
     """What each served waiter's arrival is: the order its ticket reached the store (the line's order), where
     every waiter joined a line; else the order the threads started in (the older library keeps no line)."""
-    served = [s for s in result["served"] if s["sent"] is not None]
+    served = served_of(result)
     if served and all(s.get("joined") is not None for s in served):
         return "joined", "store arrival"
     return "arrival", "thread start"
@@ -164,7 +170,7 @@ def fifo(result: dict[str, Any]) -> str:
     """How far anyone was served out of arrival order: the most places anyone jumped ahead of those that arrived
     before it, among those served."""
     key, basis = arrival_order(result)
-    served = sorted((s for s in result["served"] if s["sent"] is not None), key=lambda s: s["sent"])
+    served = sorted(served_of(result), key=lambda s: s["sent"])
     ranks = {s[key]: rank for rank, s in enumerate(sorted(served, key=lambda s: s[key]))}
     jumps = [ranks[s[key]] - position for position, s in enumerate(served)]
     most = max(jumps, default=0)
