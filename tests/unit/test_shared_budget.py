@@ -383,33 +383,27 @@ def test_a_waiter_whose_clock_reads_earlier_but_joins_later_plans_its_turn_behin
     assert joined["a"] < joined["x"] and wakes["a"] > wakes["x"] + 0.05  # a later turn, not the same one
 
 
+def slow_down(store: CountingStore, clock: Clock, kind: str, seconds: float) -> None:
+    """From now on, the store's updates of this kind (see `kind_of`) take `seconds` of the fake clock."""
+    real = store.update
+
+    def slow(put: Put, *args: object, **kwargs: object) -> LogRecord | None:
+        if kind_of(put) == kind:
+            clock.sleep(seconds)
+        return real(put, *args, **kwargs)  # type: ignore[arg-type]
+
+    store.update = slow  # type: ignore[method-assign]
+
+
 def test_a_slow_join_does_not_date_the_permit_or_the_plan_before_it(store: CountingStore, clock: Clock) -> None:
     """A join under a crowd can take most of a second. What the waiter does next starts from when the join came back:
     a permit dated before it would stop counting early if its call were never answered, and a turn planned from
     before it comes too early, costing a lost take and a look."""
-    real = store.update
-
-    def slow_join(put: Put, *args: object, **kwargs: object) -> LogRecord | None:
-        if kind_of(put) == "join":
-            clock.sleep(0.8)
-        return real(put, *args, **kwargs)  # type: ignore[arg-type]
-
-    store.update = slow_join  # type: ignore[method-assign]
+    slow_down(store, clock, "join", 0.8)
     joined_back = clock.now + 0.8
     held = budget(store, clock).acquire(clock.now + 5, interactive=True)  # no copy of the record: it joins
     assert held.start >= joined_back
     assert store.load().slots[held.index].expires >= joined_back + POLICY.longest_call + HOLD_AFTER_ANSWER
-
-
-def slow_takes(store: CountingStore, clock: Clock, seconds: float) -> None:
-    real = store.update
-
-    def slow_take(put: Put, *args: object, **kwargs: object) -> LogRecord | None:
-        if kind_of(put) == "take":
-            clock.sleep(seconds)
-        return real(put, *args, **kwargs)  # type: ignore[arg-type]
-
-    store.update = slow_take  # type: ignore[method-assign]
 
 
 def test_a_permit_never_answered_counts_until_its_call_could_end_after_a_slow_take(
@@ -417,14 +411,14 @@ def test_a_permit_never_answered_counts_until_its_call_could_end_after_a_slow_ta
 ) -> None:
     """The call is sent once the take comes back: a permit whose holder dies before writing its answer must count
     until that call's latest end plus a second, not from the moment the take was asked."""
-    slow_takes(store, clock, 0.5)
+    slow_down(store, clock, "take", 0.5)
     held = budget(store, clock).acquire(clock.now + 5, interactive=True)
     sent_by = clock.now
     assert store.load().slots[held.index].expires >= sent_by + POLICY.longest_call + HOLD_AFTER_ANSWER
 
 
 def test_a_take_that_comes_back_too_late_is_given_up_and_no_call_is_made(store: CountingStore, clock: Clock) -> None:
-    slow_takes(store, clock, log.TAKE_LONGEST_SECONDS + 0.1)
+    slow_down(store, clock, "take", log.TAKE_LONGEST_SECONDS + 0.1)
     with pytest.raises(BudgetUnavailable):
         budget(store, clock).take(clock.now + 5, interactive=True)
     assert not store.load().live(clock.now + CLOCK_SKEW_MARGIN)  # given back at once: nothing was sent
